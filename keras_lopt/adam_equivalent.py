@@ -1,0 +1,89 @@
+"""Hand-set MLP weights that make the learned rule reproduce Adam exactly.
+
+With ReLU, `x = relu(x) - relu(-x)`: two hidden units carry the bias-corrected
+normalised momentum `m_hat / (sqrt(v_hat) + eps)` (the
+`momentum_0p9_normalized` feature, computed with Keras' own algebra) through
+every hidden layer to the `direction` output, and `magnitude` is 0. So
+
+    update = learning_rate * m_hat / (sqrt(v_hat) + eps)
+
+which is `keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999,
+epsilon=1e-7)`. This is the starting point for meta-training.
+
+Regenerate the shipped preset with `python -m keras_lopt.adam_equivalent DIR`.
+"""
+
+import sys
+
+import numpy as np
+
+from keras_lopt import features, savedmodel
+from keras_lopt.layers import MLPNetwork
+
+PRESET_NAME = "adam_equivalent_v1"
+ADAM_FEATURE = "momentum_0p9_normalized"
+
+
+def adam_equivalent_weights(network):
+    """Weights (list of arrays, `network.weights` order) equal to Adam.
+
+    Args:
+        network: an `MLPNetwork` with ReLU and hidden widths of at least 2.
+    """
+    if network.activation != "relu" or min(network.hidden_sizes) < 2:
+        raise ValueError(
+            "The Adam-equivalent weights need activation='relu' and hidden "
+            "widths of at least 2. Received: "
+            f"activation={network.activation!r}, "
+            f"hidden_sizes={network.hidden_sizes}"
+        )
+    weights = [np.zeros(w.shape, np.float32) for w in network.weights]
+    feature = features.FEATURE_NAMES.index(ADAM_FEATURE)
+    weights[0][feature, 0] = 1.0
+    weights[0][feature, 1] = -1.0
+    for layer in range(1, len(network.hidden_sizes)):
+        weights[2 * layer][0, 0] = 1.0
+        weights[2 * layer][1, 1] = 1.0
+    weights[-2][0, 0] = 1.0
+    weights[-2][1, 0] = -1.0
+    return weights
+
+
+def build_network(hidden_sizes=(4, 4), magnitude_scale=0.1):
+    """An `MLPNetwork` holding the Adam-equivalent weights."""
+    network = MLPNetwork(
+        num_features=features.NUM_FEATURES,
+        hidden_sizes=hidden_sizes,
+        magnitude_scale=magnitude_scale,
+        name=PRESET_NAME,
+    )
+    network.set_weights(adam_equivalent_weights(network))
+    return network
+
+
+def export_preset(path):
+    """Writes the `adam_equivalent_v1` preset to `path`."""
+    return savedmodel.export(
+        build_network(),
+        path,
+        savedmodel.PresetInfo(
+            name=PRESET_NAME,
+            learning_rate=1e-3,
+            provenance={
+                "method": "hand-initialised",
+                "meta_trained": False,
+                "equivalent_to": "keras.optimizers.Adam(learning_rate=1e-3)",
+            },
+            description=(
+                "Hand-set weights that reproduce Adam(learning_rate=1e-3, "
+                "beta_1=0.9, beta_2=0.999, epsilon=1e-7) exactly. Not "
+                "meta-trained: the starting point for meta-training."
+            ),
+        ),
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m keras_lopt.adam_equivalent OUTPUT_DIR")
+    print(export_preset(sys.argv[1]).path)

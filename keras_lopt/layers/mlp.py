@@ -1,0 +1,143 @@
+"""The per-parameter MLP learned-optimizer network."""
+
+import keras
+import tensorflow as tf
+
+_ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+
+
+@keras.saving.register_keras_serializable(package="keras_lopt")
+class MLPNetwork(keras.layers.Layer):
+    """Per-parameter MLP: features `[N, F]` -> (direction `[N]`, magnitude `[N]`).
+
+    The same small MLP is applied to every parameter element independently,
+    in the style of small_fc_lopt. Its cost is paid for every parameter on
+    every step, so the default is two hidden layers of width 4.
+
+    The math lives in `forward`, a pure function of an explicit weight list,
+    so the optimizer (weights held as optimizer variables) and meta-training
+    (perturbed weights) run exactly the same computation as `call`.
+
+    Args:
+        num_features: `F`, the number of input features.
+        hidden_sizes: widths of the hidden layers.
+        activation: `"relu"` or `"tanh"`.
+        magnitude_scale: `b` in `update = lr * direction * exp(b * magnitude)`.
+    """
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        num_features,
+        hidden_sizes=(4, 4),
+        activation="relu",
+        magnitude_scale=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(
+                "`num_features` must be a positive integer. "
+                f"Received: num_features={num_features!r}"
+            )
+        hidden_sizes = tuple(hidden_sizes)
+        if not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
+            raise ValueError(
+                "`hidden_sizes` must be a sequence of positive integers. "
+                f"Received: hidden_sizes={hidden_sizes!r}"
+            )
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be one of {sorted(_ACTIVATIONS)}. "
+                f"Received: activation={activation!r}"
+            )
+        if not float(magnitude_scale) > 0:
+            raise ValueError(
+                "`magnitude_scale` must be positive. "
+                f"Received: magnitude_scale={magnitude_scale!r}"
+            )
+        self.num_features = num_features
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.magnitude_scale = float(magnitude_scale)
+        sizes = (num_features, *hidden_sizes, 2)
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.add_weight(
+                shape=(fan_in, fan_out),
+                initializer="glorot_uniform",
+                name=f"kernel_{i}",
+            )
+            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"bias_{i}")
+        self.built = True
+
+    def weight_names(self):
+        """Names of `self.weights`, in order: kernel_0, bias_0, kernel_1, ..."""
+        return [w.name for w in self.weights]
+
+    def forward(self, weights, columns):
+        """Applies the MLP with explicit weights.
+
+        Args:
+            weights: list of float32 tensors shaped like `self.weights`.
+            columns: list of `F` float32 tensors, one per feature, all
+                broadcastable to one shape `S`. Scalar (rank-0) columns are
+                folded into the first layer's bias before any per-element
+                work.
+
+        Returns:
+            `(direction, magnitude)`, float32 tensors of shape `S`.
+        """
+        if len(columns) != self.num_features:
+            raise ValueError(
+                f"Expected {self.num_features} feature columns. "
+                f"Received: {len(columns)} columns"
+            )
+        activation = _ACTIVATIONS[self.activation]
+        kernel, bias = weights[0], weights[1]
+        scalar_idx = [i for i, c in enumerate(columns) if c.shape.rank == 0]
+        element_idx = [i for i, c in enumerate(columns) if c.shape.rank != 0]
+        first_bias = bias
+        if scalar_idx:
+            scalars = tf.stack([columns[i] for i in scalar_idx])
+            first_bias = bias + tf.linalg.matvec(
+                tf.gather(kernel, scalar_idx), scalars, transpose_a=True
+            )
+        # Unrolled over the tiny hidden width so XLA fuses the whole network
+        # (and the feature computation before it) into one elementwise pass.
+        hidden = []
+        for j in range(kernel.shape[1]):
+            acc = first_bias[j]
+            for i in element_idx:
+                acc = acc + columns[i] * kernel[i, j]
+            hidden.append(activation(acc))
+        for layer in range(1, len(weights) // 2):
+            kernel, bias = weights[2 * layer], weights[2 * layer + 1]
+            is_output = layer == len(weights) // 2 - 1
+            outputs = []
+            for j in range(kernel.shape[1]):
+                acc = bias[j]
+                for i, h in enumerate(hidden):
+                    acc = acc + h * kernel[i, j]
+                outputs.append(acc if is_output else activation(acc))
+            hidden = outputs
+        direction, magnitude = hidden
+        return direction, magnitude
+
+    def call(self, features):
+        """features `[N, F]` -> (direction `[N]`, magnitude `[N]`)."""
+        features = tf.convert_to_tensor(features, tf.float32)
+        columns = tf.unstack(features, num=self.num_features, axis=-1)
+        return self.forward([w.value for w in self.weights], columns)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_features": self.num_features,
+                "hidden_sizes": list(self.hidden_sizes),
+                "activation": self.activation,
+                "magnitude_scale": self.magnitude_scale,
+            }
+        )
+        return config

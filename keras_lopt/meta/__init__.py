@@ -1,0 +1,1 @@
+"""Meta-training learned optimizers (imports tensorflow_datasets lazily)."""

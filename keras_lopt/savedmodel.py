@@ -1,0 +1,361 @@
+"""The preset format: a TensorFlow SavedModel plus a validated metadata.json.
+
+A preset directory holds
+
+    saved_model.pb, variables/   a SavedModel whose `serving_default` maps a
+                                 float32 feature matrix `[N, F]` to
+                                 `{"direction": [N], "magnitude": [N]}`
+    metadata.json                what the network is and where it came from
+
+The SavedModel is the distribution format. At run time the network is the
+layers/ code with its weights read from `variables/`; loading reads only the
+checkpoint and the JSON, so it never executes anything stored in the preset.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt import features
+from keras_lopt.layers import ARCHITECTURES
+from keras_lopt.version import __version__
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+DTYPE = "float32"
+_REQUIRED_FIELDS = (
+    "format_version",
+    "name",
+    "architecture",
+    "feature_names",
+    "output",
+    "dtype",
+    "provenance",
+    "keras_lopt_version",
+)
+_WEIGHTS_ATTRIBUTE = "network_weights"
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetInfo:
+    """What an exported preset says about itself.
+
+    Args:
+        name: readable preset name, e.g. `"adam_equivalent_v1"`.
+        learning_rate: the default `lr` of `update = lr * direction * ...`.
+        provenance: how the weights were made (JSON-serialisable dict):
+            meta-training task families, estimator, steps, seeds, wall time,
+            final meta-loss, or `{"method": "hand-initialised", ...}`.
+        description: one paragraph for humans.
+    """
+
+    name: str
+    learning_rate: float
+    provenance: dict
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(
+                "`name` must be a valid identifier such as 'small_mlp_v1'. "
+                f"Received: name={self.name!r}"
+            )
+        if not (
+            isinstance(self.learning_rate, (int, float))
+            and math.isfinite(self.learning_rate)
+            and self.learning_rate > 0
+        ):
+            raise ValueError(
+                "`learning_rate` must be a positive finite number. "
+                f"Received: learning_rate={self.learning_rate!r}"
+            )
+        if not isinstance(self.provenance, dict):
+            raise ValueError(
+                "`provenance` must be a dict. "
+                f"Received: provenance={self.provenance!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPreset:
+    """A validated preset: its path, metadata, network and weight values.
+
+    `weights` are numpy arrays in `network.weights` order, kept so that
+    variables can be initialised from them inside traced functions.
+    """
+
+    path: str
+    metadata: dict
+    network: object
+    weights: tuple
+
+    @property
+    def name(self):
+        return self.metadata["name"]
+
+    @property
+    def learning_rate(self):
+        return self.metadata["output"]["learning_rate"]
+
+
+class _ExportModule(tf.Module):
+    def __init__(self, network):
+        super().__init__()
+        self._network = network
+        setattr(
+            self,
+            _WEIGHTS_ATTRIBUTE,
+            {
+                w.name: tf.Variable(w.numpy(), name=w.name)
+                for w in network.weights
+            },
+        )
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, features.NUM_FEATURES], tf.float32)
+        ]
+    )
+    def serve(self, feature_matrix):
+        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
+        columns = tf.unstack(
+            feature_matrix, num=features.NUM_FEATURES, axis=-1
+        )
+        direction, magnitude = self._network.forward(
+            [weights[name] for name in self._network.weight_names()], columns
+        )
+        return {"direction": direction, "magnitude": magnitude}
+
+
+def _architecture_of(network):
+    config = network.get_config()
+    return {
+        "kind": network.kind,
+        "config": {
+            k: config[k]
+            for k in ("hidden_sizes", "activation", "magnitude_scale")
+        },
+    }
+
+
+def export(network, path, info):
+    """Writes `network` as a preset directory at `path`.
+
+    The directory is written next to `path` and renamed into place, so a
+    reader never sees a half-written preset. An existing directory at `path`
+    is replaced.
+
+    Args:
+        network: a built learned-optimizer layer, e.g. `MLPNetwork`.
+        path: directory to create.
+        info: `PresetInfo`.
+
+    Returns:
+        The `LoadedPreset` read back from `path` (which validates it).
+    """
+    if network.num_features != features.NUM_FEATURES:
+        raise ValueError(
+            f"The network takes {network.num_features} features but this "
+            f"version of keras_lopt builds {features.NUM_FEATURES}: "
+            f"{list(features.FEATURE_NAMES)}"
+        )
+    for w in network.weights:
+        if not np.all(np.isfinite(w.numpy())):
+            raise ValueError(
+                f"Refusing to export non-finite network weight `{w.name}`."
+            )
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "name": info.name,
+        "description": info.description,
+        "architecture": _architecture_of(network),
+        "feature_names": list(features.FEATURE_NAMES),
+        "output": {
+            "learning_rate": float(info.learning_rate),
+            "magnitude_scale": network.magnitude_scale,
+            "formula": "update = learning_rate * direction"
+            " * exp(magnitude_scale * magnitude)",
+        },
+        "dtype": DTYPE,
+        "provenance": info.provenance,
+        "keras_lopt_version": __version__,
+    }
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    os.chmod(staging, 0o755)
+    try:
+        module = _ExportModule(network)
+        tf.saved_model.save(
+            module, staging, signatures={"serving_default": module.serve}
+        )
+        with open(os.path.join(staging, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.rename(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load(path)
+
+
+def _invalid(path, field, expected, received):
+    return ValueError(
+        f"Invalid learned-optimizer SavedModel at {path!r}: field `{field}` "
+        f"is wrong. Expected: {expected}. Received: {received!r}"
+    )
+
+
+def _read_metadata(path):
+    metadata_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isfile(metadata_path):
+        raise ValueError(
+            f"Invalid learned-optimizer SavedModel at {path!r}: missing "
+            f"file `{METADATA_FILE}`."
+        )
+    try:
+        with open(metadata_path) as f:
+            metadata = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"Invalid learned-optimizer SavedModel at {path!r}: "
+            f"`{METADATA_FILE}` is not valid JSON ({e})."
+        ) from None
+    if not isinstance(metadata, dict):
+        raise _invalid(path, METADATA_FILE, "a JSON object", metadata)
+    missing = [k for k in _REQUIRED_FIELDS if k not in metadata]
+    if missing:
+        raise _invalid(
+            path, missing[0], f"all of {list(_REQUIRED_FIELDS)}", "missing"
+        )
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise _invalid(
+            path, "format_version", FORMAT_VERSION, metadata["format_version"]
+        )
+    if metadata["feature_names"] != list(features.FEATURE_NAMES):
+        raise _invalid(
+            path,
+            "feature_names",
+            f"this version's features {list(features.FEATURE_NAMES)}",
+            metadata["feature_names"],
+        )
+    if metadata["dtype"] != DTYPE:
+        raise _invalid(path, "dtype", repr(DTYPE), metadata["dtype"])
+    output = metadata["output"]
+    for key in ("learning_rate", "magnitude_scale"):
+        value = output.get(key) if isinstance(output, dict) else None
+        if not (
+            isinstance(value, (int, float))
+            and math.isfinite(value)
+            and value > 0
+        ):
+            raise _invalid(path, f"output.{key}", "a positive number", value)
+    return metadata
+
+
+def _build_network(path, metadata):
+    architecture = metadata["architecture"]
+    kind = architecture.get("kind") if isinstance(architecture, dict) else None
+    if kind not in ARCHITECTURES:
+        raise _invalid(
+            path, "architecture.kind", f"one of {sorted(ARCHITECTURES)}", kind
+        )
+    config = dict(architecture.get("config") or {})
+    if config.get("magnitude_scale") != metadata["output"]["magnitude_scale"]:
+        raise _invalid(
+            path,
+            "architecture.config.magnitude_scale",
+            f"output.magnitude_scale={metadata['output']['magnitude_scale']}",
+            config.get("magnitude_scale"),
+        )
+    try:
+        return ARCHITECTURES[kind](
+            num_features=len(metadata["feature_names"]),
+            name=metadata["name"],
+            **config,
+        )
+    except (TypeError, ValueError) as e:
+        raise _invalid(path, "architecture.config", "a valid config", config) from e
+
+
+def _read_weights(path, network):
+    prefix = os.path.join(path, "variables", "variables")
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ValueError(
+            f"Invalid learned-optimizer SavedModel at {path!r}: missing "
+            "file `saved_model.pb`."
+        )
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        stored = {
+            name: reader.get_tensor(name)
+            for name in reader.get_variable_to_shape_map()
+            if name.startswith(_WEIGHTS_ATTRIBUTE + "/")
+        }
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(
+            f"Invalid learned-optimizer SavedModel at {path!r}: the "
+            f"variables file `variables/` cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0]})."
+        ) from None
+    values = []
+    for w in network.weights:
+        key = f"{_WEIGHTS_ATTRIBUTE}/{w.name}/.ATTRIBUTES/VARIABLE_VALUE"
+        if key not in stored:
+            raise _invalid(
+                path, f"variables/{w.name}", f"shape {tuple(w.shape)}", "missing"
+            )
+        value = stored.pop(key)
+        if value.shape != tuple(w.shape) or value.dtype != np.float32:
+            raise _invalid(
+                path,
+                f"variables/{w.name}",
+                f"float32 of shape {tuple(w.shape)}",
+                f"{value.dtype} of shape {value.shape}",
+            )
+        if not np.all(np.isfinite(value)):
+            raise _invalid(
+                path, f"variables/{w.name}", "finite values", "NaN or inf"
+            )
+        values.append(value)
+    if stored:
+        raise _invalid(
+            path, "variables", "only the architecture's weights", sorted(stored)
+        )
+    return values
+
+
+def load(path):
+    """Reads and validates a preset directory.
+
+    Args:
+        path: directory written by `export`.
+
+    Returns:
+        `LoadedPreset` whose `network` holds the stored weights.
+
+    Raises:
+        ValueError: naming the path and the field, if anything is missing,
+            of the wrong version or does not match this version's features.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"No learned-optimizer SavedModel directory at {path!r}."
+        )
+    metadata = _read_metadata(path)
+    network = _build_network(path, metadata)
+    weights = _read_weights(path, network)
+    network.set_weights(weights)
+    return LoadedPreset(
+        path=path, metadata=metadata, network=network, weights=tuple(weights)
+    )
