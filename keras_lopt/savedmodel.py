@@ -301,7 +301,7 @@ def _read_weights(path, network):
             for name in reader.get_variable_to_shape_map()
             if name.startswith(_WEIGHTS_ATTRIBUTE + "/")
         }
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:
         raise ValueError(
             f"Invalid learned-optimizer SavedModel at {path!r}: the "
             f"variables file `variables/` cannot be read "

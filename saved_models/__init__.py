@@ -1,0 +1,1 @@
+"""Shipped learned-optimizer presets (installed as keras_lopt.saved_models)."""

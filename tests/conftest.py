@@ -1,0 +1,61 @@
+"""Shared fixtures."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from keras_lopt import features  # noqa: E402
+from keras_lopt.layers import MLPNetwork  # noqa: E402
+
+
+@pytest.fixture
+def random_network():
+    """An MLPNetwork with seeded random (non-Adam) weights."""
+    network = MLPNetwork(num_features=features.NUM_FEATURES, name="random_net")
+    rng = np.random.default_rng(1234)
+    network.set_weights(
+        [rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights]
+    )
+    return network
+
+
+@pytest.fixture
+def random_preset(tmp_path, random_network):
+    """A preset directory holding `random_network`."""
+    from keras_lopt import savedmodel
+
+    path = tmp_path / "random_preset"
+    savedmodel.export(
+        random_network,
+        path,
+        savedmodel.PresetInfo(
+            name="random_v1",
+            learning_rate=1e-3,
+            provenance={"method": "random for tests"},
+        ),
+    )
+    return str(path)
+
+
+def small_classifier(seed=0, inputs=8, classes=3):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(classes),
+        ]
+    )
+
+
+def classification_data(n=256, inputs=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    w = rng.normal(size=(inputs, classes))
+    y = np.argmax(x @ w, axis=1).astype("int32")
+    return x, y

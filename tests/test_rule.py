@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lopt import adam_equivalent, features, rule
+from keras_lopt.layers import BoundNetwork
+
+from reference import rule_step
+
+
+def _run_steps(network, grads, param, total_steps, lr, jit):
+    bound = BoundNetwork(network, [w.value for w in network.weights])
+
+    def run(grads, param):
+        state = rule.init_state(param)
+        updates = []
+        for i, g in enumerate(tf.unstack(grads)):
+            update, state = rule.step(
+                bound, state, g, param, iteration=i + 1,
+                total_steps=total_steps, learning_rate=lr,
+            )
+            param = param - update
+            updates.append(update)
+        return tf.stack(updates), rule.flatten_state(state)
+
+    fn = tf.function(run, jit_compile=True) if jit else run
+    return fn(tf.constant(grads), tf.constant(param))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_three_steps_match_numpy_reference(random_network, jit):
+    rng = np.random.default_rng(3)
+    grads = rng.normal(size=(3, 4, 6)).astype("float32")
+    param = rng.normal(size=(4, 6)).astype("float32")
+    updates, final_state = _run_steps(random_network, grads, param, 10, 1e-2, jit)
+
+    weights = [w.numpy() for w in random_network.weights]
+    state = ([np.zeros(param.shape)] * len(features.MOMENTUM_DECAYS), np.zeros(param.shape))
+    p = param.astype(np.float64)
+    for i, g in enumerate(grads):
+        update, state = rule_step(
+            weights, random_network.magnitude_scale, 1e-2, state, g, p, i + 1, 10
+        )
+        np.testing.assert_allclose(updates[i].numpy(), update, rtol=1e-4, atol=1e-8)
+        p = p - update
+    for got, want in zip(final_state, [*state[0], state[1]]):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-7)
+
+
+def test_adam_equivalent_weights_give_adams_update():
+    network = adam_equivalent.build_network()
+    rng = np.random.default_rng(4)
+    grads = rng.normal(size=(5, 7)).astype("float32")
+    param = rng.normal(size=(7,)).astype("float32")
+    updates, _ = _run_steps(network, grads, param, 0, 1e-3, jit=True)
+    m = v = np.zeros(7)
+    for t, g in enumerate(grads, start=1):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        alpha = 1e-3 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        np.testing.assert_allclose(
+            updates[t - 1].numpy(), alpha * m / (np.sqrt(v) + 1e-7), rtol=3e-5
+        )
+
+
+def test_state_round_trips_through_flatten():
+    state = rule.init_state(tf.zeros((2, 3)))
+    flat = rule.flatten_state(state)
+    assert len(flat) == len(rule.state_slot_names())
+    assert rule.unflatten_state(flat) == state
