@@ -1,0 +1,137 @@
+"""Meta-training configuration: validated dataclasses, read from JSON."""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Optional, Tuple
+
+from keras_lopt.meta.estimators import EstimatorConfig
+from keras_lopt.meta.unroll import OBJECTIVES
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """The learned-optimizer network to meta-train (an `MLPNetwork`)."""
+
+    hidden_sizes: Tuple[int, ...] = (4, 4)
+    activation: str = "relu"
+    magnitude_scale: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def _positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTrainConfig:
+    """Everything that defines a meta-training run; with `seed` it is reproducible.
+
+    Args:
+        name: name of the preset the run exports.
+        task_families: names from `keras_lopt.meta.tasks.family_names()`.
+        estimator: `EstimatorConfig`.
+        objective: meta-objective, one of `unroll.OBJECTIVES`.
+        outer_steps: number of meta-weight updates.
+        outer_learning_rate: Adam learning rate on the meta-weights.
+        max_grad_norm: the gradient estimate is clipped to this global norm.
+        tasks_per_step: tasks whose estimates are averaged per outer step.
+        inner_learning_rate: the rule's `learning_rate` during meta-training
+            (becomes the preset's default learning rate).
+        network: `NetworkConfig`.
+        init_preset: preset whose weights start meta-training (must have the
+            same architecture), or None for a seeded random start.
+        seed: seeds every random choice of the run.
+        checkpoint_every: outer steps between checkpoints.
+        eval_every: outer steps between held-out evaluations (0: never).
+        eval_tasks: held-out tasks per family in each evaluation.
+        eval_horizon: inner steps of each held-out evaluation run.
+    """
+
+    name: str = "meta_trained_v1"
+    task_families: Tuple[str, ...] = ("quadratic",)
+    estimator: EstimatorConfig = EstimatorConfig()
+    objective: str = "mean"
+    outer_steps: int = 100
+    outer_learning_rate: float = 3e-3
+    max_grad_norm: float = 1.0
+    tasks_per_step: int = 1
+    inner_learning_rate: float = 1e-3
+    network: NetworkConfig = NetworkConfig()
+    init_preset: Optional[str] = "adam_equivalent_v1"
+    seed: int = 0
+    checkpoint_every: int = 10
+    eval_every: int = 50
+    eval_tasks: int = 2
+    eval_horizon: int = 200
+
+    def __post_init__(self):
+        from keras_lopt.meta import tasks
+
+        object.__setattr__(self, "task_families", tuple(self.task_families))
+        if not self.task_families:
+            raise ValueError("`task_families` must name at least one family. Received: task_families=()")
+        for family in self.task_families:
+            if family not in tasks.family_names():
+                raise ValueError(
+                    f"Unknown task family {family!r}. Valid names: {tasks.family_names()}"
+                )
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
+        for name in ("outer_steps", "tasks_per_step", "checkpoint_every", "eval_tasks", "eval_horizon"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"`eval_every` must be a non-negative integer. Received: eval_every={self.eval_every!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
+        for name in ("outer_learning_rate", "max_grad_norm", "inner_learning_rate"):
+            _positive_float(name, getattr(self, name))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from plain JSON values; unknown keys are errors."""
+        values = dict(values)
+        _check_keys(cls, values, "config")
+        if "estimator" in values:
+            _check_keys(EstimatorConfig, values["estimator"], "estimator")
+            values["estimator"] = EstimatorConfig(**values["estimator"])
+        if "network" in values:
+            _check_keys(NetworkConfig, values["network"], "network")
+            values["network"] = NetworkConfig(**values["network"])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path):
+        if not os.path.isfile(path):
+            raise ValueError(f"Config file not found: {path!r}")
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Config file {path!r} is not valid JSON: {e}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"Config file {path!r} must hold a JSON object. Received: {type(values).__name__}")
+        return cls.from_dict(values)
+
+
+def _check_keys(cls, values, where):
+    if not isinstance(values, dict):
+        raise ValueError(f"`{where}` must be a JSON object. Received: {values!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown key(s) in `{where}`: {unknown}. Valid keys: {sorted(known)}")

@@ -1,0 +1,136 @@
+"""Evolution-strategies gradient estimates of the meta-loss.
+
+All three estimators use antithetic pairs: pair p trains with meta-weights
+`theta + sigma * z_p` (member p) and `theta - sigma * z_p` (member P + p) on
+the same task, initialisation and batches, and
+
+    grad ~= mean_p (L+_p - L-_p) / (2 sigma) * Z_p
+
+* `es`: full unrolls. Every estimate starts new trajectories and trains them
+  for `truncation_length` steps; `Z = z`.
+* `truncated_es`: trajectories of `horizon` steps are cut into truncations of
+  `truncation_length`; each estimate continues them with a fresh `z`, and
+  `Z = z`. Cheap per step, but biased: it ignores how theta shaped the state
+  at the start of the truncation.
+* `pes` (persistent ES, Vicol et al. 2021): as truncated ES, but `Z` is the
+  sum of all perturbations the trajectory has seen since it started, which
+  makes the estimate unbiased for the whole-trajectory objective.
+
+Horizons are drawn log-uniformly between `min_horizon` and `max_horizon`
+(rounded to whole truncations) when a trajectory starts.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt.meta import unroll as unroll_lib
+
+ESTIMATORS = ("es", "truncated_es", "pes")
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorConfig:
+    """How gradients of the meta-loss are estimated.
+
+    Args:
+        kind: one of `ESTIMATORS`.
+        num_pairs: antithetic pairs per task (population = 2 * num_pairs).
+        sigma: standard deviation of the weight perturbations.
+        truncation_length: inner steps per estimate.
+        min_horizon, max_horizon: range of trajectory lengths (truncated
+            kinds only); ignored by `es`, whose horizon is one truncation.
+    """
+
+    kind: str = "pes"
+    num_pairs: int = 4
+    sigma: float = 0.01
+    truncation_length: int = 20
+    min_horizon: int = 100
+    max_horizon: int = 1000
+
+    def __post_init__(self):
+        if self.kind not in ESTIMATORS:
+            raise ValueError(f"`kind` must be one of {ESTIMATORS}. Received: kind={self.kind!r}")
+        for name in ("num_pairs", "truncation_length", "min_horizon", "max_horizon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            raise ValueError(f"`sigma` must be a positive number. Received: sigma={self.sigma!r}")
+        if self.kind != "es" and self.min_horizon > self.max_horizon:
+            raise ValueError(
+                "`min_horizon` must not exceed `max_horizon`. Received: "
+                f"min_horizon={self.min_horizon}, max_horizon={self.max_horizon}"
+            )
+
+
+class TaskWorker:
+    """Antithetic pairs of trajectories on one task, and their estimates.
+
+    Args:
+        task: the Task being trained.
+        unroll: compiled unroll for this task (`unroll.build_unroll`).
+        config: EstimatorConfig.
+    """
+
+    def __init__(self, task, unroll, config):
+        self.task = task
+        self.unroll = unroll
+        self.config = config
+        self.state = None
+        self.accumulated_z = None
+
+    @property
+    def finished(self):
+        if self.state is None:
+            return True
+        return int(self.state.step[0]) >= int(self.state.total_steps[0])
+
+    def restart(self, rng):
+        """Starts new trajectories: new seeds, a new horizon, Z = 0."""
+        c = self.config
+        if c.kind == "es":
+            horizon = c.truncation_length
+        else:
+            log_h = rng.uniform(np.log(c.min_horizon), np.log(c.max_horizon))
+            horizon = max(1, int(round(np.exp(log_h) / c.truncation_length))) * c.truncation_length
+        pair_seeds = rng.integers(0, 2**31 - 1, size=c.num_pairs)
+        seeds = np.concatenate([pair_seeds, pair_seeds])
+        self.state = unroll_lib.fresh_state(self.task, seeds, np.full(2 * c.num_pairs, horizon))
+        self.accumulated_z = None
+
+    def estimate(self, theta, z, rng):
+        """One gradient estimate.
+
+        Args:
+            theta: `[D]` float32 meta-weights.
+            z: `[P, D]` standard normal perturbation directions.
+            rng: numpy Generator, used when trajectories restart.
+
+        Returns:
+            `(grad [D], mean_meta_loss, losses [2P, K])` as numpy arrays;
+            `mean_meta_loss` is the mean of the antithetic members' losses.
+        """
+        if self.config.kind == "es" or self.finished:
+            self.restart(rng)
+        sigma = self.config.sigma
+        z = np.asarray(z, np.float32)
+        thetas = np.concatenate([theta + sigma * z, theta - sigma * z])
+        self.state, meta, losses = self.unroll(thetas, self.state)
+        if self.config.kind == "pes":
+            self.accumulated_z = z if self.accumulated_z is None else self.accumulated_z + z
+            directions = self.accumulated_z
+        else:
+            directions = z
+        meta = meta.numpy().astype(np.float64)
+        p = self.config.num_pairs
+        diff = (meta[:p] - meta[p:]) / (2.0 * sigma)
+        grad = np.mean(diff[:, None] * directions, axis=0)
+        return grad.astype(np.float32), float(np.mean(meta)), losses.numpy()
+
+
+def perturbations(seed, step, num_pairs, dim):
+    """Deterministic standard normal directions `[num_pairs, dim]`."""
+    return tf.random.stateless_normal([num_pairs, dim], seed=[seed, step]).numpy()

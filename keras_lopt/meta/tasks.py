@@ -1,0 +1,263 @@
+"""Training tasks for meta-training, and families that sample them.
+
+A `Task` is everything the inner loop needs, as pure functions of tensors:
+
+* `init_params(seed)` -> list of numpy arrays (fresh initial parameters),
+* `loss(params, batch)` -> scalar, the training loss,
+* `sample_batch(data, seed)` -> a batch, drawn statelessly from `seed`,
+* `train_data` / `valid_data`: tuples of arrays held in memory.
+
+`Task.structure` names everything that fixes tensor shapes (architecture,
+widths, batch size, data set). Tasks with the same structure share compiled
+unroll functions; seeds, initialisation scale and horizons vary freely.
+
+Keras models run statelessly (`stateless_call`) inside the unroll, so any
+Keras model without non-trainable state can be a task.
+"""
+
+import dataclasses
+import functools
+from typing import Callable, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One training problem. See the module docstring."""
+
+    structure: str
+    init_params: Callable
+    loss: Callable
+    sample_batch: Callable
+    train_data: Tuple
+    valid_data: Tuple
+
+
+def _sample_rows(data, seed, batch_size):
+    n = data[0].shape[0]
+    idx = tf.random.stateless_uniform(
+        [batch_size], seed=seed, minval=0, maxval=n, dtype=tf.int32
+    )
+    return tuple(tf.gather(a, idx) for a in data)
+
+
+# ----------------------------------------------------------------------------
+# Keras-model tasks
+
+
+def _classification_loss(y, logits):
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(y, tf.int32), logits=logits
+        )
+    )
+
+
+def _regression_loss(y, prediction):
+    return tf.reduce_mean(tf.square(prediction - y))
+
+
+def _sequence_loss(y, logits):
+    return _classification_loss(tf.reshape(y, [-1]), tf.reshape(logits, [-1, logits.shape[-1]]))
+
+
+LOSSES = {
+    "classification": _classification_loss,
+    "regression": _regression_loss,
+    "sequence": _sequence_loss,
+}
+
+
+def keras_task(structure, build_model, loss, train_data, valid_data, batch_size, init_scale=1.0):
+    """A Task over a Keras model.
+
+    Args:
+        structure: unique name of the shapes (model, batch size, data).
+        build_model: `() -> keras.Model`, built, with no non-trainable state.
+            Called once per `init_params` seed under a fixed Keras seed.
+        loss: key of `LOSSES`.
+        train_data, valid_data: `(x, y)` numpy arrays.
+        batch_size: examples per inner step.
+        init_scale: multiplies the model's initial weights.
+    """
+    template = build_model()
+    if template.non_trainable_variables:
+        raise ValueError(
+            "Task models must have no non-trainable state (e.g. no "
+            f"BatchNormalization). Received a model with "
+            f"{len(template.non_trainable_variables)} non-trainable variables "
+            f"for structure={structure!r}"
+        )
+    loss_fn = LOSSES[loss]
+
+    def init_params(seed):
+        keras.utils.set_random_seed(int(seed))
+        model = build_model()
+        return [init_scale * np.asarray(v.numpy(), np.float32) for v in model.trainable_variables]
+
+    def task_loss(params, batch):
+        x, y = batch
+        outputs, _ = template.stateless_call(list(params), [], x, training=True)
+        return loss_fn(y, outputs)
+
+    return Task(
+        structure=structure,
+        init_params=init_params,
+        loss=task_loss,
+        sample_batch=functools.partial(_sample_rows, batch_size=batch_size),
+        train_data=tuple(np.asarray(a) for a in train_data),
+        valid_data=tuple(np.asarray(a) for a in valid_data),
+    )
+
+
+def _mlp(input_shape, widths, outputs, activation):
+    layers = [keras.Input(input_shape), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(w, activation=activation) for w in widths]
+    layers.append(keras.layers.Dense(outputs))
+    return keras.Sequential(layers)
+
+
+def _conv(input_shape, channels, outputs, activation):
+    layers = [keras.Input(input_shape)]
+    for c in channels:
+        layers.append(keras.layers.Conv2D(c, 3, padding="same", activation=activation))
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(outputs)]
+    return keras.Sequential(layers)
+
+
+def _lstm(seq_len, vocab, embed, units, outputs, sequence_outputs):
+    return keras.Sequential(
+        [
+            keras.Input((seq_len,), dtype="int32"),
+            keras.layers.Embedding(vocab, embed),
+            keras.layers.LSTM(units, return_sequences=sequence_outputs),
+            keras.layers.Dense(outputs),
+        ]
+    )
+
+
+def _transformer(seq_len, vocab, dim, heads, outputs):
+    tokens = keras.Input((seq_len,), dtype="int32")
+    h = keras.layers.Embedding(vocab, dim)(tokens)
+    positions = keras.layers.Embedding(seq_len, dim)(tf.range(seq_len)[None, :])
+    h = h + positions
+    causal = np.tril(np.ones((seq_len, seq_len), bool))[None]
+    attended = keras.layers.MultiHeadAttention(heads, dim // heads)(h, h, attention_mask=causal)
+    h = keras.layers.LayerNormalization()(h + attended)
+    ff = keras.layers.Dense(2 * dim, activation="gelu")(h)
+    h = keras.layers.LayerNormalization()(h + keras.layers.Dense(dim)(ff))
+    return keras.Model(tokens, keras.layers.Dense(outputs)(h))
+
+
+# ----------------------------------------------------------------------------
+# Analytic tasks for tests
+
+
+def quadratic_task(dim=16, noise=0.1, seed=0):
+    """`0.5 * sum(scales * (x - center)^2)` with gradient noise of std `noise`.
+
+    Scales are log-uniform in [0.1, 10] (fixed by `seed`); the noise enters as
+    a random linear term per batch, so the loss is an unbiased estimate.
+    """
+    rng = np.random.default_rng(seed)
+    scales = np.exp(rng.uniform(np.log(0.1), np.log(10.0), dim)).astype(np.float32)
+    center = rng.normal(size=dim).astype(np.float32)
+
+    def init_params(s):
+        return [np.random.default_rng(int(s)).normal(size=dim).astype(np.float32)]
+
+    def loss(params, batch):
+        (x,) = params
+        (direction,) = batch
+        return 0.5 * tf.reduce_sum(scales * tf.square(x - center)) + noise * tf.reduce_sum(direction * x)
+
+    def sample_batch(data, seed):
+        return (tf.random.stateless_normal([dim], seed=seed),)
+
+    empty = (np.zeros((1, 1), np.float32),)
+    return Task(f"quadratic_{dim}_{seed}", init_params, loss, sample_batch, empty, empty)
+
+
+def rosenbrock_task(seed=0):
+    """The 2-D Rosenbrock function, deterministic, starting near (-1.2, 1)."""
+
+    def init_params(s):
+        jitter = np.random.default_rng(int(s)).normal(scale=0.1, size=2)
+        return [np.array([-1.2, 1.0], np.float32) + jitter.astype(np.float32)]
+
+    def loss(params, batch):
+        (p,) = params
+        return tf.square(1.0 - p[0]) + 100.0 * tf.square(p[1] - tf.square(p[0]))
+
+    def sample_batch(data, seed):
+        return ()
+
+    empty = (np.zeros((1, 1), np.float32),)
+    return Task("rosenbrock", init_params, loss, sample_batch, empty, empty)
+
+
+# ----------------------------------------------------------------------------
+# Families
+
+
+class TaskFamily:
+    """A named, finite set of task variants (structures), sampled by seed.
+
+    Args:
+        name: family name, as used in meta-training configs.
+        variants: sequence of zero-argument callables, each returning a Task.
+            They are built on first use and cached.
+    """
+
+    def __init__(self, name, variants):
+        self.name = name
+        self._variants = tuple(variants)
+        self._built = {}
+
+    def __len__(self):
+        return len(self._variants)
+
+    def task(self, index):
+        """The variant with this index (built once, then cached)."""
+        if index not in self._built:
+            self._built[index] = self._variants[index]()
+        return self._built[index]
+
+    def sample(self, rng):
+        """`(index, Task)` drawn uniformly with numpy Generator `rng`."""
+        index = int(rng.integers(len(self._variants)))
+        return index, self.task(index)
+
+
+def _quadratic_family():
+    return TaskFamily(
+        "quadratic",
+        [functools.partial(quadratic_task, dim=d, seed=s) for d in (8, 32) for s in (0, 1)],
+    )
+
+
+def _rosenbrock_family():
+    return TaskFamily("rosenbrock", [rosenbrock_task])
+
+
+_FAMILY_BUILDERS = {
+    "quadratic": _quadratic_family,
+    "rosenbrock": _rosenbrock_family,
+}
+_FAMILIES = {}
+
+
+def family_names():
+    return sorted(_FAMILY_BUILDERS)
+
+
+def get_family(name):
+    """The TaskFamily called `name` (built once per process)."""
+    if name not in _FAMILY_BUILDERS:
+        raise ValueError(f"Unknown task family {name!r}. Valid names: {family_names()}")
+    if name not in _FAMILIES:
+        _FAMILIES[name] = _FAMILY_BUILDERS[name]()
+    return _FAMILIES[name]

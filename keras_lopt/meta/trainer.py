@@ -1,0 +1,353 @@
+"""MetaTrainer: the outer loop that meta-trains a learned optimizer.
+
+Each outer step asks `tasks_per_step` TaskWorkers for ES gradient estimates,
+averages and clips them, and takes an Adam step on the flat meta-weights.
+Every random choice is derived from `(config.seed, outer step)`, and a
+checkpoint holds everything else (meta-weights, Adam moments, the inner
+trajectories in flight), so a run killed at any point resumes bit-exactly
+from its last checkpoint.
+
+Output directory layout:
+
+    config.json          the run's config
+    checkpoint.npz       latest checkpoint (written atomically)
+    tensorboard/         scalars: meta_loss, grad_norm, inner losses, eval
+    preset/              the exported preset (after `export`)
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt import features, presets, savedmodel
+from keras_lopt.layers import MLPNetwork
+from keras_lopt.meta import estimators, tasks, unroll
+from keras_lopt.meta.config import MetaTrainConfig
+
+CHECKPOINT_FILE = "checkpoint.npz"
+CONFIG_FILE = "config.json"
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPSILON = 1e-8
+# Seeds of held-out evaluation trajectories start here; training draws
+# trajectory seeds below 2**31 - 1 from its own stream, so a collision is
+# possible but has no systematic effect.
+_EVAL_SEED_BASE = 2**31 - 1000
+
+
+def build_network(config):
+    """The `MLPNetwork` a config describes (randomly initialised)."""
+    return MLPNetwork(
+        num_features=features.NUM_FEATURES,
+        hidden_sizes=config.network.hidden_sizes,
+        activation=config.network.activation,
+        magnitude_scale=config.network.magnitude_scale,
+        name=config.name,
+    )
+
+
+class MetaTrainer:
+    """Meta-trains an `MLPNetwork` learned optimizer.
+
+    Args:
+        config: `MetaTrainConfig`.
+        output_dir: where checkpoints, TensorBoard logs and the preset go.
+    """
+
+    def __init__(self, config, output_dir):
+        self.config = config
+        self.output_dir = os.fspath(output_dir)
+        self.layer = build_network(config)
+        self.shapes = unroll.weight_shapes(self.layer)
+        self.families = [tasks.get_family(name) for name in config.task_families]
+        self._unrolls = {}
+        self._writer = None
+        theta = self._initial_theta()
+        self.theta = theta
+        self.adam_m = np.zeros_like(theta)
+        self.adam_v = np.zeros_like(theta)
+        self.step = 0
+        self.wall_time = 0.0
+        self.history = {"meta_loss": [], "grad_norm": []}
+        self.eval_history = {"step": [], "meta_loss": []}
+        self.best_theta = theta.copy()
+        self.best_eval = np.inf
+        self.initial_eval = None
+        self.workers = [None] * config.tasks_per_step
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _initial_theta(self):
+        if self.config.init_preset is None:
+            keras.utils.set_random_seed(self.config.seed)
+            return unroll.flatten_weights(build_network(self.config).get_weights())
+        loaded = presets.load_preset(self.config.init_preset)
+        got = unroll.weight_shapes(loaded.network)
+        if got != self.shapes or loaded.network.activation != self.layer.activation:
+            raise ValueError(
+                f"`init_preset` {self.config.init_preset!r} has a different "
+                f"architecture. Expected weight shapes {self.shapes} with "
+                f"activation={self.layer.activation!r}. Received: {got} with "
+                f"activation={loaded.network.activation!r}"
+            )
+        return unroll.flatten_weights(loaded.weights)
+
+    def _unroll_for(self, task, num_steps, objective):
+        key = (task.structure, num_steps, objective)
+        if key not in self._unrolls:
+            self._unrolls[key] = unroll.build_unroll(
+                task, self.layer, num_steps, objective, self.config.inner_learning_rate
+            )
+        return self._unrolls[key]
+
+    def _new_worker(self, rng):
+        family_index = int(rng.integers(len(self.families)))
+        task_index, task = self.families[family_index].sample(rng)
+        return self._make_worker(family_index, task_index)
+
+    def _make_worker(self, family_index, task_index):
+        task = self.families[family_index].task(task_index)
+        est = self.config.estimator
+        worker = estimators.TaskWorker(
+            task, self._unroll_for(task, est.truncation_length, self.config.objective), est
+        )
+        worker.identity = (family_index, task_index)
+        return worker
+
+    # -- training -------------------------------------------------------------
+
+    def train_step(self):
+        """One outer step. Returns `(meta_loss, grad_norm)`."""
+        start = time.perf_counter()
+        c = self.config
+        rng = np.random.default_rng([c.seed, self.step])
+        grads, metas = [], []
+        for i in range(c.tasks_per_step):
+            worker = self.workers[i]
+            if worker is None or c.estimator.kind == "es" or worker.finished:
+                worker = self.workers[i] = self._new_worker(rng)
+            z = estimators.perturbations(
+                c.seed, self.step * c.tasks_per_step + i, c.estimator.num_pairs, self.theta.size
+            )
+            grad, meta, losses = worker.estimate(self.theta, z, rng)
+            grads.append(grad)
+            metas.append(meta)
+            self._log_inner(worker, losses)
+        grad = np.mean(grads, axis=0)
+        grad_norm = float(np.linalg.norm(grad))
+        if not np.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"Non-finite meta-gradient estimate at outer step {self.step}; "
+                "the last checkpoint is intact."
+            )
+        if grad_norm > c.max_grad_norm:
+            grad = grad * (c.max_grad_norm / grad_norm)
+        self._adam_update(grad)
+        meta_loss = float(np.mean(metas))
+        self.history["meta_loss"].append(meta_loss)
+        self.history["grad_norm"].append(grad_norm)
+        self.step += 1
+        self.wall_time += time.perf_counter() - start
+        self._log_scalars({"meta_loss": meta_loss, "grad_norm": grad_norm})
+        return meta_loss, grad_norm
+
+    def _adam_update(self, grad):
+        b1, b2 = _ADAM_BETAS
+        t = self.step + 1
+        self.adam_m = b1 * self.adam_m + (1 - b1) * grad
+        self.adam_v = b2 * self.adam_v + (1 - b2) * grad * grad
+        m_hat = self.adam_m / (1 - b1**t)
+        v_hat = self.adam_v / (1 - b2**t)
+        self.theta = (
+            self.theta - self.config.outer_learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
+        ).astype(np.float32)
+
+    def evaluate(self, theta=None):
+        """Mean meta-loss of `theta` on held-out seeds of every family.
+
+        Each family contributes `eval_tasks` trajectories of `eval_horizon`
+        steps (variant `i % len(family)`, seed `_EVAL_SEED_BASE + i`), scored
+        with the "mean" objective and unperturbed meta-weights.
+        """
+        theta = self.theta if theta is None else theta
+        c = self.config
+        scores = []
+        for family in self.families:
+            for i in range(c.eval_tasks):
+                task = family.task(i % len(family))
+                run = self._unroll_for(task, c.eval_horizon, "mean")
+                state = unroll.fresh_state(task, [_EVAL_SEED_BASE + i], [c.eval_horizon])
+                _, meta, _ = run(theta[None, :], state)
+                scores.append(float(meta[0]))
+        return float(np.mean(scores))
+
+    def train(self, progress=True):
+        """Runs until `config.outer_steps`, checkpointing and evaluating."""
+        c = self.config
+        os.makedirs(self.output_dir, exist_ok=True)
+        with open(os.path.join(self.output_dir, CONFIG_FILE), "w") as f:
+            json.dump(c.to_dict(), f, indent=2)
+        if self.initial_eval is None and c.eval_every:
+            self.initial_eval = self.evaluate()
+            self._record_eval(self.initial_eval, self.theta)
+        bar = keras.utils.Progbar(c.outer_steps, stateful_metrics=["meta_loss", "eval"]) if progress else None
+        if bar is not None:
+            bar.update(self.step)
+        while self.step < c.outer_steps:
+            meta_loss, grad_norm = self.train_step()
+            values = [("meta_loss", meta_loss), ("grad_norm", grad_norm)]
+            if c.eval_every and self.step % c.eval_every == 0:
+                score = self.evaluate()
+                self._record_eval(score, self.theta)
+                values.append(("eval", score))
+            if self.step % c.checkpoint_every == 0 or self.step == c.outer_steps:
+                self.save_checkpoint()
+            if bar is not None:
+                bar.update(self.step, values=values)
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _record_eval(self, score, theta):
+        self.eval_history["step"].append(self.step)
+        self.eval_history["meta_loss"].append(score)
+        if score < self.best_eval:
+            self.best_eval = score
+            self.best_theta = theta.copy()
+        self._log_scalars({"eval/meta_loss": score})
+
+    # -- logging --------------------------------------------------------------
+
+    def _summary_writer(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+        return self._writer
+
+    def _log_scalars(self, values):
+        with self._summary_writer().as_default(step=self.step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def _log_inner(self, worker, losses):
+        family = self.config.task_families[worker.identity[0]]
+        curve = np.mean(losses, axis=0)
+        with self._summary_writer().as_default(step=self.step):
+            tf.summary.scalar(f"inner_loss_first/{family}", float(curve[0]))
+            tf.summary.scalar(f"inner_loss_last/{family}", float(curve[-1]))
+
+    # -- checkpoints ----------------------------------------------------------
+
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.output_dir, CHECKPOINT_FILE)
+
+    def save_checkpoint(self):
+        """Writes `checkpoint.npz` atomically (temporary file, then rename)."""
+        arrays = {
+            "theta": self.theta,
+            "adam_m": self.adam_m,
+            "adam_v": self.adam_v,
+            "step": np.int64(self.step),
+            "wall_time": np.float64(self.wall_time),
+            "best_theta": self.best_theta,
+            "best_eval": np.float64(self.best_eval),
+            "initial_eval": np.float64(np.nan if self.initial_eval is None else self.initial_eval),
+            "meta_loss": np.asarray(self.history["meta_loss"], np.float64),
+            "grad_norm": np.asarray(self.history["grad_norm"], np.float64),
+            "eval_step": np.asarray(self.eval_history["step"], np.int64),
+            "eval_meta_loss": np.asarray(self.eval_history["meta_loss"], np.float64),
+            "config_json": np.asarray(json.dumps(self.config.to_dict(), sort_keys=True)),
+        }
+        for i, worker in enumerate(self.workers):
+            if worker is None or worker.state is None:
+                continue
+            arrays[f"worker{i}_identity"] = np.asarray(worker.identity, np.int64)
+            if worker.accumulated_z is not None:
+                arrays[f"worker{i}_accumulated_z"] = worker.accumulated_z
+            for key, value in worker.state.numpy().items():
+                arrays[f"worker{i}_{key}"] = value
+        os.makedirs(self.output_dir, exist_ok=True)
+        tmp = self.checkpoint_path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def restore(self):
+        """Loads the latest checkpoint. Returns False if there is none."""
+        if not os.path.isfile(self.checkpoint_path):
+            return False
+        with np.load(self.checkpoint_path) as data:
+            saved = json.loads(str(data["config_json"]))
+            if saved != json.loads(json.dumps(self.config.to_dict(), sort_keys=True)):
+                raise ValueError(
+                    f"The checkpoint in {self.output_dir!r} was written with a "
+                    "different config; resume with the same config or use a "
+                    f"new output directory. Checkpoint config: {saved}"
+                )
+            self.theta = data["theta"]
+            self.adam_m = data["adam_m"]
+            self.adam_v = data["adam_v"]
+            self.step = int(data["step"])
+            self.wall_time = float(data["wall_time"])
+            self.best_theta = data["best_theta"]
+            self.best_eval = float(data["best_eval"])
+            initial = float(data["initial_eval"])
+            self.initial_eval = None if np.isnan(initial) else initial
+            self.history = {"meta_loss": list(data["meta_loss"]), "grad_norm": list(data["grad_norm"])}
+            self.eval_history = {
+                "step": [int(s) for s in data["eval_step"]],
+                "meta_loss": list(data["eval_meta_loss"]),
+            }
+            self.workers = [None] * self.config.tasks_per_step
+            for i in range(self.config.tasks_per_step):
+                if f"worker{i}_identity" not in data:
+                    continue
+                family_index, task_index = (int(v) for v in data[f"worker{i}_identity"])
+                worker = self._make_worker(family_index, task_index)
+                worker.restart(np.random.default_rng(0))  # template; replaced below
+                prefix = f"worker{i}_"
+                worker.state = worker.state.replace_from_numpy(
+                    {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix + "inner_")}
+                )
+                key = f"worker{i}_accumulated_z"
+                worker.accumulated_z = data[key] if key in data else None
+                self.workers[i] = worker
+        return True
+
+    # -- export ---------------------------------------------------------------
+
+    def export(self, path=None, use_best=True):
+        """Exports the best (by held-out evaluation) or the final meta-weights."""
+        c = self.config
+        theta = self.best_theta if use_best and np.isfinite(self.best_eval) else self.theta
+        self.layer.set_weights([np.asarray(w) for w in unroll.unflatten_weights(theta, self.shapes)])
+        provenance = {
+            "method": "meta-trained",
+            "meta_trained": True,
+            "task_families": list(c.task_families),
+            "estimator": c.to_dict()["estimator"],
+            "objective": c.objective,
+            "outer_steps": self.step,
+            "seed": c.seed,
+            "init_preset": c.init_preset,
+            "wall_time_s": round(self.wall_time, 1),
+            "final_meta_loss": self.history["meta_loss"][-1] if self.history["meta_loss"] else None,
+            "initial_eval_meta_loss": self.initial_eval,
+            "best_eval_meta_loss": self.best_eval if np.isfinite(self.best_eval) else None,
+            "exported_weights": "best_eval" if theta is self.best_theta else "final",
+            "config": c.to_dict(),
+        }
+        return savedmodel.export(
+            self.layer,
+            path or os.path.join(self.output_dir, "preset"),
+            savedmodel.PresetInfo(
+                name=c.name,
+                learning_rate=c.inner_learning_rate,
+                provenance=provenance,
+                description=f"Meta-trained with {c.estimator.kind} on {', '.join(c.task_families)}.",
+            ),
+        )

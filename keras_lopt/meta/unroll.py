@@ -1,0 +1,185 @@
+"""The inner training loop: `rule.step` applied to a Task for K steps.
+
+Everything here is traced into one XLA program per (task structure,
+truncation length, objective): a population of members, each with its own
+meta-weights and its own inner training state, is vectorised with
+`tf.vectorized_map`, and each member runs K inner steps in a `tf.while_loop`.
+"""
+
+import dataclasses
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt import rule
+from keras_lopt.layers import BoundNetwork
+
+OBJECTIVES = ("mean", "final", "validation")
+# A member whose loss is non-finite or grows past this multiple of its
+# initial loss scores as if it were exactly here: a bounded penalty.
+LOSS_CLIP_RATIO = 100.0
+
+
+def weight_shapes(layer):
+    return [tuple(w.shape) for w in layer.weights]
+
+
+def flatten_weights(weights):
+    """List of arrays -> float32 vector `[D]`."""
+    return np.concatenate([np.asarray(w, np.float32).ravel() for w in weights])
+
+
+def unflatten_weights(theta, shapes):
+    """Vector `[D]` (numpy or tensor) -> list of tensors with `shapes`."""
+    sizes = [int(np.prod(s)) for s in shapes]
+    parts = tf.split(theta, sizes)
+    return [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+
+
+@dataclasses.dataclass
+class InnerState:
+    """Inner training state of a population of `M` members (leading axis M).
+
+    params: list of `[M, *shape]` per task parameter.
+    slots: list (per parameter) of tuples of `[M, *shape]` rule slots.
+    step: `[M]` int32, inner steps taken so far in each trajectory.
+    total_steps: `[M]` float32, each trajectory's horizon.
+    seed: `[M]` int32, each trajectory's data/noise seed.
+    loss_ref: `[M]` float32, each trajectory's initial loss (set at step 0).
+    """
+
+    params: List
+    slots: List
+    step: tf.Tensor
+    total_steps: tf.Tensor
+    seed: tf.Tensor
+    loss_ref: tf.Tensor
+
+    def as_tuple(self):
+        return (self.params, self.slots, self.step, self.total_steps, self.seed, self.loss_ref)
+
+    @classmethod
+    def from_tuple(cls, values):
+        return cls(*values)
+
+    def numpy(self):
+        """All arrays as a flat dict of numpy arrays (for checkpoints)."""
+        flat = tf.nest.flatten(self.as_tuple())
+        return {f"inner_{i:04d}": np.asarray(v) for i, v in enumerate(flat)}
+
+    def replace_from_numpy(self, arrays):
+        flat = [arrays[f"inner_{i:04d}"] for i in range(len(tf.nest.flatten(self.as_tuple())))]
+        return InnerState.from_tuple(tf.nest.pack_sequence_as(self.as_tuple(), [tf.constant(a) for a in flat]))
+
+
+def fresh_state(task, seeds, total_steps):
+    """Inner state at step 0 for trajectories with the given seeds.
+
+    Args:
+        task: Task.
+        seeds: int array `[M]`: initialisation and data seed per member.
+        total_steps: array `[M]`: horizon per member.
+    """
+    inits = [task.init_params(int(s)) for s in seeds]
+    params = [tf.constant(np.stack(p)) for p in zip(*inits)]
+    slots = [
+        tuple(tf.zeros_like(p) for _ in rule.state_slot_names()) for p in params
+    ]
+    m = len(seeds)
+    return InnerState(
+        params=params,
+        slots=slots,
+        step=tf.zeros([m], tf.int32),
+        total_steps=tf.constant(np.asarray(total_steps, np.float32)),
+        seed=tf.constant(np.asarray(seeds, np.int32)),
+        loss_ref=tf.ones([m], tf.float32),
+    )
+
+
+def _meta_values(losses, loss_ref):
+    """Per-step meta-loss values: log(loss / initial loss), bounded."""
+    ratio = losses / loss_ref
+    ratio = tf.where(tf.math.is_finite(ratio), ratio, LOSS_CLIP_RATIO)
+    return tf.math.log(tf.clip_by_value(ratio, 1e-12, LOSS_CLIP_RATIO))
+
+
+def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=True):
+    """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
+
+    Each member m trains its own task parameters for `num_steps` steps with
+    meta-weights `thetas[m]`; `meta[m]` is its meta-loss on this truncation
+    (see `OBJECTIVES`) and `losses[m]` its raw training losses.
+    `jit_compile=False` gives a function that can be differentiated with
+    respect to `thetas` (XLA cannot differentiate the while loop), which the
+    estimator tests use as ground truth.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
+    shapes = weight_shapes(layer)
+    train_data = tuple(tf.constant(a) for a in task.train_data)
+    valid_data = tuple(tf.constant(a) for a in task.valid_data)
+
+    def member(theta, params, slots, step, total_steps, seed, loss_ref):
+        network = BoundNetwork(layer, unflatten_weights(theta, shapes))
+
+        def body(k, params, slots, loss_ref, train_losses, valid_losses):
+            t = step + k
+            batch_seed = tf.stack([seed, t])
+            batch = task.sample_batch(train_data, batch_seed)
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                loss = task.loss(params, batch)
+            grads = tape.gradient(loss, params)
+            loss_ref = tf.where(t == 0, loss, loss_ref)
+            new_params, new_slots = [], []
+            for p, g, s in zip(params, grads, slots):
+                update, new = rule.step(
+                    network,
+                    rule.unflatten_state(s),
+                    g,
+                    p,
+                    iteration=t + 1,
+                    total_steps=total_steps,
+                    learning_rate=learning_rate,
+                )
+                new_params.append(p - update)
+                new_slots.append(rule.flatten_state(new))
+            one_hot = tf.one_hot(k, num_steps)
+            train_losses = train_losses + one_hot * loss
+            if objective == "validation":
+                valid_batch = task.sample_batch(valid_data, batch_seed + 1)
+                valid_losses = valid_losses + one_hot * task.loss(new_params, valid_batch)
+            return k + 1, new_params, new_slots, loss_ref, train_losses, valid_losses
+
+        zeros = tf.zeros([num_steps])
+        _, params, slots, loss_ref, train_losses, valid_losses = tf.while_loop(
+            lambda k, *_: k < num_steps,
+            body,
+            (tf.constant(0), params, slots, loss_ref, zeros, zeros),
+            maximum_iterations=num_steps,
+        )
+        if objective == "validation":
+            meta = tf.reduce_mean(_meta_values(valid_losses, loss_ref))
+        elif objective == "final":
+            meta = _meta_values(train_losses, loss_ref)[-1]
+        else:
+            meta = tf.reduce_mean(_meta_values(train_losses, loss_ref))
+        return params, slots, step + num_steps, total_steps, seed, loss_ref, meta, train_losses
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def unroll(thetas, state_tuple):
+        params, slots, step, total_steps, seed, loss_ref = state_tuple
+        out = tf.vectorized_map(
+            lambda args: member(*args),
+            (thetas, params, slots, step, total_steps, seed, loss_ref),
+        )
+        *new_state, meta, losses = out
+        return tuple(new_state), meta, losses
+
+    def run(thetas, state):
+        new_state, meta, losses = unroll(tf.convert_to_tensor(thetas, tf.float32), state.as_tuple())
+        return InnerState.from_tuple(new_state), meta, losses
+
+    run.compiled = unroll
+    return run
