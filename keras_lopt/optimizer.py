@@ -1,25 +1,207 @@
 """LearnedOptimizer: a Keras optimizer whose update rule is a neural network."""
 
+import hashlib
+import json
+import math
+import numbers
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_lopt import presets, rule
 from keras_lopt.layers import BoundNetwork
 
+# Version of the optimizer-state layout: the variables `build` creates, their
+# order and dtypes. Bump it whenever that changes, so that checkpoints of the
+# old layout are refused instead of being restored into the wrong slots.
+STATE_FORMAT = 1
+# The rule runs in float32 and its state is stored in float32 for every
+# variable dtype: float16/bfloat16 slots would round away the small updates
+# of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
+STATE_DTYPE = "float32"
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 def _validate_total_steps(total_steps):
     if total_steps is None:
         return None
-    if (
-        isinstance(total_steps, bool)
-        or not isinstance(total_steps, int)
-        or total_steps < 1
-    ):
+    if not _is_integer(total_steps) or total_steps < 1:
         raise ValueError(
             "`total_steps` must be a positive integer or None. "
             f"Received: total_steps={total_steps!r}"
         )
-    return total_steps
+    return int(total_steps)
+
+
+def _validate_learning_rate(learning_rate):
+    if learning_rate is None or callable(learning_rate):
+        # Schedules and callables are checked by Keras when they are called.
+        return learning_rate
+    if not _is_number(learning_rate):
+        raise ValueError(
+            "`learning_rate` must be a positive number, a "
+            "`keras.optimizers.schedules.LearningRateSchedule` or a callable. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    if not learning_rate > 0:
+        raise ValueError(
+            "`learning_rate` must be positive. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    if not math.isfinite(learning_rate):
+        raise ValueError(
+            "`learning_rate` must be finite. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    return float(learning_rate)
+
+
+def _check_optional_number(name, value, allow_zero=False):
+    if value is None:
+        return
+    ok = _is_number(value) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        rule_text = "non-negative" if allow_zero else "positive"
+        raise ValueError(
+            f"`{name}` must be a {rule_text} finite number or None. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _validate_base_arguments(
+    name,
+    weight_decay,
+    clipnorm,
+    clipvalue,
+    global_clipnorm,
+    use_ema,
+    ema_momentum,
+    ema_overwrite_frequency,
+    loss_scale_factor,
+    gradient_accumulation_steps,
+):
+    """Checks the base-optimizer arguments Keras accepts without checking."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"`name` must be a non-empty string. Received: name={name!r}"
+        )
+    _check_optional_number("weight_decay", weight_decay, allow_zero=True)
+    for arg, value in (
+        ("clipnorm", clipnorm),
+        ("clipvalue", clipvalue),
+        ("global_clipnorm", global_clipnorm),
+        ("loss_scale_factor", loss_scale_factor),
+    ):
+        _check_optional_number(arg, value)
+    if not isinstance(use_ema, bool):
+        raise ValueError(
+            f"`use_ema` must be a bool. Received: use_ema={use_ema!r}"
+        )
+    if not (_is_number(ema_momentum) and 0 <= ema_momentum <= 1):
+        raise ValueError(
+            "`ema_momentum` must be a number in [0, 1]. "
+            f"Received: ema_momentum={ema_momentum!r}"
+        )
+    if ema_overwrite_frequency is not None and not (
+        _is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1
+    ):
+        raise ValueError(
+            "`ema_overwrite_frequency` must be an integer >= 1 or None. "
+            f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
+        )
+    if gradient_accumulation_steps is not None and not (
+        _is_integer(gradient_accumulation_steps)
+        and gradient_accumulation_steps >= 2
+    ):
+        raise ValueError(
+            "`gradient_accumulation_steps` must be an integer >= 2 or None. "
+            "Received: gradient_accumulation_steps="
+            f"{gradient_accumulation_steps!r}"
+        )
+
+
+def _preset_fingerprint(loaded):
+    """A short hash of what a preset computes: architecture, features, weights.
+
+    The preset's name, path and default learning rate are left out: the same
+    network under another name or path is the same rule.
+    """
+    digest = hashlib.sha256()
+    metadata = loaded.metadata
+    digest.update(
+        json.dumps(
+            [metadata["architecture"], metadata["feature_names"]],
+            sort_keys=True,
+        ).encode()
+    )
+    for value in loaded.weights:
+        value = np.ascontiguousarray(value, dtype="<f4")
+        digest.update(repr(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _all_finite(x):
+    return tf.reduce_all(tf.math.is_finite(x))
+
+
+class _StateIdentity(tf.Module):
+    """What wrote an optimizer's state, checked when a checkpoint is restored.
+
+    `tf.train.Checkpoint` saves it next to the optimizer's variables (as one
+    string) and hands it back through `_restore_from_tensors` before the
+    optimizer runs again. A checkpoint written by another preset or another
+    state layout raises there, in `checkpoint.restore(...)`, whether or not
+    the optimizer has been built yet.
+    """
+
+    def __init__(self, optimizer_name, identity):
+        super().__init__(name="state_identity")
+        self._optimizer_name = optimizer_name
+        # A JSON string: tf.Module would wrap a dict attribute for tracking.
+        self._identity = json.dumps(identity, sort_keys=True)
+
+    def _serialize_to_tensors(self):
+        return {"identity": tf.constant(self._identity)}
+
+    def _restore_from_tensors(self, restored_tensors):
+        _check_identity(
+            self._optimizer_name,
+            json.loads(restored_tensors["identity"].numpy().decode()),
+            json.loads(self._identity),
+        )
+        return tf.no_op()
+
+
+def _check_identity(optimizer_name, stored, expected):
+    prefix = (
+        f"Cannot restore the state of LearnedOptimizer '{optimizer_name}': "
+    )
+    layout_keys = ("state_format", "slots", "state_dtype")
+    if any(stored.get(k) != expected[k] for k in layout_keys):
+        raise ValueError(
+            prefix + "the checkpoint holds optimizer state in an incompatible "
+            f"layout. Expected: {[(k, expected[k]) for k in layout_keys]}. "
+            f"Received: {[(k, stored.get(k)) for k in layout_keys]}"
+        )
+    if stored.get("preset_fingerprint") != expected["preset_fingerprint"]:
+        raise ValueError(
+            prefix + f"it was written with preset {stored.get('preset')!r} "
+            f"(fingerprint {stored.get('preset_fingerprint')}), but this "
+            f"optimizer uses preset {expected['preset']!r} (fingerprint "
+            f"{expected['preset_fingerprint']}). The network weights and "
+            "momenta in the checkpoint belong to the other preset; create "
+            "the optimizer with that preset to resume training."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -40,6 +222,34 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     Pass `jit_compile=True` to `model.compile` to run the step under XLA:
     Keras does not pick XLA on CPU-only machines by itself.
 
+    Behaviour worth knowing:
+
+    * Dtypes: variables may be float16, bfloat16, float32 or float64. The
+      rule runs in float32; the update is cast to the variable's dtype and
+      subtracted in it. The state (three slots per variable) is float32.
+    * Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) are
+      densified: rows without a gradient in a step get gradient 0, so their
+      momenta decay and they keep moving while momentum remains, exactly
+      like Keras' `Adam`. The rule was meta-trained on dense gradients and
+      its per-tensor features are statistics of the whole tensor, so a
+      "lazy" update of the touched rows only would run a different rule.
+    * Non-finite steps are skipped per variable: if a variable's gradient
+      (after clipping) has a NaN or inf, or the update computed from it
+      would make the variable non-finite, that variable and its slots keep
+      their values for that step (weight decay included) and
+      `skipped_updates` grows by one. Other variables update normally and
+      `iterations` still advances. `global_clipnorm` turns one non-finite
+      gradient into non-finite gradients everywhere (Keras' semantics), so
+      then every variable skips the step.
+    * Weight decay is decoupled, as in `AdamW`:
+      `variable -= variable * weight_decay * learning_rate` before the
+      learned update, honouring `exclude_from_weight_decay`.
+    * Checkpoints: the optimizer records which preset (a fingerprint of its
+      architecture, features and weights) and which state layout wrote its
+      state. `tf.train.Checkpoint.restore` and `keras.models.load_model`
+      raise a `ValueError` for state written by another preset or layout
+      instead of running one preset's network on another's momenta.
+
     Args:
         preset: name of a shipped preset (see `keras_lopt.list_presets()`) or
             path to a preset directory. Defaults to
@@ -48,12 +258,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             Defaults to the preset's own learning rate; leave it unset unless
             you have a reason.
         total_steps: training horizon in optimizer steps, if known. Lets the
-            rule use training progress; the `TrainingHorizon` callback sets it
-            from `fit`. Without it the rule uses a horizon-free step encoding.
-        **kwargs: the base `keras.optimizers.Optimizer` arguments
-            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
-            `use_ema`, `ema_momentum`, `ema_overwrite_frequency`,
-            `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
+            rule use training progress; the `keras_lopt.TrainingHorizon`
+            callback sets it from `fit`. Without it the rule uses a
+            horizon-free step encoding.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
+        ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+        gradient_accumulation_steps, name: the base
+            `keras.optimizers.Optimizer` arguments, with the same meaning.
     """
 
     def __init__(
@@ -61,26 +272,63 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         preset=None,
         learning_rate=None,
         total_steps=None,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
         name="learned_optimizer",
         **kwargs,
     ):
         preset = presets.DEFAULT_PRESET if preset is None else preset
         loaded = presets.load_preset(preset)
+        learning_rate = _validate_learning_rate(learning_rate)
         if learning_rate is None:
             learning_rate = float(loaded.learning_rate)
-        elif isinstance(learning_rate, (int, float)) and not isinstance(
-            learning_rate, bool
-        ):
-            if not learning_rate > 0:
-                raise ValueError(
-                    "`learning_rate` must be positive. "
-                    f"Received: learning_rate={learning_rate!r}"
-                )
-            learning_rate = float(learning_rate)
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        total_steps = _validate_total_steps(total_steps)
+        _validate_base_arguments(
+            name,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
+            use_ema,
+            ema_momentum,
+            ema_overwrite_frequency,
+            loss_scale_factor,
+            gradient_accumulation_steps,
+        )
+        super().__init__(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
         self.preset = str(preset)
         self._preset = loaded
-        self._initial_total_steps = _validate_total_steps(total_steps)
+        self._initial_total_steps = total_steps
+        self._state_identity = _StateIdentity(
+            name,
+            {
+                "state_format": STATE_FORMAT,
+                "slots": list(rule.state_slot_names()),
+                "state_dtype": STATE_DTYPE,
+                "preset": loaded.name,
+                "preset_fingerprint": _preset_fingerprint(loaded),
+            },
+        )
 
     @property
     def network(self):
@@ -102,6 +350,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         if self.built:
             self._total_steps.assign(float(value or 0))
 
+    @property
+    def skipped_updates(self):
+        """How many (variable, step) updates were skipped as non-finite."""
+        if not self.built:
+            return 0
+        return int(self._skipped_updates.numpy())
+
     def build(self, var_list):
         if self.built:
             return
@@ -114,6 +369,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             dtype="float32",
             aggregation="only_first_replica",
             name="total_steps",
+        )
+        self._skipped_updates = self.add_variable(
+            shape=(),
+            dtype="int64",
+            aggregation="only_first_replica",
+            name="skipped_updates",
         )
         self._network_weights = []
         # Initializers, not assigns: Keras may build the optimizer inside a
@@ -128,33 +389,109 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                     name=f"network_{weight.name}",
                 )
             )
-        self._slots = self.add_optimizer_variables(
-            var_list, list(rule.state_slot_names())
-        )
+        self._slots = self._add_state_slots(var_list)
+
+    def _add_state_slots(self, var_list):
+        """Like `add_optimizer_variables`, but always of `STATE_DTYPE`."""
+        names = rule.state_slot_names()
+        slots = tuple([] for _ in names)
+        strategy = tf.distribute.get_strategy()
+        for variable in var_list:
+            if getattr(variable, "overwrite_with_gradient", False):
+                for slot_list in slots:
+                    slot_list.append(None)
+                continue
+            reference = getattr(variable, "path", None) or variable.name
+            reference = reference.replace("/", "_").replace(":", "_")
+            placement = (
+                variable.value if isinstance(variable, keras.Variable) else variable
+            )
+            with strategy.extended.colocate_vars_with(placement):
+                for slot_list, name in zip(slots, names):
+                    slot_list.append(
+                        self.add_variable(
+                            shape=variable.shape,
+                            dtype=STATE_DTYPE,
+                            name=f"{reference}_{name}",
+                        )
+                    )
+        return slots
+
+    def _apply_weight_decay(self, variables):
+        # Weight decay is applied in `update_step`, so that a skipped
+        # (non-finite) step leaves the variable untouched.
+        return
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         slots = [slot_list[index] for slot_list in self._slots]
+        # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
         gradient = tf.cast(tf.convert_to_tensor(gradient), tf.float32)
-        state = rule.unflatten_state(
-            [tf.cast(tf.convert_to_tensor(s), tf.float32) for s in slots]
-        )
+        old_value = tf.convert_to_tensor(variable)
+        parameter = old_value
+        if self.weight_decay is not None and self._use_weight_decay(variable):
+            # The association of keras' AdamW: (v * wd) * lr.
+            parameter = parameter - parameter * tf.cast(
+                self.weight_decay, parameter.dtype
+            ) * tf.cast(learning_rate, parameter.dtype)
+        old_state = [tf.convert_to_tensor(s) for s in slots]
         network = BoundNetwork(
             self.network,
             [tf.convert_to_tensor(w) for w in self._network_weights],
         )
         update, new_state = rule.step(
             network,
-            state,
+            rule.unflatten_state(old_state),
             gradient,
-            tf.cast(tf.convert_to_tensor(variable), tf.float32),
+            tf.cast(parameter, tf.float32),
             iteration=self.iterations + 1,
             total_steps=tf.convert_to_tensor(self._total_steps),
             learning_rate=learning_rate,
         )
-        for slot, value in zip(slots, rule.flatten_state(new_state)):
-            self.assign(slot, value)
-        self.assign_sub(variable, update)
+        new_value = parameter - tf.cast(update, parameter.dtype)
+        # Selection, not Python control flow: this runs inside XLA programs.
+        finite = tf.logical_and(_all_finite(gradient), _all_finite(new_value))
+        for slot, old, new in zip(
+            slots, old_state, rule.flatten_state(new_state)
+        ):
+            self.assign(slot, tf.where(finite, new, old))
+        self.assign(variable, tf.where(finite, new_value, old_value))
+        self.assign_add(
+            self._skipped_updates, tf.cast(tf.logical_not(finite), tf.int64)
+        )
+
+    def load_own_variables(self, store):
+        """Loads the state from a `.keras` file, refusing what does not fit.
+
+        Keras' default skips the optimizer's variables with a warning when
+        their number differs; here that, and network weights that differ
+        from this optimizer's preset, raise a `ValueError`.
+        """
+        if len(store.keys()) != len(self.variables):
+            raise ValueError(
+                f"Cannot load the state of LearnedOptimizer '{self.name}': "
+                f"the file holds {len(store.keys())} optimizer variables, "
+                f"this optimizer has {len(self.variables)}"
+                + (
+                    " (it is not built yet)."
+                    if not self.built
+                    else ". The file was written by another state layout "
+                    f"than this version's (state format {STATE_FORMAT})."
+                )
+            )
+        position = {id(v): i for i, v in enumerate(self.variables)}
+        for weight, value in zip(self._network_weights, self._preset.weights):
+            if not np.array_equal(
+                np.asarray(store[str(position[id(weight)])]), value
+            ):
+                raise ValueError(
+                    f"Cannot load the state of LearnedOptimizer "
+                    f"'{self.name}': the file was saved with other network "
+                    f"weights than preset {self.preset!r} holds now "
+                    f"(first difference in `{weight.name}`). The state "
+                    "belongs to the preset that wrote it."
+                )
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()
