@@ -12,16 +12,17 @@ import sys
 
 def _meta_train(args):
     from keras_lopt.meta.config import MetaTrainConfig
-    from keras_lopt.meta.trainer import MetaTrainer
 
+    # Validate before importing TensorFlow: bad input costs one line.
     config = MetaTrainConfig.from_file(args.config)
     output = args.output or os.path.join("runs", config.name)
+    checkpoint = os.path.join(output, "checkpoint.npz")
+    if os.path.isfile(checkpoint) and not args.resume:
+        raise ValueError(f"{checkpoint!r} exists: pass --resume to continue it, or choose another --output.")
+
+    from keras_lopt.meta.trainer import MetaTrainer
+
     trainer = MetaTrainer(config, output)
-    if os.path.isfile(trainer.checkpoint_path) and not args.resume:
-        raise ValueError(
-            f"{trainer.checkpoint_path!r} exists: pass --resume to continue it, "
-            "or choose another --output."
-        )
     if args.resume and trainer.restore():
         print(f"Resumed from {trainer.checkpoint_path} at outer step {trainer.step}.")
     trainer.train(progress=not args.no_progress)

@@ -1,4 +1,8 @@
-"""Meta-training configuration: validated dataclasses, read from JSON."""
+"""Meta-training configuration: validated dataclasses, read from JSON.
+
+This module imports no TensorFlow, so the CLI rejects a bad config (exit 2,
+one line) before anything heavy is loaded or written.
+"""
 
 import dataclasses
 import json
@@ -6,20 +10,19 @@ import math
 import os
 from typing import Optional, Tuple
 
-from keras_lopt.meta.estimators import EstimatorConfig
-from keras_lopt.meta.unroll import OBJECTIVES
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-    """The learned-optimizer network to meta-train (an `MLPNetwork`)."""
-
-    hidden_sizes: Tuple[int, ...] = (4, 4)
-    activation: str = "relu"
-    magnitude_scale: float = 0.1
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+ESTIMATORS = ("es", "truncated_es", "pes")
+OBJECTIVES = ("mean", "final", "validation")
+# The task families of `keras_lopt.meta.tasks` (a test keeps them in sync).
+FAMILY_NAMES = (
+    "conv_digits",
+    "lstm_parity",
+    "mlp_digits",
+    "mlp_mnist1d",
+    "mlp_regression",
+    "quadratic",
+    "rosenbrock",
+    "transformer_chars",
+)
 
 
 def _positive_int(name, value):
@@ -35,12 +38,66 @@ def _positive_float(name, value):
 
 
 @dataclasses.dataclass(frozen=True)
+class EstimatorConfig:
+    """How gradients of the meta-loss are estimated (see `estimators`).
+
+    Args:
+        kind: one of `ESTIMATORS`.
+        num_pairs: antithetic pairs per task (population = 2 * num_pairs).
+        sigma: standard deviation of the weight perturbations.
+        truncation_length: inner steps per estimate.
+        min_horizon, max_horizon: range of trajectory lengths (truncated
+            kinds only); ignored by `es`, whose horizon is one truncation.
+        horizon_visible_fraction: probability that a trajectory's rule is
+            told its horizon; the others train as `LearnedOptimizer` does
+            without `total_steps`, so the rule learns to work both ways.
+    """
+
+    kind: str = "pes"
+    num_pairs: int = 4
+    sigma: float = 0.01
+    truncation_length: int = 20
+    min_horizon: int = 100
+    max_horizon: int = 1000
+    horizon_visible_fraction: float = 0.5
+
+    def __post_init__(self):
+        if self.kind not in ESTIMATORS:
+            raise ValueError(f"`kind` must be one of {ESTIMATORS}. Received: kind={self.kind!r}")
+        for name in ("num_pairs", "truncation_length", "min_horizon", "max_horizon"):
+            _positive_int(name, getattr(self, name))
+        _positive_float("sigma", self.sigma)
+        if not 0.0 <= self.horizon_visible_fraction <= 1.0:
+            raise ValueError(
+                "`horizon_visible_fraction` must be in [0, 1]. Received: "
+                f"horizon_visible_fraction={self.horizon_visible_fraction!r}"
+            )
+        if self.kind != "es" and self.min_horizon > self.max_horizon:
+            raise ValueError(
+                "`min_horizon` must not exceed `max_horizon`. Received: "
+                f"min_horizon={self.min_horizon}, max_horizon={self.max_horizon}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """The learned-optimizer network to meta-train (an `MLPNetwork`)."""
+
+    hidden_sizes: Tuple[int, ...] = (4, 4)
+    activation: str = "relu"
+    magnitude_scale: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+
+
+@dataclasses.dataclass(frozen=True)
 class MetaTrainConfig:
     """Everything that defines a meta-training run; with `seed` it is reproducible.
 
     Args:
         name: name of the preset the run exports.
-        task_families: names from `keras_lopt.meta.tasks.family_names()`.
+        task_families: names from `FAMILY_NAMES`.
         estimator: `EstimatorConfig`.
         objective: meta-objective, one of `unroll.OBJECTIVES`.
         outer_steps: number of meta-weight updates.
@@ -77,16 +134,12 @@ class MetaTrainConfig:
     eval_horizon: int = 200
 
     def __post_init__(self):
-        from keras_lopt.meta import tasks
-
         object.__setattr__(self, "task_families", tuple(self.task_families))
         if not self.task_families:
             raise ValueError("`task_families` must name at least one family. Received: task_families=()")
         for family in self.task_families:
-            if family not in tasks.family_names():
-                raise ValueError(
-                    f"Unknown task family {family!r}. Valid names: {tasks.family_names()}"
-                )
+            if family not in FAMILY_NAMES:
+                raise ValueError(f"Unknown task family {family!r}. Valid names: {list(FAMILY_NAMES)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
         for name in ("outer_steps", "tasks_per_step", "checkpoint_every", "eval_tasks", "eval_horizon"):

@@ -20,50 +20,13 @@ Horizons are drawn log-uniformly between `min_horizon` and `max_horizon`
 (rounded to whole truncations) when a trajectory starts.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from keras_lopt.meta import unroll as unroll_lib
+from keras_lopt.meta.config import ESTIMATORS, EstimatorConfig
 
-ESTIMATORS = ("es", "truncated_es", "pes")
-
-
-@dataclasses.dataclass(frozen=True)
-class EstimatorConfig:
-    """How gradients of the meta-loss are estimated.
-
-    Args:
-        kind: one of `ESTIMATORS`.
-        num_pairs: antithetic pairs per task (population = 2 * num_pairs).
-        sigma: standard deviation of the weight perturbations.
-        truncation_length: inner steps per estimate.
-        min_horizon, max_horizon: range of trajectory lengths (truncated
-            kinds only); ignored by `es`, whose horizon is one truncation.
-    """
-
-    kind: str = "pes"
-    num_pairs: int = 4
-    sigma: float = 0.01
-    truncation_length: int = 20
-    min_horizon: int = 100
-    max_horizon: int = 1000
-
-    def __post_init__(self):
-        if self.kind not in ESTIMATORS:
-            raise ValueError(f"`kind` must be one of {ESTIMATORS}. Received: kind={self.kind!r}")
-        for name in ("num_pairs", "truncation_length", "min_horizon", "max_horizon"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
-            raise ValueError(f"`sigma` must be a positive number. Received: sigma={self.sigma!r}")
-        if self.kind != "es" and self.min_horizon > self.max_horizon:
-            raise ValueError(
-                "`min_horizon` must not exceed `max_horizon`. Received: "
-                f"min_horizon={self.min_horizon}, max_horizon={self.max_horizon}"
-            )
+__all__ = ["ESTIMATORS", "EstimatorConfig", "TaskWorker", "perturbations"]
 
 
 class TaskWorker:
@@ -97,8 +60,13 @@ class TaskWorker:
             log_h = rng.uniform(np.log(c.min_horizon), np.log(c.max_horizon))
             horizon = max(1, int(round(np.exp(log_h) / c.truncation_length))) * c.truncation_length
         pair_seeds = rng.integers(0, 2**31 - 1, size=c.num_pairs)
-        seeds = np.concatenate([pair_seeds, pair_seeds])
-        self.state = unroll_lib.fresh_state(self.task, seeds, np.full(2 * c.num_pairs, horizon))
+        visible = (rng.uniform(size=c.num_pairs) < c.horizon_visible_fraction).astype(np.float32)
+        self.state = unroll_lib.fresh_state(
+            self.task,
+            np.concatenate([pair_seeds, pair_seeds]),
+            np.full(2 * c.num_pairs, horizon),
+            np.concatenate([visible, visible]),
+        )
         self.accumulated_z = None
 
     def estimate(self, theta, z, rng):

@@ -71,36 +71,37 @@ LOSSES = {
 }
 
 
-def keras_task(structure, build_model, loss, train_data, valid_data, batch_size, init_scale=1.0):
+def keras_task(structure, build_model, loss, train_data, valid_data, batch_size, init_scale_range=(1.0, 1.0)):
     """A Task over a Keras model.
 
     Args:
         structure: unique name of the shapes (model, batch size, data).
-        build_model: `() -> keras.Model`, built, with no non-trainable state.
-            Called once per `init_params` seed under a fixed Keras seed.
+        build_model: `() -> keras.Model`, built. Called once per
+            `init_params` seed under a fixed Keras seed. Non-trainable state
+            (seed generators; avoid BatchNormalization) stays at its
+            initial value during the unroll.
         loss: key of `LOSSES`.
         train_data, valid_data: `(x, y)` numpy arrays.
         batch_size: examples per inner step.
-        init_scale: multiplies the model's initial weights.
+        init_scale_range: `(low, high)`; each initialisation seed multiplies
+            the model's initial weights by a log-uniform factor in it.
     """
     template = build_model()
-    if template.non_trainable_variables:
-        raise ValueError(
-            "Task models must have no non-trainable state (e.g. no "
-            f"BatchNormalization). Received a model with "
-            f"{len(template.non_trainable_variables)} non-trainable variables "
-            f"for structure={structure!r}"
-        )
+    # Non-trainable state (e.g. an RNG seed) is held at its initial value.
+    frozen = [v.value for v in template.non_trainable_variables]
     loss_fn = LOSSES[loss]
+
+    low, high = init_scale_range
 
     def init_params(seed):
         keras.utils.set_random_seed(int(seed))
         model = build_model()
-        return [init_scale * np.asarray(v.numpy(), np.float32) for v in model.trainable_variables]
+        scale = np.exp(np.random.default_rng(int(seed)).uniform(np.log(low), np.log(high)))
+        return [np.float32(scale) * np.asarray(v.numpy(), np.float32) for v in model.trainable_variables]
 
     def task_loss(params, batch):
         x, y = batch
-        outputs, _ = template.stateless_call(list(params), [], x, training=True)
+        outputs, _ = template.stateless_call(list(params), frozen, x, training=True)
         return loss_fn(y, outputs)
 
     return Task(
@@ -133,7 +134,8 @@ def _lstm(seq_len, vocab, embed, units, outputs, sequence_outputs):
         [
             keras.Input((seq_len,), dtype="int32"),
             keras.layers.Embedding(vocab, embed),
-            keras.layers.LSTM(units, return_sequences=sequence_outputs),
+            # Unrolled: the symbolic while loop of a rolled LSTM does not vectorise.
+            keras.layers.LSTM(units, return_sequences=sequence_outputs, unroll=True),
             keras.layers.Dense(outputs),
         ]
     )
@@ -232,6 +234,125 @@ class TaskFamily:
         return index, self.task(index)
 
 
+_AUGMENT = (0.5, 2.0)
+
+
+def _data(name, x="x", y="y"):
+    from keras_lopt.meta import datasets
+
+    train = datasets.load_numpy(name, "train")
+    test = datasets.load_numpy(name, "test")
+    return (train[x], train[y]), (test[x], test[y])
+
+
+def _char_data(seq_len):
+    from keras_lopt.meta import datasets
+
+    def split(name):
+        tokens = datasets.load_numpy("python_chars", name)["tokens"]
+        return tokens[:, :seq_len], tokens[:, 1 : seq_len + 1]
+
+    return split("train"), split("test")
+
+
+def _mlp_digits_family():
+    train, valid = _data("digits")
+    variants = [((32,), "relu", 64), ((64,), "tanh", 128), ((32, 32), "relu", 64), ((16, 16), "tanh", 32)]
+    return TaskFamily(
+        "mlp_digits",
+        [
+            functools.partial(
+                keras_task,
+                f"mlp_digits_{'x'.join(map(str, w))}_{a}_b{b}",
+                functools.partial(_mlp, (8, 8, 1), w, 10, a),
+                "classification", train, valid, b, _AUGMENT,
+            )
+            for w, a, b in variants
+        ],
+    )
+
+
+def _conv_digits_family():
+    train, valid = _data("digits")
+    variants = [((8,), "relu", 64), ((8, 16), "relu", 32)]
+    return TaskFamily(
+        "conv_digits",
+        [
+            functools.partial(
+                keras_task,
+                f"conv_digits_{'x'.join(map(str, c))}_{a}_b{b}",
+                functools.partial(_conv, (8, 8, 1), c, 10, a),
+                "classification", train, valid, b, _AUGMENT,
+            )
+            for c, a, b in variants
+        ],
+    )
+
+
+def _mlp_mnist1d_family():
+    train, valid = _data("mnist1d")
+    variants = [((64,), "relu", 64), ((32, 32), "gelu", 128)]
+    return TaskFamily(
+        "mlp_mnist1d",
+        [
+            functools.partial(
+                keras_task,
+                f"mlp_mnist1d_{'x'.join(map(str, w))}_{a}_b{b}",
+                functools.partial(_mlp, (40,), w, 10, a),
+                "classification", train, valid, b, _AUGMENT,
+            )
+            for w, a, b in variants
+        ],
+    )
+
+
+def _mlp_regression_family():
+    train, valid = _data("synthetic_regression")
+    variants = [((32,), "relu", 64), ((64, 64), "tanh", 32)]
+    return TaskFamily(
+        "mlp_regression",
+        [
+            functools.partial(
+                keras_task,
+                f"mlp_regression_{'x'.join(map(str, w))}_{a}_b{b}",
+                functools.partial(_mlp, (16,), w, 4, a),
+                "regression", train, valid, b, _AUGMENT,
+            )
+            for w, a, b in variants
+        ],
+    )
+
+
+def _lstm_parity_family():
+    train, valid = _data("synthetic_sequences/parity")
+    return TaskFamily(
+        "lstm_parity",
+        [
+            functools.partial(
+                keras_task,
+                "lstm_parity_16_b32",
+                functools.partial(_lstm, 16, 2, 8, 16, 2, True),
+                "sequence", train, valid, 32, _AUGMENT,
+            )
+        ],
+    )
+
+
+def _transformer_chars_family():
+    train, valid = _char_data(32)
+    return TaskFamily(
+        "transformer_chars",
+        [
+            functools.partial(
+                keras_task,
+                "transformer_chars_d16_h2_s32_b16",
+                functools.partial(_transformer, 32, 256, 16, 2, 256),
+                "sequence", train, valid, 16, _AUGMENT,
+            )
+        ],
+    )
+
+
 def _quadratic_family():
     return TaskFamily(
         "quadratic",
@@ -244,6 +365,12 @@ def _rosenbrock_family():
 
 
 _FAMILY_BUILDERS = {
+    "mlp_digits": _mlp_digits_family,
+    "conv_digits": _conv_digits_family,
+    "mlp_mnist1d": _mlp_mnist1d_family,
+    "mlp_regression": _mlp_regression_family,
+    "lstm_parity": _lstm_parity_family,
+    "transformer_chars": _transformer_chars_family,
     "quadratic": _quadratic_family,
     "rosenbrock": _rosenbrock_family,
 }
@@ -252,6 +379,8 @@ _FAMILIES = {}
 
 def family_names():
     return sorted(_FAMILY_BUILDERS)
+
+
 
 
 def get_family(name):

@@ -14,8 +14,7 @@ import tensorflow as tf
 
 from keras_lopt import rule
 from keras_lopt.layers import BoundNetwork
-
-OBJECTIVES = ("mean", "final", "validation")
+from keras_lopt.meta.config import OBJECTIVES
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
@@ -45,6 +44,9 @@ class InnerState:
     slots: list (per parameter) of tuples of `[M, *shape]` rule slots.
     step: `[M]` int32, inner steps taken so far in each trajectory.
     total_steps: `[M]` float32, each trajectory's horizon.
+    horizon_visible: `[M]` float32, 1 if the rule is told the horizon, 0 if
+        it must work without it (as `LearnedOptimizer` without
+        `total_steps`).
     seed: `[M]` int32, each trajectory's data/noise seed.
     loss_ref: `[M]` float32, each trajectory's initial loss (set at step 0).
     """
@@ -53,11 +55,15 @@ class InnerState:
     slots: List
     step: tf.Tensor
     total_steps: tf.Tensor
+    horizon_visible: tf.Tensor
     seed: tf.Tensor
     loss_ref: tf.Tensor
 
     def as_tuple(self):
-        return (self.params, self.slots, self.step, self.total_steps, self.seed, self.loss_ref)
+        return (
+            self.params, self.slots, self.step, self.total_steps,
+            self.horizon_visible, self.seed, self.loss_ref,
+        )
 
     @classmethod
     def from_tuple(cls, values):
@@ -73,13 +79,14 @@ class InnerState:
         return InnerState.from_tuple(tf.nest.pack_sequence_as(self.as_tuple(), [tf.constant(a) for a in flat]))
 
 
-def fresh_state(task, seeds, total_steps):
+def fresh_state(task, seeds, total_steps, horizon_visible=None):
     """Inner state at step 0 for trajectories with the given seeds.
 
     Args:
         task: Task.
         seeds: int array `[M]`: initialisation and data seed per member.
         total_steps: array `[M]`: horizon per member.
+        horizon_visible: array `[M]` of 0/1 (default all 1).
     """
     inits = [task.init_params(int(s)) for s in seeds]
     params = [tf.constant(np.stack(p)) for p in zip(*inits)]
@@ -92,6 +99,9 @@ def fresh_state(task, seeds, total_steps):
         slots=slots,
         step=tf.zeros([m], tf.int32),
         total_steps=tf.constant(np.asarray(total_steps, np.float32)),
+        horizon_visible=tf.constant(
+            np.ones(m, np.float32) if horizon_visible is None else np.asarray(horizon_visible, np.float32)
+        ),
         seed=tf.constant(np.asarray(seeds, np.int32)),
         loss_ref=tf.ones([m], tf.float32),
     )
@@ -120,7 +130,7 @@ def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=T
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
-    def member(theta, params, slots, step, total_steps, seed, loss_ref):
+    def member(theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref):
         network = BoundNetwork(layer, unflatten_weights(theta, shapes))
 
         def body(k, params, slots, loss_ref, train_losses, valid_losses):
@@ -140,7 +150,7 @@ def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=T
                     g,
                     p,
                     iteration=t + 1,
-                    total_steps=total_steps,
+                    total_steps=total_steps * horizon_visible,
                     learning_rate=learning_rate,
                 )
                 new_params.append(p - update)
@@ -165,15 +175,14 @@ def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=T
             meta = _meta_values(train_losses, loss_ref)[-1]
         else:
             meta = tf.reduce_mean(_meta_values(train_losses, loss_ref))
-        return params, slots, step + num_steps, total_steps, seed, loss_ref, meta, train_losses
+        return (
+            params, slots, step + num_steps, total_steps, horizon_visible, seed, loss_ref,
+            meta, train_losses,
+        )
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def unroll(thetas, state_tuple):
-        params, slots, step, total_steps, seed, loss_ref = state_tuple
-        out = tf.vectorized_map(
-            lambda args: member(*args),
-            (thetas, params, slots, step, total_steps, seed, loss_ref),
-        )
+        out = tf.vectorized_map(lambda args: member(*args), (thetas, *state_tuple))
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
 
