@@ -174,12 +174,21 @@ class _StateIdentity(tf.Module):
         return {"identity": tf.constant(self._identity)}
 
     def _restore_from_tensors(self, restored_tensors):
-        _check_identity(
-            self._optimizer_name,
-            json.loads(restored_tensors["identity"].numpy().decode()),
-            json.loads(self._identity),
+        stored = restored_tensors["identity"]
+        if tf.executing_eagerly():
+            _check_identity(
+                self._optimizer_name,
+                json.loads(stored.numpy().decode()),
+                json.loads(self._identity),
+            )
+            return tf.no_op()
+        # Traced restore functions (e.g. of a SavedModel) compare in-graph.
+        return tf.debugging.assert_equal(
+            stored,
+            tf.constant(self._identity),
+            message=f"LearnedOptimizer '{self._optimizer_name}': the "
+            "checkpoint was written by another preset or state layout.",
         )
-        return tf.no_op()
 
 
 def _check_identity(optimizer_name, stored, expected):
@@ -230,9 +239,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     * Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) are
       densified: rows without a gradient in a step get gradient 0, so their
       momenta decay and they keep moving while momentum remains, exactly
-      like Keras' `Adam`. The rule was meta-trained on dense gradients and
-      its per-tensor features are statistics of the whole tensor, so a
-      "lazy" update of the touched rows only would run a different rule.
+      like Keras' `Adam` (repeated rows are summed first, which is the
+      gradient; Keras' `Adam` squares repeated slices before summing them).
+      The rule was meta-trained on dense gradients and its per-tensor
+      features are statistics of the whole tensor, so a "lazy" update of
+      the touched rows only would run a different rule.
     * Non-finite steps are skipped per variable: if a variable's gradient
       (after clipping) has a NaN or inf, or the update computed from it
       would make the variable non-finite, that variable and its slots keep
@@ -248,7 +259,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       architecture, features and weights) and which state layout wrote its
       state. `tf.train.Checkpoint.restore` and `keras.models.load_model`
       raise a `ValueError` for state written by another preset or layout
-      instead of running one preset's network on another's momenta.
+      instead of running one preset's network on another's momenta. The
+      check runs inside `restore`: what it restored before reaching the
+      optimizer's identity (the model, `iterations`) may already hold the
+      checkpoint's values, so start from fresh objects after the error. A
+      checkpoint with no identity at all (written by another optimizer)
+      follows TensorFlow's rules: it fails on mismatched shapes or dtypes,
+      and `status.assert_existing_objects_matched()` reports it.
 
     Args:
         preset: name of a shipped preset (see `keras_lopt.list_presets()`) or
@@ -318,6 +335,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         )
         self.preset = str(preset)
         self._preset = loaded
+        self._unbuilt_variable_count = len(self.variables)
         self._initial_total_steps = total_steps
         self._state_identity = _StateIdentity(
             name,
@@ -467,6 +485,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         their number differs; here that, and network weights that differ
         from this optimizer's preset, raise a `ValueError`.
         """
+        if len(store.keys()) == self._unbuilt_variable_count:
+            # Saved before it was built: there is no state to restore beyond
+            # `iterations` and the learning rate, created first in both.
+            for i in range(self._unbuilt_variable_count):
+                self.variables[i].assign(store[str(i)])
+            return
         if len(store.keys()) != len(self.variables):
             raise ValueError(
                 f"Cannot load the state of LearnedOptimizer '{self.name}': "

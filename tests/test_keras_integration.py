@@ -560,6 +560,32 @@ def test_keras_file_from_changed_preset_weights_is_refused(tmp_path, random_pres
         keras.models.load_model(path)
 
 
+def test_keras_file_saved_before_training_loads_and_trains(tmp_path):
+    model = small_classifier()
+    model.compile(optimizer=LearnedOptimizer(), loss=LOSS)
+    path = str(tmp_path / "model.keras")
+    model.save(path)  # the optimizer has no state yet
+    restored = keras.models.load_model(path)
+    restored.fit(*classification_data(n=32), verbose=0)
+    assert int(restored.optimizer.iterations.numpy()) == 1
+
+
+def test_keras_state_with_another_variable_count_is_refused():
+    model = small_classifier()
+    optimizer = LearnedOptimizer()
+    optimizer.build(model.trainable_variables)
+    store = {str(i): np.asarray(v) for i, v in enumerate(optimizer.variables[:-1])}
+    with pytest.raises(ValueError, match=r"the file holds \d+ optimizer variables, this optimizer has \d+"):
+        optimizer.load_own_variables(store)
+
+
+def test_saved_model_export_with_the_optimizer_still_works(tmp_path):
+    model = _fit(LearnedOptimizer(), steps=1)
+    tf.saved_model.save(model, str(tmp_path / "saved_model"))
+    loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+    assert loaded is not None
+
+
 # 8. Training horizon -----------------------------------------------------
 
 def test_total_steps_changes_the_update_through_progress(random_preset, random_network):
