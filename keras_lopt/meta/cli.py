@@ -1,11 +1,14 @@
 """The `keras-lopt` command line (also `python -m keras_lopt.meta`).
 
     keras-lopt meta-train --config FILE [--output DIR] [--resume] [--export DIR]
+    keras-lopt benchmark [--tasks A,B] [--optimizers learned,adam,...] [--steps N]
+                         [--seeds 0,1] [--output DIR] [--quick]
 
 Bad input exits with status 2 and a one-line error, before anything is written.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -33,6 +36,46 @@ def _meta_train(args):
     )
 
 
+QUICK_TASKS = ("mlp_wine", "regression_diabetes", "autoencoder_digits")
+
+
+def _csv(text):
+    return [item for item in text.split(",") if item]
+
+
+def _benchmark(args):
+    from keras_lopt.meta import eval_tasks, evaluate
+
+    tasks = _csv(args.tasks) if args.tasks else (list(QUICK_TASKS) if args.quick else eval_tasks.eval_task_names())
+    for name in tasks:
+        if name not in eval_tasks.EVAL_TASKS:
+            raise ValueError(f"Unknown evaluation task {name!r}. Valid names: {eval_tasks.eval_task_names()}")
+    specs = _csv(args.optimizers)
+    evaluate.expand_specs(specs)
+    steps = args.steps or (100 if args.quick else 2000)
+    if steps < 1:
+        raise ValueError(f"`--steps` must be a positive integer. Received: {steps}")
+    try:
+        seeds = [int(s) for s in _csv(args.seeds or ("0" if args.quick else "0,1"))]
+    except ValueError:
+        raise ValueError(f"`--seeds` must be comma-separated integers. Received: {args.seeds!r}") from None
+    os.makedirs(args.output, exist_ok=True)
+    results = evaluate.run_benchmark(
+        tasks, specs, steps, seeds, output_path=os.path.join(args.output, "results.jsonl")
+    )
+    summary = evaluate.summarize(results, specs)
+    wins = evaluate.win_counts(summary)
+    table = evaluate.markdown_table(summary, specs)
+    with open(os.path.join(args.output, "summary.json"), "w") as f:
+        json.dump({"steps": steps, "seeds": seeds, "tasks": summary, "wins": wins}, f, indent=2)
+    with open(os.path.join(args.output, "table.md"), "w") as f:
+        f.write(table + "\n")
+    evaluate.plot_curves(results, summary, specs, os.path.join(args.output, "curves.png"))
+    print(table)
+    for baseline, count in wins.items():
+        print(f"learned beats {baseline} on final train loss: {count['wins']}/{count['tasks']} tasks")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-lopt", description="Learned optimizers for Keras.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +86,17 @@ def build_parser():
     meta.add_argument("--export", help="preset directory to write (default: <output>/preset)")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(run=_meta_train)
+    bench = commands.add_parser("benchmark", help="compare optimizers on the evaluation tasks")
+    bench.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
+    bench.add_argument(
+        "--optimizers", default="learned,adam,adamw,sgdm,adam_tuned",
+        help="comma-separated optimizer specs (see keras_lopt.meta.evaluate)",
+    )
+    bench.add_argument("--steps", type=int, help="training steps per run (default 2000; --quick: 100)")
+    bench.add_argument("--seeds", help="comma-separated seeds (default 0,1; --quick: 0)")
+    bench.add_argument("--output", default="benchmark_results", help="directory for results.jsonl, summary.json, table.md, curves.png")
+    bench.add_argument("--quick", action="store_true", help="3 small tasks, 100 steps, 1 seed (for CI)")
+    bench.set_defaults(run=_benchmark)
     return parser
 
 

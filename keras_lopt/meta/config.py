@@ -99,7 +99,11 @@ class MetaTrainConfig:
         name: name of the preset the run exports.
         task_families: names from `FAMILY_NAMES`.
         estimator: `EstimatorConfig`.
-        objective: meta-objective, one of `unroll.OBJECTIVES`.
+        objective: meta-objective, one of `OBJECTIVES`: the mean over the
+            truncation ("mean") or its last step ("final") of
+            log(training loss / initial loss), or the mean of the same on
+            validation batches ("validation").
+        min_loss_ratio: loss ratios below this earn no more meta-reward.
         outer_steps: number of meta-weight updates.
         outer_learning_rate: Adam learning rate on the meta-weights.
         max_grad_norm: the gradient estimate is clipped to this global norm.
@@ -120,6 +124,7 @@ class MetaTrainConfig:
     task_families: Tuple[str, ...] = ("quadratic",)
     estimator: EstimatorConfig = EstimatorConfig()
     objective: str = "mean"
+    min_loss_ratio: float = 1e-12
     outer_steps: int = 100
     outer_learning_rate: float = 3e-3
     max_grad_norm: float = 1.0
@@ -148,11 +153,25 @@ class MetaTrainConfig:
             raise ValueError(f"`eval_every` must be a non-negative integer. Received: eval_every={self.eval_every!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
+        if not (isinstance(self.min_loss_ratio, (int, float)) and 0 < self.min_loss_ratio < 1):
+            raise ValueError(f"`min_loss_ratio` must be in (0, 1). Received: min_loss_ratio={self.min_loss_ratio!r}")
         for name in ("outer_learning_rate", "max_grad_norm", "inner_learning_rate"):
             _positive_float(name, getattr(self, name))
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True))
+
+    def same_run_as(self, saved):
+        """Whether a checkpoint's config dict describes this run.
+
+        Fields added to the config after the checkpoint was written count as
+        equal when this config keeps their default.
+        """
+        defaults = MetaTrainConfig().to_dict()
+        merged = {**defaults, **saved}
+        for key in ("estimator", "network"):
+            merged[key] = {**defaults[key], **saved.get(key, {})}
+        return merged == self.to_dict()
 
     @classmethod
     def from_dict(cls, values):

@@ -99,7 +99,8 @@ class MetaTrainer:
         key = (task.structure, num_steps, objective)
         if key not in self._unrolls:
             self._unrolls[key] = unroll.build_unroll(
-                task, self.layer, num_steps, objective, self.config.inner_learning_rate
+                task, self.layer, num_steps, objective, self.config.inner_learning_rate,
+                min_loss_ratio=self.config.min_loss_ratio,
             )
         return self._unrolls[key]
 
@@ -258,7 +259,7 @@ class MetaTrainer:
             "grad_norm": np.asarray(self.history["grad_norm"], np.float64),
             "eval_step": np.asarray(self.eval_history["step"], np.int64),
             "eval_meta_loss": np.asarray(self.eval_history["meta_loss"], np.float64),
-            "config_json": np.asarray(json.dumps(self.config.to_dict(), sort_keys=True)),
+            "config_json": np.asarray(json.dumps(self.config.to_dict())),
         }
         for i, worker in enumerate(self.workers):
             if worker is None or worker.state is None:
@@ -282,7 +283,7 @@ class MetaTrainer:
             return False
         with np.load(self.checkpoint_path) as data:
             saved = json.loads(str(data["config_json"]))
-            if saved != json.loads(json.dumps(self.config.to_dict(), sort_keys=True)):
+            if not self.config.same_run_as(saved):
                 raise ValueError(
                     f"The checkpoint in {self.output_dir!r} was written with a "
                     "different config; resume with the same config or use a "

@@ -107,20 +107,27 @@ def fresh_state(task, seeds, total_steps, horizon_visible=None):
     )
 
 
-def _meta_values(losses, loss_ref):
-    """Per-step meta-loss values: log(loss / initial loss), bounded."""
+def _meta_values(losses, loss_ref, min_loss_ratio):
+    """Per-step meta-loss values: log(loss / initial loss), bounded.
+
+    Below `min_loss_ratio` there is no further reward, so tasks that can be
+    memorised down to zero loss do not dominate the meta-gradient.
+    """
     ratio = losses / loss_ref
     ratio = tf.where(tf.math.is_finite(ratio), ratio, LOSS_CLIP_RATIO)
-    return tf.math.log(tf.clip_by_value(ratio, 1e-12, LOSS_CLIP_RATIO))
+    return tf.math.log(tf.clip_by_value(ratio, min_loss_ratio, LOSS_CLIP_RATIO))
 
 
-def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=True):
+def build_unroll(
+    task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12
+):
     """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
 
     Each member m trains its own task parameters for `num_steps` steps with
     meta-weights `thetas[m]`; `meta[m]` is its meta-loss on this truncation
     (see `OBJECTIVES`) and `losses[m]` its raw training losses.
-    `jit_compile=False` gives a function that can be differentiated with
+    `min_loss_ratio` floors the loss ratio in the meta-loss (see
+    `_meta_values`). `jit_compile=False` gives a function that can be differentiated with
     respect to `thetas` (XLA cannot differentiate the while loop), which the
     estimator tests use as ground truth.
     """
@@ -170,11 +177,11 @@ def build_unroll(task, layer, num_steps, objective, learning_rate, jit_compile=T
             maximum_iterations=num_steps,
         )
         if objective == "validation":
-            meta = tf.reduce_mean(_meta_values(valid_losses, loss_ref))
+            meta = tf.reduce_mean(_meta_values(valid_losses, loss_ref, min_loss_ratio))
         elif objective == "final":
-            meta = _meta_values(train_losses, loss_ref)[-1]
+            meta = _meta_values(train_losses, loss_ref, min_loss_ratio)[-1]
         else:
-            meta = tf.reduce_mean(_meta_values(train_losses, loss_ref))
+            meta = tf.reduce_mean(_meta_values(train_losses, loss_ref, min_loss_ratio))
         return (
             params, slots, step + num_steps, total_steps, horizon_visible, seed, loss_ref,
             meta, train_losses,
