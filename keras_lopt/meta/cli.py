@@ -1,6 +1,7 @@
 """The `keras-lopt` command line (also `python -m keras_lopt.meta`).
 
     keras-lopt meta-train --config FILE [--output DIR] [--resume] [--export DIR]
+    keras-lopt export --config FILE --run DIR --output DIR [--final]
     keras-lopt benchmark [--tasks A,B] [--optimizers learned,adam,...] [--steps N]
                          [--seeds 0,1] [--output DIR] [--quick]
 
@@ -64,7 +65,8 @@ def _benchmark(args):
         tasks, specs, steps, seeds, output_path=os.path.join(args.output, "results.jsonl")
     )
     summary = evaluate.summarize(results, specs)
-    wins = evaluate.win_counts(summary)
+    learned = next((s for s in specs if s.startswith("learned")), None)
+    wins = evaluate.win_counts(summary, learned) if learned else {}
     table = evaluate.markdown_table(summary, specs)
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump({"steps": steps, "seeds": seeds, "tasks": summary, "wins": wins}, f, indent=2)
@@ -73,7 +75,20 @@ def _benchmark(args):
     evaluate.plot_curves(results, summary, specs, os.path.join(args.output, "curves.png"))
     print(table)
     for baseline, count in wins.items():
-        print(f"learned beats {baseline} on final train loss: {count['wins']}/{count['tasks']} tasks")
+        print(f"{learned} beats {baseline} on final train loss: {count['wins']}/{count['tasks']} tasks")
+
+
+def _export(args):
+    from keras_lopt.meta.config import MetaTrainConfig
+
+    config = MetaTrainConfig.from_file(args.config)
+    from keras_lopt.meta.trainer import MetaTrainer
+
+    trainer = MetaTrainer(config, args.run)
+    if not trainer.restore():
+        raise ValueError(f"No checkpoint in {args.run!r}.")
+    preset = trainer.export(args.output, use_best=not args.final)
+    print(f"Exported outer step {trainer.step} ({preset.metadata['provenance']['exported_weights']}) to {preset.path}")
 
 
 def build_parser():
@@ -86,6 +101,12 @@ def build_parser():
     meta.add_argument("--export", help="preset directory to write (default: <output>/preset)")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(run=_meta_train)
+    export = commands.add_parser("export", help="export a meta-training checkpoint as a preset")
+    export.add_argument("--config", required=True, help="the run's config file")
+    export.add_argument("--run", required=True, help="the run directory (holds checkpoint.npz)")
+    export.add_argument("--output", required=True, help="preset directory to write")
+    export.add_argument("--final", action="store_true", help="export the latest weights, not the best evaluated")
+    export.set_defaults(run=_export)
     bench = commands.add_parser("benchmark", help="compare optimizers on the evaluation tasks")
     bench.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
     bench.add_argument(

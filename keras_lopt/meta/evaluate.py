@@ -216,7 +216,7 @@ def summarize(results, specs):
 TIE_TOLERANCE = 1e-3
 
 
-def win_counts(summary, learned="learned", against=("adam", "adam_tuned")):
+def win_counts(summary, learned, against=("adam", "adam_tuned")):
     """Tasks where the learned optimizer's mean final train loss is lower.
 
     A win needs a loss lower by more than `TIE_TOLERANCE` (relative), so two

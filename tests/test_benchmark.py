@@ -1,0 +1,64 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_lopt.meta import eval_tasks, evaluate
+
+
+def test_every_evaluation_task_builds_and_matches_its_data():
+    for name in eval_tasks.eval_task_names():
+        task = eval_tasks.get_eval_task(name)
+        assert task.name == name
+        model = task.build_model()
+        x, y = task.train
+        out = model(x[:4])
+        loss = float(task.loss(y[:4], out))
+        assert loss == loss and loss > 0, name
+
+
+def test_benchmark_picks_tuned_adam_on_validation_and_resumes(tmp_path):
+    path = str(tmp_path / "results.jsonl")
+    logged = []
+    specs = ["learned", "adam", "adam_tuned"]
+    results = evaluate.run_benchmark(["mlp_wine"], specs, 30, [0], output_path=path, log=logged.append)
+    assert len(results) == 2 + len(evaluate.ADAM_GRID)
+    summary = evaluate.summarize(results, specs)["mlp_wine"]
+    grid = {f"adam@{lr:g}": summary["optimizers"][f"adam@{lr:g}"]["final_valid_loss"] for lr in evaluate.ADAM_GRID}
+    assert summary["optimizers"]["adam_tuned"]["picked"] == min(grid, key=grid.get)
+    # The default preset reproduces Adam(1e-3): the two runs tie.
+    assert evaluate.win_counts({"mlp_wine": summary}, "learned")["adam"]["wins"] == 0
+    assert summary["optimizers"]["learned"]["final_train_loss"] == pytest.approx(
+        summary["optimizers"]["adam"]["final_train_loss"], rel=1e-4
+    )
+    n_logged = len(logged)
+    again = evaluate.run_benchmark(["mlp_wine"], specs, 30, [0], output_path=path, log=logged.append)
+    assert len(logged) == n_logged  # nothing re-ran
+    assert again == results
+    table = evaluate.markdown_table(evaluate.summarize(again, specs), specs)
+    assert "| mlp_wine |" in table and "lr=" in table
+
+
+def test_unknown_specs_and_tasks_are_rejected():
+    with pytest.raises(ValueError, match="Unknown optimizer spec 'rmsprop'"):
+        evaluate.expand_specs(["rmsprop"])
+    with pytest.raises(ValueError, match="Unknown optimizer spec 'adam@-1'"):
+        evaluate.expand_specs(["adam@-1"])
+    with pytest.raises(ValueError, match="Unknown evaluation task 'imagenet'"):
+        eval_tasks.get_eval_task("imagenet")
+
+
+def test_benchmark_cli_writes_json_table_and_plot(tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_lopt.meta", "benchmark", "--tasks", "regression_diabetes",
+         "--optimizers", "learned,adam", "--steps", "20", "--seeds", "0", "--output", str(out)],
+        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["tasks"]["regression_diabetes"]["optimizers"]) == {"learned", "adam"}
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert "learned beats adam" in proc.stdout
