@@ -186,7 +186,11 @@ class MetaTrainer:
         return float(np.mean(scores))
 
     def train(self, progress=True):
-        """Runs until `config.outer_steps`, checkpointing and evaluating."""
+        """Runs until `config.outer_steps`, checkpointing and evaluating.
+
+        With `progress=False` (background runs) a line is printed at each
+        checkpoint instead of the progress bar.
+        """
         c = self.config
         os.makedirs(self.output_dir, exist_ok=True)
         with open(os.path.join(self.output_dir, CONFIG_FILE), "w") as f:
@@ -206,6 +210,13 @@ class MetaTrainer:
                 values.append(("eval", score))
             if self.step % c.checkpoint_every == 0 or self.step == c.outer_steps:
                 self.save_checkpoint()
+                if bar is None:
+                    print(
+                        f"step {self.step}: "
+                        + ", ".join(f"{name} {value:.4g}" for name, value in values)
+                        + f", {self.wall_time:.0f}s",
+                        flush=True,
+                    )
             if bar is not None:
                 bar.update(self.step, values=values)
         if self._writer is not None:
