@@ -436,8 +436,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         return slots
 
     def _apply_weight_decay(self, variables):
-        # Weight decay is applied in `update_step`, so that a skipped
-        # (non-finite) step leaves the variable untouched.
+        # Keras' hook (called before `update_step`) does nothing here: the
+        # decay is applied inside `update_step`, so that a skipped
+        # (non-finite) step leaves the variable untouched. Should Keras stop
+        # calling this hook, the AdamW comparison test fails (double decay).
         return
 
     def update_step(self, gradient, variable, learning_rate):

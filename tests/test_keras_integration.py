@@ -12,7 +12,6 @@ import sys
 import textwrap
 
 import keras
-import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -81,12 +80,7 @@ def _every_rank_model(dtype):
 
 # Relative spacing of each dtype (one unit in the last place, at most).
 _EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
-_NUMPY_DTYPE = {
-    "float16": np.float16,
-    "bfloat16": ml_dtypes.bfloat16,
-    "float32": np.float32,
-    "float64": np.float64,
-}
+_NUMPY_DTYPE = {name: tf.as_dtype(name).as_numpy_dtype for name in _EPS}
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
