@@ -22,15 +22,15 @@ def test_every_evaluation_task_builds_and_matches_its_data():
 def test_benchmark_picks_tuned_adam_on_validation_and_resumes(tmp_path):
     path = str(tmp_path / "results.jsonl")
     logged = []
-    specs = ["learned", "adam", "adam_tuned"]
+    specs = ["learned:adam_equivalent_v1", "adam", "adam_tuned"]
     results = evaluate.run_benchmark(["mlp_wine"], specs, 30, [0], output_path=path, log=logged.append)
     assert len(results) == 2 + len(evaluate.ADAM_GRID)
     summary = evaluate.summarize(results, specs)["mlp_wine"]
     grid = {f"adam@{lr:g}": summary["optimizers"][f"adam@{lr:g}"]["final_valid_loss"] for lr in evaluate.ADAM_GRID}
     assert summary["optimizers"]["adam_tuned"]["picked"] == min(grid, key=grid.get)
-    # The default preset reproduces Adam(1e-3): the two runs tie.
-    assert evaluate.win_counts({"mlp_wine": summary}, "learned")["adam"]["wins"] == 0
-    assert summary["optimizers"]["learned"]["final_train_loss"] == pytest.approx(
+    # adam_equivalent_v1 reproduces Adam(1e-3): the two runs tie.
+    assert evaluate.win_counts({"mlp_wine": summary}, specs[0])["adam"]["wins"] == 0
+    assert summary["optimizers"][specs[0]]["final_train_loss"] == pytest.approx(
         summary["optimizers"]["adam"]["final_train_loss"], rel=1e-4
     )
     n_logged = len(logged)
@@ -62,3 +62,27 @@ def test_benchmark_cli_writes_json_table_and_plot(tmp_path):
     assert set(summary["tasks"]["regression_diabetes"]["optimizers"]) == {"learned", "adam"}
     assert (out / "curves.png").stat().st_size > 10_000
     assert "learned beats adam" in proc.stdout
+
+
+def test_export_cli_writes_a_loadable_preset(tmp_path):
+    import keras_lopt
+    from keras_lopt.meta.config import MetaTrainConfig
+    from keras_lopt.meta.trainer import MetaTrainer
+
+    config = {
+        "name": "export_test_v1", "task_families": ["quadratic"], "outer_steps": 2,
+        "eval_every": 0, "checkpoint_every": 1,
+        "estimator": {"kind": "es", "num_pairs": 2, "truncation_length": 5},
+    }
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    MetaTrainer(MetaTrainConfig.from_dict(config), tmp_path / "run").train(progress=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_lopt.meta", "export", "--config", str(config_path),
+         "--run", str(tmp_path / "run"), "--output", str(tmp_path / "preset")],
+        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Exported outer step 2 (final)" in proc.stdout
+    optimizer = keras_lopt.load_learned_optimizer(str(tmp_path / "preset"))
+    assert optimizer.network.name == "export_test_v1"

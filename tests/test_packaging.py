@@ -27,7 +27,8 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
     code = (
         "import keras_lopt, numpy as np, keras; "
         "assert keras_lopt.__file__.startswith(%r), keras_lopt.__file__; "
-        "opt = keras_lopt.LearnedOptimizer(); "
+        "keras_lopt.LearnedOptimizer(); "
+        "opt = keras_lopt.LearnedOptimizer('adam_equivalent_v1'); "
         "v = keras.Variable(np.ones(3, 'float32')); "
         "opt.apply_gradients([(np.ones(3, 'float32'), v)]); "
         "print(keras_lopt.list_presets(), v.numpy())" % str(site)

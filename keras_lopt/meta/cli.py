@@ -84,9 +84,9 @@ def _export(args):
     config = MetaTrainConfig.from_file(args.config)
     from keras_lopt.meta.trainer import MetaTrainer
 
-    trainer = MetaTrainer(config, args.run)
+    trainer = MetaTrainer(config, args.run_dir)
     if not trainer.restore():
-        raise ValueError(f"No checkpoint in {args.run!r}.")
+        raise ValueError(f"No checkpoint in {args.run_dir!r}.")
     preset = trainer.export(args.output, use_best=not args.final)
     print(f"Exported outer step {trainer.step} ({preset.metadata['provenance']['exported_weights']}) to {preset.path}")
 
@@ -100,13 +100,13 @@ def build_parser():
     meta.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     meta.add_argument("--export", help="preset directory to write (default: <output>/preset)")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
-    meta.set_defaults(run=_meta_train)
+    meta.set_defaults(handler=_meta_train)
     export = commands.add_parser("export", help="export a meta-training checkpoint as a preset")
     export.add_argument("--config", required=True, help="the run's config file")
-    export.add_argument("--run", required=True, help="the run directory (holds checkpoint.npz)")
+    export.add_argument("--run", dest="run_dir", required=True, help="the run directory (holds checkpoint.npz)")
     export.add_argument("--output", required=True, help="preset directory to write")
     export.add_argument("--final", action="store_true", help="export the latest weights, not the best evaluated")
-    export.set_defaults(run=_export)
+    export.set_defaults(handler=_export)
     bench = commands.add_parser("benchmark", help="compare optimizers on the evaluation tasks")
     bench.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
     bench.add_argument(
@@ -117,7 +117,7 @@ def build_parser():
     bench.add_argument("--seeds", help="comma-separated seeds (default 0,1; --quick: 0)")
     bench.add_argument("--output", default="benchmark_results", help="directory for results.jsonl, summary.json, table.md, curves.png")
     bench.add_argument("--quick", action="store_true", help="3 small tasks, 100 steps, 1 seed (for CI)")
-    bench.set_defaults(run=_benchmark)
+    bench.set_defaults(handler=_benchmark)
     return parser
 
 
@@ -125,7 +125,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except ValueError as e:
         print(f"keras-lopt {args.command}: error: {e}", file=sys.stderr)
         return 2
