@@ -332,6 +332,12 @@ class MetaTrainer:
 
     # -- export ---------------------------------------------------------------
 
+    def _best_eval_step(self):
+        scores = self.eval_history["meta_loss"]
+        if not scores:
+            return None
+        return int(self.eval_history["step"][int(np.argmin(scores))])
+
     def export(self, path=None, use_best=True):
         """Exports the best (by held-out evaluation) or the final meta-weights."""
         c = self.config
@@ -350,6 +356,7 @@ class MetaTrainer:
             "final_meta_loss": self.history["meta_loss"][-1] if self.history["meta_loss"] else None,
             "initial_eval_meta_loss": self.initial_eval,
             "best_eval_meta_loss": self.best_eval if np.isfinite(self.best_eval) else None,
+            "best_eval_step": self._best_eval_step(),
             "exported_weights": "best_eval" if theta is self.best_theta else "final",
             "config": c.to_dict(),
         }
