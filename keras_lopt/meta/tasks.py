@@ -237,12 +237,12 @@ class TaskFamily:
 _AUGMENT = (0.5, 2.0)
 
 
-def _data(name, x="x", y="y"):
+def _data(name):
     from keras_lopt.meta import datasets
 
     train = datasets.load_numpy(name, "train")
     test = datasets.load_numpy(name, "test")
-    return (train[x], train[y]), (test[x], test[y])
+    return (train["x"], train["y"]), (test["x"], test["y"])
 
 
 def _char_data(seq_len):
@@ -255,72 +255,45 @@ def _char_data(seq_len):
     return split("train"), split("test")
 
 
-def _mlp_digits_family():
-    train, valid = _data("digits")
-    variants = [((32,), "relu", 64), ((64,), "tanh", 128), ((32, 32), "relu", 64), ((16, 16), "tanh", 32)]
+def _variant_family(name, data, build, input_shape, outputs, loss, variants):
+    """A family of `build(input_shape, sizes, outputs, activation)` models.
+
+    `variants` lists `(sizes, activation, batch_size)`; the structure name is
+    `{name}_{sizes joined by x}_{activation}_b{batch_size}`.
+    """
+    train, valid = _data(data)
     return TaskFamily(
-        "mlp_digits",
+        name,
         [
             functools.partial(
                 keras_task,
-                f"mlp_digits_{'x'.join(map(str, w))}_{a}_b{b}",
-                functools.partial(_mlp, (8, 8, 1), w, 10, a),
-                "classification", train, valid, b, _AUGMENT,
+                f"{name}_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
+                functools.partial(build, input_shape, sizes, outputs, activation),
+                loss, train, valid, batch, _AUGMENT,
             )
-            for w, a, b in variants
+            for sizes, activation, batch in variants
         ],
     )
+
+
+def _mlp_digits_family():
+    variants = [((32,), "relu", 64), ((64,), "tanh", 128), ((32, 32), "relu", 64), ((16, 16), "tanh", 32)]
+    return _variant_family("mlp_digits", "digits", _mlp, (8, 8, 1), 10, "classification", variants)
 
 
 def _conv_digits_family():
-    train, valid = _data("digits")
     variants = [((8,), "relu", 64), ((8, 16), "relu", 32)]
-    return TaskFamily(
-        "conv_digits",
-        [
-            functools.partial(
-                keras_task,
-                f"conv_digits_{'x'.join(map(str, c))}_{a}_b{b}",
-                functools.partial(_conv, (8, 8, 1), c, 10, a),
-                "classification", train, valid, b, _AUGMENT,
-            )
-            for c, a, b in variants
-        ],
-    )
+    return _variant_family("conv_digits", "digits", _conv, (8, 8, 1), 10, "classification", variants)
 
 
 def _mlp_mnist1d_family():
-    train, valid = _data("mnist1d")
     variants = [((64,), "relu", 64), ((32, 32), "gelu", 128)]
-    return TaskFamily(
-        "mlp_mnist1d",
-        [
-            functools.partial(
-                keras_task,
-                f"mlp_mnist1d_{'x'.join(map(str, w))}_{a}_b{b}",
-                functools.partial(_mlp, (40,), w, 10, a),
-                "classification", train, valid, b, _AUGMENT,
-            )
-            for w, a, b in variants
-        ],
-    )
+    return _variant_family("mlp_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
 
 
 def _mlp_regression_family():
-    train, valid = _data("synthetic_regression")
     variants = [((32,), "relu", 64), ((64, 64), "tanh", 32)]
-    return TaskFamily(
-        "mlp_regression",
-        [
-            functools.partial(
-                keras_task,
-                f"mlp_regression_{'x'.join(map(str, w))}_{a}_b{b}",
-                functools.partial(_mlp, (16,), w, 4, a),
-                "regression", train, valid, b, _AUGMENT,
-            )
-            for w, a, b in variants
-        ],
-    )
+    return _variant_family("mlp_regression", "synthetic_regression", _mlp, (16,), 4, "regression", variants)
 
 
 def _lstm_parity_family():
