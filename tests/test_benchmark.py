@@ -42,8 +42,10 @@ def test_benchmark_picks_tuned_adam_on_validation_and_resumes(tmp_path):
 
 
 def test_unknown_specs_and_tasks_are_rejected():
-    with pytest.raises(ValueError, match="Unknown optimizer spec 'rmsprop'"):
-        evaluate.expand_specs(["rmsprop"])
+    with pytest.raises(ValueError, match="Unknown optimizer spec 'rmsprob'"):
+        evaluate.expand_specs(["rmsprob"])
+    assert type(evaluate.make_optimizer("rmsprop")).__name__ == "RMSprop"
+    assert type(evaluate.make_optimizer("lion")).__name__ == "Lion"
     with pytest.raises(ValueError, match="Unknown optimizer spec 'adam@-1'"):
         evaluate.expand_specs(["adam@-1"])
     with pytest.raises(ValueError, match="Unknown evaluation task 'imagenet'"):

@@ -6,6 +6,9 @@ Optimizer specs (strings, so they fit on a command line):
     learned:NAME_OR_PATH LearnedOptimizer(NAME_OR_PATH)
     adam, adamw, sgdm    Adam(1e-3), AdamW(1e-3), SGD(1e-2, momentum=0.9)
     adam@LR              Adam(LR), e.g. adam@3e-3
+    NAME                 any other Keras optimizer identifier at its Keras
+                         defaults (rmsprop, adagrad, adadelta, adamax,
+                         nadam, lion, ...), via `keras.optimizers.get`
     adam_tuned           Adam at each learning rate of `ADAM_GRID`; the
                          reported run is the rate with the lowest mean final
                          validation loss over seeds, as a user tuning the
@@ -54,9 +57,14 @@ def make_optimizer(spec):
             lr = -1.0
         if lr > 0:
             return keras.optimizers.Adam(lr)
+    if spec.isidentifier() and spec != "adam_tuned":
+        try:
+            return keras.optimizers.get(spec)
+        except ValueError:
+            pass
     raise ValueError(
         f"Unknown optimizer spec {spec!r}. Valid: learned, learned:PRESET_OR_PATH, "
-        "adam, adamw, sgdm, adam@LR, adam_tuned"
+        "adam, adamw, sgdm, adam@LR, adam_tuned, or a Keras optimizer name"
     )
 
 
