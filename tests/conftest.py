@@ -53,6 +53,21 @@ def small_classifier(seed=0, inputs=8, classes=3):
     )
 
 
+def xla_train_step(model, optimizer, loss_fn):
+    """A `tf.function(jit_compile=True)` step: loss, gradients, apply."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return train_step
+
+
 def classification_data(n=256, inputs=8, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, inputs)).astype("float32")

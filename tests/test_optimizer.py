@@ -1,15 +1,13 @@
-import os
 import shutil
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_lopt
 from keras_lopt import LearnedOptimizer
 
-from conftest import classification_data, small_classifier
+from conftest import classification_data, small_classifier, xla_train_step
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -46,13 +44,7 @@ def test_custom_loop_compiles_with_xla_and_does_not_retrace(random_preset):
     optimizer = LearnedOptimizer(random_preset)
     x, y = classification_data(n=64)
 
-    @tf.function(jit_compile=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = LOSS(y, model(x))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    train_step = xla_train_step(model, optimizer, LOSS)
 
     optimizer.build(model.trainable_variables)
     losses = [float(train_step(x, y)) for _ in range(30)]

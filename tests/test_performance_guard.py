@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_lopt import LearnedOptimizer, TrainingHorizon
 
-from conftest import classification_data, small_classifier
+from conftest import classification_data, small_classifier, xla_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -47,13 +47,7 @@ def test_custom_loop_traces_once_across_steps_and_horizon_changes():
     optimizer = LearnedOptimizer()
     x, y = classification_data(n=32)
 
-    @tf.function(jit_compile=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = LOSS(y, model(x))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    train_step = xla_train_step(model, optimizer, LOSS)
 
     optimizer.build(model.trainable_variables)
     program = train_step.experimental_get_compiler_ir(x, y)(stage="hlo")

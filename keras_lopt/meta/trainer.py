@@ -26,7 +26,6 @@ import tensorflow as tf
 from keras_lopt import features, presets, savedmodel
 from keras_lopt.layers import MLPNetwork
 from keras_lopt.meta import estimators, tasks, unroll
-from keras_lopt.meta.config import MetaTrainConfig
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CONFIG_FILE = "config.json"
