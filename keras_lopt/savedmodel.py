@@ -135,13 +135,22 @@ class _ExportModule(tf.Module):
 
 def _architecture_of(network):
     config = network.get_config()
-    return {
-        "kind": network.kind,
-        "config": {
-            k: config[k]
-            for k in ("hidden_sizes", "activation", "magnitude_scale")
-        },
-    }
+    keys = ["hidden_sizes", "activation", "magnitude_scale"]
+    # Optional field: written only when set, so presets without a bound keep
+    # the metadata they always had.
+    if config.get("max_log_multiplier") is not None:
+        keys.append("max_log_multiplier")
+    return {"kind": network.kind, "config": {k: config[k] for k in keys}}
+
+
+def _formula_of(network):
+    log_multiplier = "magnitude_scale * magnitude"
+    bound = getattr(network, "max_log_multiplier", None)
+    if bound is not None:
+        log_multiplier = (
+            f"max_log_multiplier * tanh({log_multiplier} / max_log_multiplier)"
+        )
+    return f"update = learning_rate * direction * exp({log_multiplier})"
 
 
 def export(network, path, info):
@@ -179,8 +188,7 @@ def export(network, path, info):
         "output": {
             "learning_rate": float(info.learning_rate),
             "magnitude_scale": network.magnitude_scale,
-            "formula": "update = learning_rate * direction"
-            " * exp(magnitude_scale * magnitude)",
+            "formula": _formula_of(network),
         },
         "dtype": DTYPE,
         "provenance": info.provenance,

@@ -23,6 +23,12 @@ class MLPNetwork(keras.layers.Layer):
         hidden_sizes: widths of the hidden layers.
         activation: `"relu"` or `"tanh"`.
         magnitude_scale: `b` in `update = lr * direction * exp(b * magnitude)`.
+        max_log_multiplier: `B`, or None. When set, the log step multiplier
+            `b * magnitude` is squashed to `B * tanh(b * magnitude / B)`, so
+            the step stays within `[exp(-B), exp(B)]` times
+            `lr * direction` whatever the inputs: a trained network cannot
+            blow up on a task unlike those it was meta-trained on. Near
+            zero the squash is the identity.
     """
 
     kind = "mlp"
@@ -33,6 +39,7 @@ class MLPNetwork(keras.layers.Layer):
         hidden_sizes=(4, 4),
         activation="relu",
         magnitude_scale=0.1,
+        max_log_multiplier=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,10 +64,22 @@ class MLPNetwork(keras.layers.Layer):
                 "`magnitude_scale` must be positive. "
                 f"Received: magnitude_scale={magnitude_scale!r}"
             )
+        if max_log_multiplier is not None and not (
+            isinstance(max_log_multiplier, (int, float))
+            and not isinstance(max_log_multiplier, bool)
+            and 0 < max_log_multiplier < float("inf")
+        ):
+            raise ValueError(
+                "`max_log_multiplier` must be a positive number or None. "
+                f"Received: max_log_multiplier={max_log_multiplier!r}"
+            )
         self.num_features = num_features
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.magnitude_scale = float(magnitude_scale)
+        self.max_log_multiplier = (
+            None if max_log_multiplier is None else float(max_log_multiplier)
+        )
         sizes = (num_features, *hidden_sizes, 2)
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             self.add_weight(
@@ -122,6 +141,9 @@ class MLPNetwork(keras.layers.Layer):
                 outputs.append(acc if is_output else activation(acc))
             hidden = outputs
         direction, magnitude = hidden
+        if self.max_log_multiplier is not None:
+            bound, scale = self.max_log_multiplier, self.magnitude_scale
+            magnitude = (bound / scale) * tf.tanh(magnitude * (scale / bound))
         return direction, magnitude
 
     def call(self, features):
@@ -138,6 +160,7 @@ class MLPNetwork(keras.layers.Layer):
                 "hidden_sizes": list(self.hidden_sizes),
                 "activation": self.activation,
                 "magnitude_scale": self.magnitude_scale,
+                "max_log_multiplier": self.max_log_multiplier,
             }
         )
         return config

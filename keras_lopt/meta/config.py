@@ -11,7 +11,7 @@ import os
 from typing import Optional, Tuple
 
 ESTIMATORS = ("es", "truncated_es", "pes")
-OBJECTIVES = ("mean", "final", "validation")
+OBJECTIVES = ("mean", "final", "tail", "validation")
 # The task families of `keras_lopt.meta.tasks` (a test keeps them in sync).
 FAMILY_NAMES = (
     "conv_digits",
@@ -51,6 +51,10 @@ class EstimatorConfig:
         horizon_visible_fraction: probability that a trajectory's rule is
             told its horizon; the others train as `LearnedOptimizer` does
             without `total_steps`, so the rule learns to work both ways.
+        es_horizons: `es` only: unroll lengths, one drawn uniformly for each
+            estimate (each length compiles its own unroll, so keep the set
+            small, e.g. powers of two). Empty: every unroll is
+            `truncation_length` steps.
     """
 
     kind: str = "pes"
@@ -60,8 +64,17 @@ class EstimatorConfig:
     min_horizon: int = 100
     max_horizon: int = 1000
     horizon_visible_fraction: float = 0.5
+    es_horizons: Tuple[int, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "es_horizons", tuple(self.es_horizons))
+        for horizon in self.es_horizons:
+            _positive_int("es_horizons[i]", horizon)
+        if self.es_horizons and self.kind != "es":
+            raise ValueError(
+                "`es_horizons` applies to kind='es' only. Received: "
+                f"kind={self.kind!r}, es_horizons={list(self.es_horizons)}"
+            )
         if self.kind not in ESTIMATORS:
             raise ValueError(f"`kind` must be one of {ESTIMATORS}. Received: kind={self.kind!r}")
         for name in ("num_pairs", "truncation_length", "min_horizon", "max_horizon"):
@@ -86,9 +99,12 @@ class NetworkConfig:
     hidden_sizes: Tuple[int, ...] = (4, 4)
     activation: str = "relu"
     magnitude_scale: float = 0.1
+    max_log_multiplier: Optional[float] = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if self.max_log_multiplier is not None:
+            _positive_float("max_log_multiplier", self.max_log_multiplier)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +116,10 @@ class MetaTrainConfig:
         task_families: names from `FAMILY_NAMES`.
         estimator: `EstimatorConfig`.
         objective: meta-objective, one of `OBJECTIVES`: the mean over the
-            truncation ("mean") or its last step ("final") of
-            log(training loss / initial loss), or the mean of the same on
-            validation batches ("validation").
+            truncation ("mean"), its last step ("final") or its last tenth
+            ("tail") of log(training loss / initial loss), or the mean of the
+            same on validation batches ("validation"). "tail" scores where a
+            run ends, like "final", with a tenth of its minibatch noise.
         min_loss_ratio: loss ratios below this earn no more meta-reward.
         outer_steps: number of meta-weight updates.
         outer_learning_rate: Adam learning rate on the meta-weights.

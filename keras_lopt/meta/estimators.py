@@ -7,7 +7,8 @@ the same task, initialisation and batches, and
     grad ~= mean_p (L+_p - L-_p) / (2 sigma) * Z_p
 
 * `es`: full unrolls. Every estimate starts new trajectories and trains them
-  for `truncation_length` steps; `Z = z`.
+  for `truncation_length` steps, or for a length drawn from `es_horizons`;
+  `Z = z`.
 * `truncated_es`: trajectories of `horizon` steps are cut into truncations of
   `truncation_length`; each estimate continues them with a fresh `z`, and
   `Z = z`. Cheap per step, but biased: it ignores how theta shaped the state
@@ -34,14 +35,21 @@ class TaskWorker:
 
     Args:
         task: the Task being trained.
-        unroll: compiled unroll for this task (`unroll.build_unroll`).
+        unroll: compiled unroll for this task (`unroll.build_unroll`) of
+            `config.truncation_length` steps.
         config: EstimatorConfig.
+        unroll_for: `num_steps -> unroll` for the lengths in
+            `config.es_horizons`; required when that is not empty.
     """
 
-    def __init__(self, task, unroll, config):
+    def __init__(self, task, unroll, config, unroll_for=None):
+        if config.es_horizons and unroll_for is None:
+            raise ValueError("`unroll_for` is required when `es_horizons` is set.")
         self.task = task
         self.unroll = unroll
+        self.unroll_for = unroll_for
         self.config = config
+        self.horizon = None
         self.state = None
         self.accumulated_z = None
 
@@ -55,7 +63,9 @@ class TaskWorker:
         """Starts new trajectories: new seeds, a new horizon, Z = 0."""
         c = self.config
         if c.kind == "es":
-            horizon = c.truncation_length
+            horizon = (
+                int(rng.choice(c.es_horizons)) if c.es_horizons else c.truncation_length
+            )
         else:
             log_h = rng.uniform(np.log(c.min_horizon), np.log(c.max_horizon))
             horizon = max(1, int(round(np.exp(log_h) / c.truncation_length))) * c.truncation_length
@@ -68,6 +78,7 @@ class TaskWorker:
             np.concatenate([visible, visible]),
         )
         self.accumulated_z = None
+        self.horizon = horizon
 
     def estimate(self, theta, z, rng):
         """One gradient estimate.
@@ -86,7 +97,10 @@ class TaskWorker:
         sigma = self.config.sigma
         z = np.asarray(z, np.float32)
         thetas = np.concatenate([theta + sigma * z, theta - sigma * z])
-        self.state, meta, losses = self.unroll(thetas, self.state)
+        run = self.unroll
+        if self.config.kind == "es" and self.horizon != self.config.truncation_length:
+            run = self.unroll_for(self.horizon)
+        self.state, meta, losses = run(thetas, self.state)
         if self.config.kind == "pes":
             self.accumulated_z = z if self.accumulated_z is None else self.accumulated_z + z
             directions = self.accumulated_z

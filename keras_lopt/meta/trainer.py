@@ -44,6 +44,7 @@ def build_network(config):
         hidden_sizes=config.network.hidden_sizes,
         activation=config.network.activation,
         magnitude_scale=config.network.magnitude_scale,
+        max_log_multiplier=config.network.max_log_multiplier,
         name=config.name,
     )
 
@@ -112,7 +113,10 @@ class MetaTrainer:
         task = self.families[family_index].task(task_index)
         est = self.config.estimator
         worker = estimators.TaskWorker(
-            task, self._unroll_for(task, est.truncation_length, self.config.objective), est
+            task,
+            self._unroll_for(task, est.truncation_length, self.config.objective),
+            est,
+            unroll_for=lambda n: self._unroll_for(task, n, self.config.objective),
         )
         worker.identity = (family_index, task_index)
         return worker
@@ -170,15 +174,17 @@ class MetaTrainer:
 
         Each family contributes `eval_tasks` trajectories of `eval_horizon`
         steps (variant `i % len(family)`, seed `_EVAL_SEED_BASE + i`), scored
-        with the "mean" objective and unperturbed meta-weights.
+        with the run's objective ("mean" for "validation" runs) and
+        unperturbed meta-weights.
         """
         theta = self.theta if theta is None else theta
         c = self.config
+        objective = "mean" if c.objective == "validation" else c.objective
         scores = []
         for family in self.families:
             for i in range(c.eval_tasks):
                 task = family.task(i % len(family))
-                run = self._unroll_for(task, c.eval_horizon, "mean")
+                run = self._unroll_for(task, c.eval_horizon, objective)
                 state = unroll.fresh_state(task, [_EVAL_SEED_BASE + i], [c.eval_horizon])
                 _, meta, _ = run(theta[None, :], state)
                 scores.append(float(meta[0]))

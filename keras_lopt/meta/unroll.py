@@ -180,6 +180,11 @@ def build_unroll(
             meta = tf.reduce_mean(_meta_values(valid_losses, loss_ref, min_loss_ratio))
         elif objective == "final":
             meta = _meta_values(train_losses, loss_ref, min_loss_ratio)[-1]
+        elif objective == "tail":
+            tail = max(1, num_steps // 10)
+            meta = tf.reduce_mean(
+                _meta_values(train_losses[-tail:], loss_ref, min_loss_ratio)
+            )
         else:
             meta = tf.reduce_mean(_meta_values(train_losses, loss_ref, min_loss_ratio))
         return (
