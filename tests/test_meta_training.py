@@ -67,7 +67,7 @@ def test_families_sample_deterministically():
         tasks.get_family("imagenet")
 
 
-@pytest.mark.parametrize("objective", ["final", "validation"])
+@pytest.mark.parametrize("objective", ["final", "tail", "validation"])
 def test_objectives_on_a_keras_task(objective):
     task = tasks.get_family("mlp_regression").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
@@ -183,3 +183,57 @@ def test_config_family_names_match_the_task_registry():
     from keras_lopt.meta import config
 
     assert tuple(tasks.family_names()) == config.FAMILY_NAMES
+
+
+def test_tail_objective_is_the_mean_of_the_last_tenth():
+    task = tasks.get_family("quadratic").task(0)
+    layer = presets.load_preset("adam_equivalent_v1").network
+    theta = unroll.flatten_weights(layer.get_weights())
+    runs = {
+        objective: unroll.build_unroll(task, layer, 20, objective, 1e-2)
+        for objective in ("tail", "mean")
+    }
+    results = {}
+    for objective, run in runs.items():
+        state = unroll.fresh_state(task, [3], [20])
+        _, meta, losses = run(theta[None, :], state)
+        results[objective] = (float(meta[0]), losses.numpy()[0])
+    meta, losses = results["tail"]
+    np.testing.assert_array_equal(losses, results["mean"][1])
+    expected = np.mean(np.log(np.clip(losses[-2:] / losses[0], 1e-12, 100.0)))
+    np.testing.assert_allclose(meta, expected, rtol=1e-5)
+    assert meta < results["mean"][0]  # the loss falls, so the tail beats the mean
+
+
+def test_es_draws_unroll_lengths_from_es_horizons():
+    from keras_lopt.meta import estimators
+
+    task = tasks.get_family("quadratic").task(0)
+    layer = presets.load_preset("adam_equivalent_v1").network
+    theta = unroll.flatten_weights(layer.get_weights())
+    config = estimators.EstimatorConfig(
+        kind="es", num_pairs=2, truncation_length=4, es_horizons=(4, 8)
+    )
+    built = {}
+
+    def unroll_for(n):
+        built.setdefault(n, unroll.build_unroll(task, layer, n, "mean", 1e-2))
+        return built[n]
+
+    worker = estimators.TaskWorker(task, unroll_for(4), config, unroll_for=unroll_for)
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for step in range(8):
+        z = estimators.perturbations(0, step, 2, theta.size)
+        grad, _, losses = worker.estimate(theta, z, rng)
+        assert losses.shape == (4, worker.horizon)
+        assert np.all(worker.state.step.numpy() == worker.horizon)
+        assert np.all(np.isfinite(grad))
+        lengths.add(worker.horizon)
+    assert lengths == {4, 8}
+    with pytest.raises(ValueError, match="`unroll_for` is required"):
+        estimators.TaskWorker(task, unroll_for(4), config)
+    with pytest.raises(ValueError, match="kind='es' only"):
+        estimators.EstimatorConfig(kind="pes", es_horizons=(4,))
+    with pytest.raises(ValueError, match=r"Received: es_horizons\[i\]=0"):
+        estimators.EstimatorConfig(kind="es", es_horizons=(4, 0))

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lopt import adam_equivalent, features, presets, savedmodel
+from keras_lopt import layers as keras_lopt_layers
 
 
 def test_round_trip_is_exact(random_network, random_preset):
@@ -156,3 +157,61 @@ def test_preset_info_validation():
         savedmodel.PresetInfo(name="ok_v1", learning_rate=0, provenance={})
     with pytest.raises(ValueError, match="Received: name='bad name'"):
         savedmodel.PresetInfo(name="bad name", learning_rate=1e-3, provenance={})
+
+
+def _bounded_network(bound):
+    network = keras_lopt_layers.MLPNetwork(
+        features.NUM_FEATURES, magnitude_scale=0.5, max_log_multiplier=bound
+    )
+    rng = np.random.default_rng(3)
+    network.set_weights(
+        [rng.normal(0, 3.0, w.shape).astype("float32") for w in network.weights]
+    )
+    return network
+
+
+def test_max_log_multiplier_bounds_the_step_and_is_the_identity_near_zero():
+    bound = np.log(10.0)
+    bounded, free = _bounded_network(bound), _bounded_network(None)
+    rng = np.random.default_rng(0)
+    # Rows from tiny to wild inputs: both ends of the squash are exercised.
+    scales = np.logspace(-5, 1.5, 500)[:, None]
+    x = (scales * rng.normal(size=(500, features.NUM_FEATURES))).astype("float32")
+    _, magnitude = bounded(x)
+    _, raw = free(x)
+    log_multiplier = 0.5 * magnitude.numpy()
+    raw_log_multiplier = 0.5 * raw.numpy()
+    # The inputs are wild enough that the unbounded network leaves the range.
+    assert np.max(np.abs(raw_log_multiplier)) > 5 * bound
+    assert np.max(np.abs(log_multiplier)) <= bound * (1 + 1e-6)
+    np.testing.assert_allclose(
+        log_multiplier, bound * np.tanh(raw_log_multiplier / bound), rtol=1e-5, atol=1e-6
+    )
+    small = np.abs(raw_log_multiplier) < 0.1
+    assert small.any()
+    np.testing.assert_allclose(log_multiplier[small], raw_log_multiplier[small], atol=1e-4)
+
+
+def test_max_log_multiplier_round_trips_and_is_validated(tmp_path):
+    network = _bounded_network(2.5)
+    info = savedmodel.PresetInfo(
+        name="bounded_v1", description="bounded", learning_rate=3e-3,
+        provenance={"method": "random for tests"},
+    )
+    loaded = savedmodel.export(network, str(tmp_path / "bounded_v1"), info)
+    assert loaded.network.max_log_multiplier == 2.5
+    assert loaded.metadata["architecture"]["config"]["max_log_multiplier"] == 2.5
+    assert "tanh" in loaded.metadata["output"]["formula"]
+    x = np.random.default_rng(1).normal(0, 10, size=(50, features.NUM_FEATURES)).astype("float32")
+    for want, got in zip(network(x), loaded.network(x)):
+        np.testing.assert_array_equal(want.numpy(), got.numpy())
+    # Presets without a bound keep their old metadata (no new key).
+    plain = savedmodel.load(adam_equivalent_preset_path())
+    assert "max_log_multiplier" not in plain.metadata["architecture"]["config"]
+    for bad in (0, -1.0, float("inf"), "2", True):
+        with pytest.raises(ValueError, match="max_log_multiplier"):
+            keras_lopt_layers.MLPNetwork(features.NUM_FEATURES, max_log_multiplier=bad)
+
+
+def adam_equivalent_preset_path():
+    return presets.resolve("adam_equivalent_v1")
