@@ -4,6 +4,9 @@
     keras-lopt export --config FILE --run DIR --output DIR [--final]
     keras-lopt benchmark [--tasks A,B] [--optimizers learned,adam,...] [--steps N]
                          [--seeds 0,1] [--output DIR] [--quick]
+    keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
+                         [--searches adam_grid,adamw_bayes] [--budget 1,3,10,30]
+                         [--reference learned] [--steps N] [--seed S] [--output DIR]
 
 Bad input exits with status 2 and a one-line error, before anything is written.
 """
@@ -51,7 +54,7 @@ def _benchmark(args):
     for name in tasks:
         if name not in eval_tasks.EVAL_TASKS:
             raise ValueError(f"Unknown evaluation task {name!r}. Valid names: {eval_tasks.eval_task_names()}")
-    specs = _csv(args.optimizers)
+    specs = evaluate.expand_groups(_csv(args.optimizers))
     evaluate.expand_specs(specs)
     steps = args.steps or (100 if args.quick else 2000)
     if steps < 1:
@@ -76,6 +79,51 @@ def _benchmark(args):
     print(table)
     for baseline, count in wins.items():
         print(f"{learned} beats {baseline} on final train loss: {count['wins']}/{count['tasks']} tasks")
+
+
+def _tune_benchmark(args):
+    from keras_lopt.meta import eval_tasks, evaluate, tuning
+
+    tasks = _csv(args.tasks) if args.tasks else eval_tasks.eval_task_names()
+    for name in tasks:
+        if name not in eval_tasks.EVAL_TASKS:
+            raise ValueError(f"Unknown evaluation task {name!r}. Valid names: {eval_tasks.eval_task_names()}")
+    specs = evaluate.expand_groups([args.reference] + _csv(args.optimizers))
+    evaluate.expand_specs(specs)
+    searches = _csv(args.searches)
+    for search in searches:
+        if search not in tuning.SEARCHES:
+            raise ValueError(f"Unknown search {search!r}. Valid: {', '.join(tuning.SEARCHES)}")
+    try:
+        budgets = sorted({int(b) for b in _csv(args.budget)})
+    except ValueError:
+        budgets = []
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"`--budget` must be comma-separated positive integers. Received: {args.budget!r}")
+    if args.steps < 1:
+        raise ValueError(f"`--steps` must be a positive integer. Received: {args.steps}")
+    os.makedirs(args.output, exist_ok=True)
+    results = evaluate.run_benchmark(
+        tasks, specs, args.steps, [args.seed], output_path=os.path.join(args.output, "results.jsonl")
+    )
+    trials = []
+    for search in searches:
+        for task in tasks:
+            trials += tuning.run_search(task, search, budgets, args.steps, args.seed, args.output)
+    summary = evaluate.summarize(results, specs)
+    wins = evaluate.win_counts(summary, args.reference, against=[s for s in specs if s != args.reference])
+    report = tuning.match_report(results, trials, searches, budgets, args.reference, args.seed)
+    table = evaluate.markdown_table(summary, specs)
+    match_table = tuning.markdown_match_table(report)
+    with open(os.path.join(args.output, "summary.json"), "w") as f:
+        json.dump({"steps": args.steps, "seed": args.seed, "budgets": budgets, "tasks": summary,
+                   "wins": wins, "trials_to_match": report}, f, indent=2)
+    with open(os.path.join(args.output, "table.md"), "w") as f:
+        f.write(f"Final training loss (validation loss), {args.steps} steps, seed {args.seed}:\n\n{table}\n\n"
+                f"Trials to match {args.reference} (budgets {budgets}):\n\n{match_table}\n")
+    evaluate.plot_curves(results, summary, specs, os.path.join(args.output, "curves.png"))
+    tuning.plot_match(report, os.path.join(args.output, "trials_to_match.png"))
+    print(table, match_table, sep="\n\n")
 
 
 def _export(args):
@@ -118,6 +166,21 @@ def build_parser():
     bench.add_argument("--output", default="benchmark_results", help="directory for results.jsonl, summary.json, table.md, curves.png")
     bench.add_argument("--quick", action="store_true", help="3 small tasks, 100 steps, 1 seed (for CI)")
     bench.set_defaults(handler=_benchmark)
+    tune = commands.add_parser(
+        "tune-benchmark", help="classic optimizers and KerasTuner searches against a learned optimizer"
+    )
+    tune.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
+    tune.add_argument("--optimizers", default="learned,classic", help="optimizer specs run at fixed settings")
+    tune.add_argument("--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.meta.tuning)")
+    tune.add_argument("--budget", default="1,3,10,30", help="comma-separated trial budgets")
+    tune.add_argument("--reference", default="learned", help="the spec the searches must match")
+    tune.add_argument("--steps", type=int, default=2000, help="training steps per run and per trial")
+    tune.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
+    tune.add_argument(
+        "--output", default="benchmark_results/tuning",
+        help="directory for results.jsonl, trials.jsonl, tuners/, summary.json, table.md and plots",
+    )
+    tune.set_defaults(handler=_tune_benchmark)
     return parser
 
 

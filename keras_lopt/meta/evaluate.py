@@ -13,6 +13,13 @@ Optimizer specs (strings, so they fit on a command line):
                          reported run is the rate with the lowest mean final
                          validation loss over seeds, as a user tuning the
                          learning rate on validation data would pick it.
+    classic              group: every classic Keras optimizer at its Keras
+                         defaults (`CLASSIC_OPTIMIZERS`); `expand_groups`
+                         replaces it by its members.
+    {"class_name": ..., "config": {...}}
+                         (Python only) a Keras optimizer config, as
+                         `keras.optimizers.serialize` writes it; the tuning
+                         baselines (`tuning.py`) run their trials this way.
 
 Every run trains for the same number of steps from the same seeded
 initialisation and batch order, in one process, with a train step compiled
@@ -34,12 +41,16 @@ from keras_lopt.meta import eval_tasks
 ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 CURVE_POINTS = 200
 DEFAULT_OPTIMIZERS = ("learned", "adam", "adamw", "sgdm", "adam_tuned")
+CLASSIC_OPTIMIZERS = ("sgd", "sgdm", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "adam", "adamw", "lion")
+SPEC_GROUPS = {"classic": CLASSIC_OPTIMIZERS}
 
 
 def make_optimizer(spec):
     """A fresh Keras optimizer for one spec (see the module docstring)."""
     import keras_lopt
 
+    if isinstance(spec, dict):
+        return keras.optimizers.get(spec)
     if spec == "learned":
         return keras_lopt.LearnedOptimizer()
     if spec.startswith("learned:"):
@@ -57,21 +68,31 @@ def make_optimizer(spec):
             lr = -1.0
         if lr > 0:
             return keras.optimizers.Adam(lr)
-    if spec.isidentifier() and spec != "adam_tuned":
+    if spec.isidentifier() and spec != "adam_tuned" and spec not in SPEC_GROUPS:
         try:
             return keras.optimizers.get(spec)
         except ValueError:
             pass
     raise ValueError(
         f"Unknown optimizer spec {spec!r}. Valid: learned, learned:PRESET_OR_PATH, "
-        "adam, adamw, sgdm, adam@LR, adam_tuned, or a Keras optimizer name"
+        "adam, adamw, sgdm, adam@LR, adam_tuned, classic, or a Keras optimizer name"
     )
 
 
-def expand_specs(specs):
-    """Replaces `adam_tuned` by the grid of `adam@LR` runs it needs."""
-    runs = []
+def expand_groups(specs):
+    """Replaces each group name (`SPEC_GROUPS`) by its members, without repeats."""
+    expanded = []
     for spec in specs:
+        for name in SPEC_GROUPS.get(spec, (spec,)):
+            if name not in expanded:
+                expanded.append(name)
+    return expanded
+
+
+def expand_specs(specs):
+    """Replaces groups by their members and `adam_tuned` by its `adam@LR` grid."""
+    runs = []
+    for spec in expand_groups(specs):
         names = [f"adam@{lr:g}" for lr in ADAM_GRID] if spec == "adam_tuned" else [spec]
         for name in names:
             if name != "adam_tuned":
