@@ -88,3 +88,24 @@ def test_export_cli_writes_a_loadable_preset(tmp_path):
     assert "Exported outer step 2 (final)" in proc.stdout
     optimizer = keras_lopt.load_learned_optimizer(str(tmp_path / "preset"))
     assert optimizer.network.name == "export_test_v1"
+
+
+def test_classic_group_runs_every_classic_keras_optimizer_at_its_defaults():
+    import keras
+
+    specs = evaluate.expand_specs(["learned", "classic", "adam"])
+    assert specs == ["learned", *evaluate.CLASSIC_OPTIMIZERS]
+    classes = {
+        "sgd": "SGD", "sgdm": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
+        "adamax": "Adamax", "nadam": "Nadam", "adam": "Adam", "adamw": "AdamW", "lion": "Lion",
+    }
+    task = eval_tasks.get_eval_task("mlp_wine")
+    for spec in evaluate.CLASSIC_OPTIMIZERS:
+        optimizer = evaluate.make_optimizer(spec)
+        assert type(optimizer).__name__ == classes[spec]
+        default = getattr(keras.optimizers, classes[spec])()
+        assert float(optimizer.learning_rate) == float(default.learning_rate), spec
+        if classes[spec] == "SGD":
+            assert optimizer.momentum == (0.9 if spec == "sgdm" else 0.0)
+        result = evaluate.train_once(task, spec, 5, 0)
+        assert not result.diverged and result.final_train_loss > 0, spec

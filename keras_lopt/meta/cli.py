@@ -112,18 +112,25 @@ def _tune_benchmark(args):
             trials += tuning.run_search(task, search, budgets, args.steps, args.seed, args.output)
     summary = evaluate.summarize(results, specs)
     wins = evaluate.win_counts(summary, args.reference, against=[s for s in specs if s != args.reference])
-    report = tuning.match_report(results, trials, searches, budgets, args.reference, args.seed)
-    table = evaluate.markdown_table(summary, specs)
-    match_table = tuning.markdown_match_table(report)
+    train, valid = (tuning.match_report(results, trials, searches, budgets, args.reference, args.seed, loss)
+                    for loss in tuning.LOSSES)
+    tables = [
+        f"Final training loss (validation loss), {args.steps} steps, seed {args.seed}:\n\n"
+        + evaluate.markdown_table(summary, specs),
+        f"Trials to match {args.reference} on training loss (budgets {budgets}):\n\n"
+        + tuning.markdown_match_table(train),
+        f"Trials to match {args.reference} on validation loss (budgets {budgets}):\n\n"
+        + tuning.markdown_match_table(valid),
+    ]
     with open(os.path.join(args.output, "summary.json"), "w") as f:
-        json.dump({"steps": args.steps, "seed": args.seed, "budgets": budgets, "tasks": summary,
-                   "wins": wins, "trials_to_match": report}, f, indent=2)
+        json.dump({"steps": args.steps, "seed": args.seed, "budgets": budgets, "tasks": summary, "wins": wins,
+                   "trials_to_match": train, "trials_to_match_valid": valid}, f, indent=2)
     with open(os.path.join(args.output, "table.md"), "w") as f:
-        f.write(f"Final training loss (validation loss), {args.steps} steps, seed {args.seed}:\n\n{table}\n\n"
-                f"Trials to match {args.reference} (budgets {budgets}):\n\n{match_table}\n")
+        f.write("\n\n".join(tables) + "\n")
     evaluate.plot_curves(results, summary, specs, os.path.join(args.output, "curves.png"))
-    tuning.plot_match(report, os.path.join(args.output, "trials_to_match.png"))
-    print(table, match_table, sep="\n\n")
+    tuning.plot_match(train, os.path.join(args.output, "trials_to_match.png"))
+    tuning.plot_match(valid, os.path.join(args.output, "trials_to_match_valid.png"))
+    print(*tables, sep="\n\n")
 
 
 def _export(args):

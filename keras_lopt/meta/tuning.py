@@ -23,8 +23,8 @@ without repeating a finished trial.
 
 Trials to match: the first trial count at which the search's pick (the trial
 with the lowest validation loss so far, as a user would pick it) has a final
-*training* loss no higher than the reference's (`learned` by default), within
-`evaluate.TIE_TOLERANCE`.
+training loss (or, as a second report, validation loss) no higher than the
+reference's (`learned` by default), within `evaluate.TIE_TOLERANCE`.
 """
 
 import json
@@ -41,6 +41,7 @@ __all__ = [
     "run_search",
     "load_trials",
     "search_points",
+    "LOSSES",
     "match_report",
     "markdown_match_table",
     "plot_match",
@@ -48,6 +49,7 @@ __all__ = [
 
 SEARCHES = ("adam_grid", "adamw_bayes")
 OBJECTIVE = "val_loss"
+LOSSES = ("final_train_loss", "final_valid_loss")
 GRID_RANGE = (1e-4, 1e-1)
 
 
@@ -219,33 +221,35 @@ def search_points(trials, search, budgets):
     return points
 
 
-def match_report(results, trials, searches, budgets, reference="learned", seed=0):
+def match_report(results, trials, searches, budgets, reference="learned", seed=0, loss="final_train_loss"):
     """Trials to match `reference` for each task with a reference result.
 
     `results`: benchmark records (`evaluate.run_benchmark`), which must hold
     the reference's run; `trials`: trial records (`run_search`).
-    Returns `{task: {"reference": {...}, "searches": {search: {"points",
-    "matched", "max_trials"}}, "best": search or None}}`, where `matched` is
-    the first point whose training loss is at most the reference's (to
+    Returns `{task: {"loss", "reference": {...}, "searches": {search:
+    {"points", "matched", "max_trials"}}, "best": search or None}}`, where
+    `matched` is the first point whose `loss` ("final_train_loss" or
+    "final_valid_loss") is at most the reference's (to
     `evaluate.TIE_TOLERANCE`), or None.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
     report = {}
     for ref in results:
         if ref["optimizer"] != reference or ref["seed"] != seed:
             continue
         task = ref["task"]
-        ref_train = _loss(ref["final_train_loss"])
+        target = (1 + evaluate.TIE_TOLERANCE) * _loss(ref[loss])
         entry = {
-            "reference": {"optimizer": reference, "final_train_loss": ref_train,
+            "loss": loss,
+            "reference": {"optimizer": reference, "final_train_loss": _loss(ref["final_train_loss"]),
                           "final_valid_loss": _loss(ref["final_valid_loss"]), "steps": ref["steps"]},
             "searches": {},
         }
         for search in searches:
             mine = [t for t in trials if t["task"] == task and t["steps"] == ref["steps"] and t["seed"] == seed]
             points = search_points(mine, search, budgets)
-            matched = next(
-                (p for p in points if p["final_train_loss"] <= (1 + evaluate.TIE_TOLERANCE) * ref_train), None
-            )
+            matched = next((p for p in points if p[loss] <= target), None)
             entry["searches"][search] = {
                 "points": points, "matched": matched, "max_trials": max((p["trials"] for p in points), default=0),
             }
@@ -256,7 +260,10 @@ def match_report(results, trials, searches, budgets, reference="learned", seed=0
 
 
 def markdown_match_table(report):
-    """One row per task: trials and train steps each search needs to match."""
+    """One row per task: trials and train steps each search needs to match.
+
+    Losses are shown as "train (valid)"; the match is on the report's `loss`.
+    """
     searches = sorted({s for e in report.values() for s in e["searches"]}, key=list(SEARCHES).index)
     lines = [
         "| task | reference train (valid) | "
@@ -288,13 +295,14 @@ def markdown_match_table(report):
 
 
 def plot_match(report, path):
-    """Pick's training loss / reference's against trials (log axes), per search."""
+    """The pick's loss / the reference's against trials (log axes), per search."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     searches = sorted({s for e in report.values() for s in e["searches"]}, key=list(SEARCHES).index)
+    loss = next(iter(report.values()))["loss"] if report else LOSSES[0]
     fig, axes = plt.subplots(1, len(searches), figsize=(5.5 * len(searches), 4), squeeze=False)
     for ax, search in zip(axes.flat, searches):
         for task in sorted(report):
@@ -302,14 +310,14 @@ def plot_match(report, path):
             points = entry["searches"].get(search, {}).get("points", [])
             if not points:
                 continue
-            ref = max(entry["reference"]["final_train_loss"], 1e-12)
-            ax.plot([p["trials"] for p in points], [p["final_train_loss"] / ref for p in points],
+            ref = max(entry["reference"][loss], 1e-12)
+            ax.plot([p["trials"] for p in points], [p[loss] / ref for p in points],
                     marker="o", ms=3, lw=1.4, label=task)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("tuning trials")
-        ax.set_ylabel("train loss of the pick / reference's")
+        ax.set_ylabel(f"{loss[6:].replace('_', ' ')} of the pick / reference's")
         ax.set_title(f"{search} (pick: lowest validation loss so far)", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
