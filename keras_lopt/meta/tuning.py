@@ -297,6 +297,7 @@ def markdown_match_table(report):
 def plot_match(report, path):
     """The pick's loss / the reference's against trials (log axes), per search."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -315,9 +316,11 @@ def plot_match(report, path):
                     marker="o", ms=3, lw=1.4, label=task)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks([n for n in (1, 3, 10, 30, 100, 300, 1000) if n <= max(ax.get_xlim()[1], 1)])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_yscale("log")
         ax.set_xlabel("tuning trials")
-        ax.set_ylabel(f"{loss[6:].replace('_', ' ')} of the pick / reference's")
+        ax.set_ylabel(f"{'training' if loss == 'final_train_loss' else 'validation'} loss of the pick / reference's")
         ax.set_title(f"{search} (pick: lowest validation loss so far)", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
