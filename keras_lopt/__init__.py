@@ -1,6 +1,7 @@
 """keras_lopt: learned optimizers for Keras 3."""
 
 from keras_lopt.callbacks import TrainingHorizon
+from keras_lopt.guard import AdamGuard
 from keras_lopt.optimizer import LearnedOptimizer
 from keras_lopt.presets import list_presets
 from keras_lopt.version import __version__
@@ -18,6 +19,7 @@ def load_learned_optimizer(path_or_preset, **kwargs):
 
 
 __all__ = [
+    "AdamGuard",
     "LearnedOptimizer",
     "TrainingHorizon",
     "__version__",

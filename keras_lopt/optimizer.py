@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lopt import guard as guard_lib
 from keras_lopt import presets, rule
 from keras_lopt.layers import BoundNetwork
 
@@ -275,6 +276,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       checkpoint with no identity at all (written by another optimizer)
       follows TensorFlow's rules: it fails on mismatched shapes or dtypes,
       and `status.assert_existing_objects_matched()` reports it.
+    * Guard: with `guard="adam"` (or a `keras_lopt.AdamGuard`), a variable
+      whose learned update is non-finite or whose norm is far from that of
+      `keras.optimizers.Adam`'s step on the same gradients takes Adam's step
+      instead, computed from the same slots (see `keras_lopt.guard`).
+      `guard_fallbacks` counts such (variable, step) pairs; it is saved in
+      checkpoints and `.keras` files. Without a guard (the default) the
+      learned update is applied as it is.
 
     Args:
         preset: name of a shipped preset (see `keras_lopt.list_presets()`) or
@@ -287,6 +295,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             rule use training progress; the `keras_lopt.TrainingHorizon`
             callback sets it from `fit`. Without it the rule uses a
             horizon-free step encoding.
+        guard: None (default), `"adam"`, a `keras_lopt.AdamGuard` or its
+            config dict: falls back to Adam's step where the learned step
+            misbehaves (see above).
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: the base
@@ -298,6 +309,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         preset=None,
         learning_rate=None,
         total_steps=None,
+        guard=None,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -316,6 +328,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         if learning_rate is None:
             learning_rate = float(loaded.learning_rate)
         total_steps = _validate_total_steps(total_steps)
+        guard = guard_lib.get(guard)
         _validate_base_arguments(
             name,
             weight_decay,
@@ -344,6 +357,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         )
         self.preset = str(preset)
         self._preset = loaded
+        self._guard = guard
         self._unbuilt_variable_count = len(self.variables)
         self._initial_total_steps = total_steps
         self._state_identity = _StateIdentity(
@@ -376,6 +390,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._initial_total_steps = value
         if self.built:
             self._total_steps.assign(float(value or 0))
+
+    @property
+    def guard(self):
+        """The `AdamGuard`, or None when the learned step is applied as is."""
+        return self._guard
+
+    @property
+    def guard_fallbacks(self):
+        """How many (variable, step) updates the guard replaced by Adam's."""
+        if not self.built or self._guard is None:
+            return 0
+        return int(self._guard_fallbacks.numpy())
 
     @property
     def skipped_updates(self):
@@ -417,6 +443,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 )
             )
         self._slots = self._add_state_slots(var_list)
+        if self._guard is not None:
+            # Created last: every other variable keeps its position, so
+            # unguarded checkpoints restore into a guarded optimizer.
+            self._guard_fallbacks = self.add_variable(
+                shape=(),
+                dtype="int64",
+                aggregation="only_first_replica",
+                name="guard_fallbacks",
+            )
 
     def _add_state_slots(self, var_list):
         """Like `add_optimizer_variables`, but always of `STATE_DTYPE`."""
@@ -468,16 +503,26 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             self.network,
             [tf.convert_to_tensor(w) for w in self._network_weights],
         )
+        iteration = self.iterations + 1
         update, new_state = rule.step(
             network,
             rule.unflatten_state(old_state),
             gradient,
             tf.cast(parameter, tf.float32),
-            iteration=self.iterations + 1,
+            iteration=iteration,
             total_steps=tf.convert_to_tensor(self._total_steps),
             learning_rate=learning_rate,
         )
         new_value = parameter - tf.cast(update, parameter.dtype)
+        if self._guard is not None:
+            adam = self._guard.adam_step(new_state, iteration, learning_rate)
+            # The step taken, not `update`: a second use of `update` changes
+            # how TensorFlow and XLA fuse (and round) the learned path.
+            taken = tf.cast(parameter - new_value, tf.float32)
+            fell_back = tf.logical_not(self._guard.accepts(taken, adam))
+            new_value = tf.where(
+                fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
+            )
         # Selection, not Python control flow: this runs inside XLA programs.
         finite = _all_finite(gradient, new_value)
         for slot, old, new in zip(
@@ -488,6 +533,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.assign_add(
             self._skipped_updates, tf.cast(tf.logical_not(finite), tf.int64)
         )
+        if self._guard is not None:
+            self.assign_add(
+                self._guard_fallbacks,
+                tf.cast(tf.logical_and(fell_back, finite), tf.int64),
+            )
 
     def load_own_variables(self, store):
         """Loads the state from a `.keras` file, refusing what does not fit.
@@ -531,6 +581,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"preset": self.preset, "total_steps": self.total_steps}
+            {
+                "preset": self.preset,
+                "total_steps": self.total_steps,
+                "guard": (
+                    None if self._guard is None else self._guard.get_config()
+                ),
+            }
         )
         return config
