@@ -7,6 +7,10 @@
     keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
                          [--searches adam_grid,adamw_bayes] [--budget 1,3,10,30]
                          [--reference learned] [--steps N] [--seed S] [--output DIR]
+    keras-lopt plot trajectories [--problems product,rosenbrock]
+                         [--optimizers learned,adam,sgd] [--steps N] --output PNG
+    keras-lopt plot probes [--presets mlp_pes_v2,...] [--total-steps N] --output PNG
+    keras-lopt plot curves --results results.jsonl [--optimizers A,B] [--tasks A,B] --output PNG
 
 Bad input exits with status 2 and a one-line error, before anything is written.
 """
@@ -146,6 +150,45 @@ def _export(args):
     print(f"Exported outer step {trainer.step} ({preset.metadata['provenance']['exported_weights']}) to {preset.path}")
 
 
+def _plot(args):
+    # Imported here: the other commands do not need matplotlib.
+    from keras_lopt import plots
+
+    if args.plot_command == "trajectories":
+        if args.steps < 1:
+            raise ValueError(f"`--steps` must be a positive integer. Received: {args.steps}")
+        plots.plot_trajectories(args.output, _csv(args.problems), _csv(args.optimizers), args.steps)
+    elif args.plot_command == "probes":
+        plots.plot_probes(args.output, _csv(args.presets), total_steps=args.total_steps)
+    else:
+        plots.plot_benchmark_curves(
+            args.results, args.output, _csv(args.optimizers or ""), _csv(args.tasks or "")
+        )
+    print(f"Wrote {args.output}")
+
+
+def _add_plot_parser(commands):
+    plot = commands.add_parser("plot", help="draw PNGs of what a learned optimizer does")
+    kinds = plot.add_subparsers(dest="plot_command", required=True)
+    paths = kinds.add_parser("trajectories", help="paths on 2-D problems: learned vs Adam vs SGD")
+    paths.add_argument("--problems", default="product,rosenbrock", help="comma-separated: product, difference, rosenbrock")
+    paths.add_argument(
+        "--optimizers", default="learned,adam,sgd",
+        help="comma-separated specs: learned[:PRESET][@LR], adam[@LR], sgd[@LR]",
+    )
+    paths.add_argument("--steps", type=int, default=500, help="steps from each start (default 500)")
+    probes = kinds.add_parser("probes", help="the learned update vs gradient and vs progress, next to Adam's")
+    probes.add_argument("--presets", default="mlp_pes_v2", help="comma-separated preset names or directories")
+    probes.add_argument("--total-steps", type=int, default=10000, help="horizon of the progress sweep")
+    curves = kinds.add_parser("curves", help="loss curves from a benchmark results file")
+    curves.add_argument("--results", required=True, help="results.jsonl written by `keras-lopt benchmark`")
+    curves.add_argument("--optimizers", help="comma-separated specs to show (default: all)")
+    curves.add_argument("--tasks", help="comma-separated tasks to show (default: all)")
+    for parser in (paths, probes, curves):
+        parser.add_argument("--output", required=True, help="the PNG to write")
+        parser.set_defaults(handler=_plot)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-lopt", description="Learned optimizers for Keras.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +231,7 @@ def build_parser():
         help="directory for results.jsonl, trials.jsonl, tuners/, summary.json, table.md and plots",
     )
     tune.set_defaults(handler=_tune_benchmark)
+    _add_plot_parser(commands)
     return parser
 
 

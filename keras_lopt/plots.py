@@ -1,0 +1,230 @@
+"""PNG figures of what a learned optimizer does (needs the `plots` extra).
+
+* `plot_trajectories`: paths of several optimizers on 2-D problems
+  (`keras_lopt.toy_problems`), with their loss curves.
+* `plot_probes`: the learned update against the gradient for fixed momentum
+  and RMS, and against training progress, next to Adam's
+  (`keras_lopt.probes`).
+* `plot_benchmark_curves`: loss curves from a `keras-lopt benchmark`
+  results file.
+
+Each function computes its data, draws one PNG at `path` and returns the
+data it drew, so that tests (and users) can check the numbers behind a
+figure. The command line is `keras-lopt plot trajectories|probes|curves`.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+_COLORS = {"learned": "C3", "adam": "C0", "sgd": "C2"}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "keras_lopt.plots needs matplotlib: install it with "
+            "`pip install 'keras-lopt[plots]'` (or `pip install matplotlib`)."
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path, dpi=100):
+    plt = _pyplot()
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("learned", "adam", "sgd"), steps=500):
+    """Optimizer paths on 2-D problems (top row) and their losses (bottom).
+
+    Args:
+        path: the PNG to write.
+        problems: names from `keras_lopt.toy_problems.PROBLEMS`.
+        optimizers: specs (see `keras_lopt.toy_problems`).
+        steps: optimizer steps from each start.
+
+    Returns:
+        `{problem: {spec: (points [starts, steps + 1, 2], losses [starts, steps + 1])}}`.
+    """
+    from keras_lopt import toy_problems
+
+    problems = [toy_problems.get_problem(name) for name in problems]
+    optimizers = list(optimizers)
+    for spec in optimizers:
+        toy_problems.parse_spec(spec)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive integer. Received: steps={steps!r}")
+    plt = _pyplot()
+    data = {}
+    fig, axes = plt.subplots(2, len(problems), figsize=(5.2 * len(problems), 8.4), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    kinds = [toy_problems.parse_spec(spec)[0] for spec in optimizers]
+    for column, problem in enumerate(problems):
+        runs = data[problem.name] = {
+            spec: toy_problems.trajectories(problem, spec, steps) for spec in optimizers
+        }
+        ax, loss_ax = axes[0, column], axes[1, column]
+        (x0, x1), (y0, y1) = problem.limits
+        grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+        surface = np.asarray(
+            problem.loss(np.stack([grid_x, grid_y]).astype(np.float32)), np.float64
+        )
+        ax.contour(grid_x, grid_y, np.log10(surface + 1e-3), levels=20, cmap="Greys", linewidths=0.6)
+        for index, spec in enumerate(optimizers):
+            points, losses = runs[spec]
+            kind, label = toy_problems.describe(spec, problem)
+            color = _COLORS[kind] if kinds.count(kind) == 1 else f"C{index + 4}"
+            style = styles[index % len(styles)]
+            for start in range(points.shape[0]):
+                ax.plot(points[start, :, 0], points[start, :, 1], style, color=color, lw=1.4,
+                        label=label if start == 0 else None)
+                ax.plot(*points[start, -1], "o", color=color, ms=4)
+            loss_ax.plot(np.mean(losses, axis=0) + 1e-12, style, color=color, lw=1.4, label=label)
+        for start in problem.starts:
+            ax.plot(*start, "k^", ms=6)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{problem.name}: {problem.formula}")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.legend(fontsize=7, loc="upper right")
+        loss_ax.set_yscale("log")
+        loss_ax.set_xlabel("step")
+        loss_ax.set_ylabel(f"loss, mean over {len(problem.starts)} starts")
+        loss_ax.legend(fontsize=7)
+    fig.suptitle(f"{steps} steps from each start (triangles); dots mark where each run ends", fontsize=9)
+    _save(fig, path)
+    return data
+
+
+def plot_probes(path, presets=("mlp_pes_v2",), gradient_range=3.0, momenta=(-1.0, 0.0, 1.0), step=1000, total_steps=10000):
+    """The learned update against the gradient and against progress, with Adam's.
+
+    Left panels: update (in units of the learning rate) against the
+    gradient `g` for each momentum `m` (slots before the step; RMS 1, step
+    `step`, horizon unknown). Right panel: update against training progress
+    `step / total_steps` for `g = m = rms = 1`.
+
+    Returns:
+        `{"gradients": [G], "momenta": [M], "steps": [T], "total_steps": int,
+        "gradient_sweep": {preset: probe dict of [M, G] arrays},
+        "progress_sweep": {preset: probe dict of [T] arrays}}` (see
+        `keras_lopt.probes.probe`; Adam's values are in every probe dict).
+    """
+    from keras_lopt import probes
+
+    if not (isinstance(total_steps, int) and total_steps >= 2):
+        raise ValueError(f"`total_steps` must be an integer >= 2. Received: total_steps={total_steps!r}")
+    if not (gradient_range > 0 and math.isfinite(gradient_range)):
+        raise ValueError(f"`gradient_range` must be a positive number. Received: gradient_range={gradient_range!r}")
+    gradients = np.linspace(-gradient_range, gradient_range, 121).astype(np.float32)
+    steps = np.unique(np.geomspace(1, total_steps, 80).round()).astype(np.float32)
+    data = {
+        "gradients": gradients, "momenta": np.asarray(momenta, np.float32), "steps": steps,
+        "total_steps": total_steps, "gradient_sweep": {}, "progress_sweep": {},
+    }
+    for preset in presets:
+        data["gradient_sweep"][preset] = probes.gradient_sweep(preset, gradients, momenta, step=step)
+        data["progress_sweep"][preset] = probes.progress_sweep(preset, steps, total_steps)
+
+    plt = _pyplot()
+    panels = len(momenta) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.6), squeeze=False)
+    first = next(iter(data["gradient_sweep"].values()))
+    for i, momentum in enumerate(momenta):
+        ax = axes[0, i]
+        ax.plot(gradients, first["adam"][i], color="k", ls="--", lw=1.2, label="Adam", zorder=3)
+        for j, preset in enumerate(presets):
+            ax.plot(gradients, data["gradient_sweep"][preset]["learned"][i], color=f"C{3 + j}", lw=1.3, label=preset)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_title(f"momentum {momentum:g}, rms 1, step {step}", fontsize=9)
+        ax.set_xlabel("gradient")
+        ax.set_ylabel("update / learning rate")
+        ax.legend(fontsize=7)
+    ax = axes[0, -1]
+    progress = steps / total_steps
+    first = next(iter(data["progress_sweep"].values()))
+    ax.plot(progress, first["adam"], color="k", ls="--", lw=1.2, label="Adam", zorder=3)
+    for j, preset in enumerate(presets):
+        ax.plot(progress, data["progress_sweep"][preset]["learned"], color=f"C{3 + j}", lw=1.3, label=preset)
+    ax.set_xscale("log")
+    ax.set_title(f"gradient = momentum = rms = 1, horizon {total_steps}", fontsize=9)
+    ax.set_xlabel("training progress (step / total_steps)")
+    ax.set_ylabel("update / learning rate")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    return data
+
+
+def read_results(path):
+    """Benchmark records from a results file: JSON lines or one JSON list."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Results file not found: {path!r}")
+    with open(path) as f:
+        text = f.read()
+    try:
+        if text.lstrip().startswith("["):
+            records = json.loads(text)
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Results file {path!r} is not JSON or JSON lines: {e}") from None
+    required = {"task", "optimizer", "seed", "curve", "curve_steps"}
+    for record in records:
+        if not isinstance(record, dict) or not required <= set(record):
+            raise ValueError(
+                f"Results file {path!r} holds a record without the fields "
+                f"{sorted(required)} of `keras-lopt benchmark`. Received: {str(record)[:200]}"
+            )
+    if not records:
+        raise ValueError(f"Results file {path!r} holds no records.")
+    return records
+
+
+def plot_benchmark_curves(results_path, path, optimizers=None, tasks=None):
+    """Loss curves (mean over seeds) per task from a benchmark results file.
+
+    Args:
+        results_path: `results.jsonl` written by `keras-lopt benchmark`.
+        path: the PNG to write.
+        optimizers: specs to show (default: all in the file, in order).
+        tasks: tasks to show (default: all).
+
+    Returns:
+        The summary `keras_lopt.meta.evaluate.summarize` computed.
+    """
+    from keras_lopt.meta import evaluate
+
+    records = read_results(results_path)
+    present = list(dict.fromkeys(r["optimizer"] for r in records))
+    specs = list(optimizers) if optimizers else present
+    for spec in specs:
+        if spec not in present and spec != "adam_tuned":
+            raise ValueError(f"Optimizer {spec!r} is not in {os.fspath(results_path)!r}. Present: {present}")
+    if tasks:
+        known = sorted({r["task"] for r in records})
+        for task in tasks:
+            if task not in known:
+                raise ValueError(f"Task {task!r} is not in {os.fspath(results_path)!r}. Present: {known}")
+        records = [r for r in records if r["task"] in tasks]
+    summary = evaluate.summarize(records, specs)
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    evaluate.plot_curves(records, summary, specs, path)
+    return summary
