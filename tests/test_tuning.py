@@ -122,12 +122,12 @@ def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    match = summary["trials_to_match"]["mlp_wine"]
+    match = summary["trials_to_match"]["learned"]["final_train_loss"]["mlp_wine"]
     assert match["reference"]["optimizer"] == "learned"
     assert [p["trials"] for p in match["searches"]["adam_grid"]["points"]] == [1, 2]
     assert "Trials to match learned on validation loss" in (out / "table.md").read_text()
     assert (out / "trials_to_match.png").stat().st_size > 10_000
-    assert summary["trials_to_match_valid"]["mlp_wine"]["loss"] == "final_valid_loss"
+    assert summary["trials_to_match"]["learned"]["final_valid_loss"]["mlp_wine"]["loss"] == "final_valid_loss"
     assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
 
     bad = subprocess.run(command[:-2] + ["--searches", "adam_random", "--output", str(out)],

@@ -6,7 +6,7 @@
                          [--seeds 0,1] [--output DIR] [--quick]
     keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
                          [--searches adam_grid,adamw_bayes] [--budget 1,3,10,30]
-                         [--reference learned] [--steps N] [--seed S] [--output DIR]
+                         [--reference learned,...] [--steps N] [--seed S] [--output DIR]
     keras-lopt plot trajectories [--problems product,rosenbrock]
                          [--optimizers learned,adam,sgd] [--steps N] --output PNG
     keras-lopt plot probes [--presets mlp_pes_v2,...] [--total-steps N] --output PNG
@@ -92,7 +92,8 @@ def _tune_benchmark(args):
     for name in tasks:
         if name not in eval_tasks.EVAL_TASKS:
             raise ValueError(f"Unknown evaluation task {name!r}. Valid names: {eval_tasks.eval_task_names()}")
-    specs = evaluate.expand_groups([args.reference] + _csv(args.optimizers))
+    references = _csv(args.reference)
+    specs = evaluate.expand_groups(references + _csv(args.optimizers))
     evaluate.expand_specs(specs)
     searches = _csv(args.searches)
     for search in searches:
@@ -115,25 +116,27 @@ def _tune_benchmark(args):
         for task in tasks:
             trials += tuning.run_search(task, search, budgets, args.steps, args.seed, args.output)
     summary = evaluate.summarize(results, specs)
-    wins = evaluate.win_counts(summary, args.reference, against=[s for s in specs if s != args.reference])
-    train, valid = (tuning.match_report(results, trials, searches, budgets, args.reference, args.seed, loss)
-                    for loss in tuning.LOSSES)
-    tables = [
-        f"Final training loss (validation loss), {args.steps} steps, seed {args.seed}:\n\n"
-        + evaluate.markdown_table(summary, specs),
-        f"Trials to match {args.reference} on training loss (budgets {budgets}):\n\n"
-        + tuning.markdown_match_table(train),
-        f"Trials to match {args.reference} on validation loss (budgets {budgets}):\n\n"
-        + tuning.markdown_match_table(valid),
-    ]
+    baselines = [s for s in specs if s not in references]
+    wins = {ref: evaluate.win_counts(summary, ref, against=baselines) for ref in references}
+    tables = [f"Final training loss (validation loss), {args.steps} steps, seed {args.seed}:\n\n"
+              + evaluate.markdown_table(summary, specs)]
+    reports = {}
+    for i, reference in enumerate(references):
+        suffix = "" if i == 0 else "_" + "".join(c if c.isalnum() else "_" for c in reference)
+        reports[reference] = {}
+        for loss, name, plot in (("final_train_loss", "training", "trials_to_match"),
+                                 ("final_valid_loss", "validation", "trials_to_match_valid")):
+            report = tuning.match_report(results, trials, searches, budgets, reference, args.seed, loss)
+            reports[reference][loss] = report
+            tables.append(f"Trials to match {reference} on {name} loss (budgets {budgets}):\n\n"
+                          + tuning.markdown_match_table(report))
+            tuning.plot_match(report, os.path.join(args.output, f"{plot}{suffix}.png"))
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump({"steps": args.steps, "seed": args.seed, "budgets": budgets, "tasks": summary, "wins": wins,
-                   "trials_to_match": train, "trials_to_match_valid": valid}, f, indent=2)
+                   "trials_to_match": reports}, f, indent=2)
     with open(os.path.join(args.output, "table.md"), "w") as f:
         f.write("\n\n".join(tables) + "\n")
     evaluate.plot_curves(results, summary, specs, os.path.join(args.output, "curves.png"))
-    tuning.plot_match(train, os.path.join(args.output, "trials_to_match.png"))
-    tuning.plot_match(valid, os.path.join(args.output, "trials_to_match_valid.png"))
     print(*tables, sep="\n\n")
 
 
@@ -223,7 +226,10 @@ def build_parser():
     tune.add_argument("--optimizers", default="learned,classic", help="optimizer specs run at fixed settings")
     tune.add_argument("--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.meta.tuning)")
     tune.add_argument("--budget", default="1,3,10,30", help="comma-separated trial budgets")
-    tune.add_argument("--reference", default="learned", help="the spec the searches must match")
+    tune.add_argument(
+        "--reference", default="learned",
+        help="comma-separated specs the searches must match (plots of the first: trials_to_match*.png)",
+    )
     tune.add_argument("--steps", type=int, default=2000, help="training steps per run and per trial")
     tune.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
     tune.add_argument(
