@@ -49,20 +49,38 @@ def build_network(config):
     )
 
 
+def _families(config, families):
+    """The TaskFamily objects a trainer samples from (see `MetaTrainer`)."""
+    if families is None:
+        return [tasks.get_family(name) for name in config.task_families]
+    families = list(families)
+    if not families or not all(isinstance(f, tasks.TaskFamily) for f in families):
+        raise ValueError(
+            "`families` must be a non-empty list of `keras_lopt.meta.tasks.TaskFamily` "
+            f"objects. Received: families={families!r}"
+        )
+    return families
+
+
 class MetaTrainer:
     """Meta-trains an `MLPNetwork` learned optimizer.
 
     Args:
         config: `MetaTrainConfig`.
         output_dir: where checkpoints, TensorBoard logs and the preset go.
+        families: `tasks.TaskFamily` objects to meta-train on instead of
+            the built-in families that `config.task_families` names (which
+            is then ignored), e.g. a family of your own Keras tasks built
+            with `tasks.keras_task`. Their names go into the preset's
+            provenance. Resume a run with the same families.
     """
 
-    def __init__(self, config, output_dir):
+    def __init__(self, config, output_dir, families=None):
         self.config = config
         self.output_dir = os.fspath(output_dir)
         self.layer = build_network(config)
         self.shapes = unroll.weight_shapes(self.layer)
-        self.families = [tasks.get_family(name) for name in config.task_families]
+        self.families = _families(config, families)
         self._unrolls = {}
         self._writer = None
         theta = self._initial_theta()
@@ -248,7 +266,7 @@ class MetaTrainer:
                 tf.summary.scalar(name, value)
 
     def _log_inner(self, worker, losses):
-        family = self.config.task_families[worker.identity[0]]
+        family = self.families[worker.identity[0]].name
         curve = np.mean(losses, axis=0)
         with self._summary_writer().as_default(step=self.step):
             tf.summary.scalar(f"inner_loss_first/{family}", float(curve[0]))
@@ -351,7 +369,7 @@ class MetaTrainer:
         provenance = {
             "method": "meta-trained",
             "meta_trained": True,
-            "task_families": list(c.task_families),
+            "task_families": [family.name for family in self.families],
             "estimator": c.to_dict()["estimator"],
             "objective": c.objective,
             "outer_steps": self.step,
@@ -372,6 +390,9 @@ class MetaTrainer:
                 name=c.name,
                 learning_rate=c.inner_learning_rate,
                 provenance=provenance,
-                description=f"Meta-trained with {c.estimator.kind} on {', '.join(c.task_families)}.",
+                description=(
+                    f"Meta-trained with {c.estimator.kind} on "
+                    f"{', '.join(family.name for family in self.families)}."
+                ),
             ),
         )
