@@ -130,6 +130,14 @@ def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
     assert summary["trials_to_match"]["learned"]["final_valid_loss"]["mlp_wine"]["loss"] == "final_valid_loss"
     assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
 
+    # --report-only trains nothing and reports the budgets asked for.
+    report = subprocess.run(command + ["--budget", "1", "--report-only"], capture_output=True, text=True, env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    match = summary["trials_to_match"]["learned"]["final_train_loss"]["mlp_wine"]
+    assert [p["trials"] for p in match["searches"]["adam_grid"]["points"]] == [1]
+    assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
+
     bad = subprocess.run(command[:-2] + ["--searches", "adam_random", "--output", str(out)],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "Unknown search 'adam_random'" in bad.stderr

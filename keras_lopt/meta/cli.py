@@ -7,6 +7,7 @@
     keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
                          [--searches adam_grid,adamw_bayes] [--budget 1,3,10,30]
                          [--reference learned,...] [--steps N] [--seed S] [--output DIR]
+                         [--report-only]
     keras-lopt plot trajectories [--problems product,rosenbrock]
                          [--optimizers learned,adam,sgd] [--steps N] --output PNG
     keras-lopt plot probes [--presets mlp_pes_v2,...] [--total-steps N] --output PNG
@@ -107,14 +108,23 @@ def _tune_benchmark(args):
         raise ValueError(f"`--budget` must be comma-separated positive integers. Received: {args.budget!r}")
     if args.steps < 1:
         raise ValueError(f"`--steps` must be a positive integer. Received: {args.steps}")
-    os.makedirs(args.output, exist_ok=True)
-    results = evaluate.run_benchmark(
-        tasks, specs, args.steps, [args.seed], output_path=os.path.join(args.output, "results.jsonl")
-    )
-    trials = []
-    for search in searches:
-        for task in tasks:
-            trials += tuning.run_search(task, search, budgets, args.steps, args.seed, args.output)
+    results_path = os.path.join(args.output, "results.jsonl")
+    if args.report_only:
+        if not os.path.isfile(results_path):
+            raise ValueError(f"`--report-only` needs earlier results: {results_path!r} does not exist.")
+        runs = evaluate.expand_specs(specs)
+        mine = lambda r: r["task"] in tasks and r["seed"] == args.seed and r["steps"] == args.steps  # noqa: E731
+        with open(results_path) as f:
+            results = [r for r in map(json.loads, f) if mine(r) and r["optimizer"] in runs]
+        trials = [t for t in tuning.load_trials(os.path.join(args.output, "trials.jsonl"))
+                  if mine(t) and t["search"] in searches]
+    else:
+        os.makedirs(args.output, exist_ok=True)
+        results = evaluate.run_benchmark(tasks, specs, args.steps, [args.seed], output_path=results_path)
+        trials = []
+        for search in searches:
+            for task in tasks:
+                trials += tuning.run_search(task, search, budgets, args.steps, args.seed, args.output)
     summary = evaluate.summarize(results, specs)
     baselines = [s for s in specs if s not in references]
     wins = {ref: evaluate.win_counts(summary, ref, against=baselines) for ref in references}
@@ -235,6 +245,10 @@ def build_parser():
     tune.add_argument(
         "--output", default="benchmark_results/tuning",
         help="directory for results.jsonl, trials.jsonl, tuners/, summary.json, table.md and plots",
+    )
+    tune.add_argument(
+        "--report-only", action="store_true",
+        help="train nothing: write the tables and plots from the runs and trials already in --output",
     )
     tune.set_defaults(handler=_tune_benchmark)
     _add_plot_parser(commands)
