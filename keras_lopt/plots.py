@@ -13,6 +13,7 @@ data it drew, so that tests (and users) can check the numbers behind a
 figure. The command line is `keras-lopt plot trajectories|probes|curves`.
 """
 
+import io
 import json
 import math
 import os
@@ -37,13 +38,20 @@ def _pyplot():
 
 
 def _save(fig, path, dpi=100):
+    """Writes `fig` as a 256-colour PNG (a third of the bytes of RGBA)."""
+    from PIL import Image  # a dependency of matplotlib
+
     plt = _pyplot()
     directory = os.path.dirname(os.fspath(path))
     if directory:
         os.makedirs(directory, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256).save(path, format="PNG", optimize=True)
 
 
 def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("learned", "adam", "sgd"), steps=500):
@@ -81,7 +89,7 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
         surface = np.asarray(
             problem.loss(np.stack([grid_x, grid_y]).astype(np.float32)), np.float64
         )
-        ax.contour(grid_x, grid_y, np.log10(surface + 1e-3), levels=20, cmap="Greys", linewidths=0.6)
+        ax.contour(grid_x, grid_y, np.log10(surface + 1e-3), levels=14, cmap="Greys", linewidths=0.5)
         for index, spec in enumerate(optimizers):
             points, losses = runs[spec]
             kind, label = toy_problems.describe(spec, problem)
