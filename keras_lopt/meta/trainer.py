@@ -2,10 +2,15 @@
 
 Each outer step asks `tasks_per_step` TaskWorkers for ES gradient estimates,
 averages and clips them, and takes an Adam step on the flat meta-weights.
-Every random choice is derived from `(config.seed, outer step)`, and a
-checkpoint holds everything else (meta-weights, Adam moments, the inner
+Every random choice is derived from `(config.seed, outer step, task slot)`,
+and a checkpoint holds everything else (meta-weights, Adam moments, the inner
 trajectories in flight), so a run killed at any point resumes bit-exactly
 from its last checkpoint.
+
+With a `distributed.StrategyCollective`, the task slots (and the held-out
+evaluation runs) are shared among the strategy's replicas and summed
+exactly, so any number of workers takes the same outer steps as one
+process; only the chief writes files.
 
 Output directory layout:
 
@@ -25,7 +30,7 @@ import tensorflow as tf
 
 from keras_lopt import features, presets, savedmodel
 from keras_lopt.layers import MLPNetwork
-from keras_lopt.meta import estimators, tasks, unroll
+from keras_lopt.meta import distributed, estimators, tasks, unroll
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CONFIG_FILE = "config.json"
@@ -68,6 +73,8 @@ class MetaTrainer:
     Args:
         config: `MetaTrainConfig`.
         output_dir: where checkpoints, TensorBoard logs and the preset go.
+        collective: a `distributed.StrategyCollective` to share the work
+            among tf.distribute replicas; default: this process alone.
         families: `tasks.TaskFamily` objects to meta-train on instead of
             the built-in families that `config.task_families` names (which
             is then ignored), e.g. a family of your own Keras tasks built
@@ -75,8 +82,9 @@ class MetaTrainer:
             provenance. Resume a run with the same families.
     """
 
-    def __init__(self, config, output_dir, families=None):
+    def __init__(self, config, output_dir, collective=None, families=None):
         self.config = config
+        self.collective = collective or distributed.Collective()
         self.output_dir = os.fspath(output_dir)
         self.layer = build_network(config)
         self.shapes = unroll.weight_shapes(self.layer)
@@ -141,13 +149,40 @@ class MetaTrainer:
 
     # -- training -------------------------------------------------------------
 
+    def _shares(self, count):
+        """`{replica id: (device, [indices i of range(count) it computes])}`."""
+        replicas = self.collective.num_replicas
+        return {
+            r: (device, [i for i in range(count) if i % replicas == r])
+            for r, device in self.collective.local_replicas()
+        }
+
+    def _owned_slots(self):
+        """Task slots whose trajectories this process runs."""
+        return sorted(i for _, indices in self._shares(self.config.tasks_per_step).values() for i in indices)
+
+    def _sharded(self, count, width, compute):
+        """Runs `compute(i) -> [width] array` on this process's share of
+        `range(count)` and returns the exact `[count, width]` table of all."""
+        rows = {}
+        for r, (device, indices) in self._shares(count).items():
+            table = np.zeros((count, width), np.float64)
+            for i in indices:
+                if device is None:
+                    table[i] = compute(i)
+                else:
+                    with tf.device(device):
+                        table[i] = compute(i)
+            rows[r] = table
+        return self.collective.sum(rows)
+
     def train_step(self):
         """One outer step. Returns `(meta_loss, grad_norm)`."""
         start = time.perf_counter()
         c = self.config
-        rng = np.random.default_rng([c.seed, self.step])
-        grads, metas = [], []
-        for i in range(c.tasks_per_step):
+
+        def estimate(i):
+            rng = np.random.default_rng([c.seed, self.step, i])
             worker = self.workers[i]
             if worker is None or c.estimator.kind == "es" or worker.finished:
                 worker = self.workers[i] = self._new_worker(rng)
@@ -155,9 +190,11 @@ class MetaTrainer:
                 c.seed, self.step * c.tasks_per_step + i, c.estimator.num_pairs, self.theta.size
             )
             grad, meta, losses = worker.estimate(self.theta, z, rng)
-            grads.append(grad)
-            metas.append(meta)
             self._log_inner(worker, losses)
+            return np.concatenate([grad.astype(np.float64), [meta]])
+
+        table = self._sharded(c.tasks_per_step, self.theta.size + 1, estimate)
+        grads, metas = table[:, :-1].astype(np.float32), table[:, -1]
         grad = np.mean(grads, axis=0)
         grad_norm = float(np.linalg.norm(grad))
         if not np.isfinite(grad_norm):
@@ -198,15 +235,17 @@ class MetaTrainer:
         theta = self.theta if theta is None else theta
         c = self.config
         objective = "mean" if c.objective == "validation" else c.objective
-        scores = []
-        for family in self.families:
-            for i in range(c.eval_tasks):
-                task = family.task(i % len(family))
-                run = self._unroll_for(task, c.eval_horizon, objective)
-                state = unroll.fresh_state(task, [_EVAL_SEED_BASE + i], [c.eval_horizon])
-                _, meta, _ = run(theta[None, :], state)
-                scores.append(float(meta[0]))
-        return float(np.mean(scores))
+        runs = [(family, i) for family in self.families for i in range(c.eval_tasks)]
+
+        def score(k):
+            family, i = runs[k]
+            task = family.task(i % len(family))
+            run = self._unroll_for(task, c.eval_horizon, objective)
+            state = unroll.fresh_state(task, [_EVAL_SEED_BASE + i], [c.eval_horizon])
+            _, meta, _ = run(theta[None, :], state)
+            return [float(meta[0])]
+
+        return float(np.mean(self._sharded(len(runs), 1, score)))
 
     def train(self, progress=True):
         """Runs until `config.outer_steps`, checkpointing and evaluating.
@@ -215,9 +254,12 @@ class MetaTrainer:
         checkpoint instead of the progress bar.
         """
         c = self.config
-        os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, CONFIG_FILE), "w") as f:
-            json.dump(c.to_dict(), f, indent=2)
+        chief = self.collective.is_chief
+        if chief:
+            os.makedirs(self.output_dir, exist_ok=True)
+            with open(os.path.join(self.output_dir, CONFIG_FILE), "w") as f:
+                json.dump(c.to_dict(), f, indent=2)
+        progress = progress and chief
         if self.initial_eval is None and c.eval_every:
             self.initial_eval = self.evaluate()
             self._record_eval(self.initial_eval, self.theta)
@@ -233,11 +275,11 @@ class MetaTrainer:
                 values.append(("eval", score))
             if self.step % c.checkpoint_every == 0 or self.step == c.outer_steps:
                 self.save_checkpoint()
-                if bar is None:
+                if bar is None and chief:
                     print(
                         f"step {self.step}: "
                         + ", ".join(f"{name} {value:.4g}" for name, value in values)
-                        + f", {self.wall_time:.0f}s",
+                        + f", {self.wall_time:.1f}s",
                         flush=True,
                     )
             if bar is not None:
@@ -256,6 +298,8 @@ class MetaTrainer:
     # -- logging --------------------------------------------------------------
 
     def _summary_writer(self):
+        if not self.collective.is_chief:
+            return tf.summary.create_noop_writer()
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
         return self._writer
@@ -278,8 +322,35 @@ class MetaTrainer:
     def checkpoint_path(self):
         return os.path.join(self.output_dir, CHECKPOINT_FILE)
 
+    def _worker_arrays(self):
+        """This process's in-flight inner trajectories, as named arrays."""
+        arrays = {}
+        for i in self._owned_slots():
+            worker = self.workers[i]
+            if worker is None or worker.state is None:
+                continue
+            arrays[f"worker{i}_identity"] = np.asarray(worker.identity, np.int64)
+            if worker.accumulated_z is not None:
+                arrays[f"worker{i}_accumulated_z"] = worker.accumulated_z
+            for key, value in worker.state.numpy().items():
+                arrays[f"worker{i}_{key}"] = value
+        return arrays
+
     def save_checkpoint(self):
-        """Writes `checkpoint.npz` atomically (temporary file, then rename)."""
+        """Writes `checkpoint.npz` atomically (temporary file, then rename).
+
+        Every worker must call it: the others send their trajectories to
+        the chief, which writes the one file.
+        """
+        trajectories = self._worker_arrays()
+        if self.collective.num_replicas > 1:
+            parts = self.collective.gather_to_chief(distributed.pack_arrays(trajectories))
+            if not self.collective.is_chief:
+                return
+            trajectories = {}
+            for part in parts:
+                if part:
+                    trajectories.update(distributed.unpack_arrays(part))
         arrays = {
             "theta": self.theta,
             "adam_m": self.adam_m,
@@ -294,15 +365,8 @@ class MetaTrainer:
             "eval_step": np.asarray(self.eval_history["step"], np.int64),
             "eval_meta_loss": np.asarray(self.eval_history["meta_loss"], np.float64),
             "config_json": np.asarray(json.dumps(self.config.to_dict())),
+            **trajectories,
         }
-        for i, worker in enumerate(self.workers):
-            if worker is None or worker.state is None:
-                continue
-            arrays[f"worker{i}_identity"] = np.asarray(worker.identity, np.int64)
-            if worker.accumulated_z is not None:
-                arrays[f"worker{i}_accumulated_z"] = worker.accumulated_z
-            for key, value in worker.state.numpy().items():
-                arrays[f"worker{i}_{key}"] = value
         os.makedirs(self.output_dir, exist_ok=True)
         tmp = self.checkpoint_path + ".tmp"
         with open(tmp, "wb") as f:
@@ -311,46 +375,56 @@ class MetaTrainer:
             os.fsync(f.fileno())
         os.replace(tmp, self.checkpoint_path)
 
+    def _read_checkpoint(self):
+        """The checkpoint's arrays, read by the chief and sent to every worker."""
+        payload = None
+        if self.collective.is_chief and os.path.isfile(self.checkpoint_path):
+            with open(self.checkpoint_path, "rb") as f:
+                payload = f.read()
+        if self.collective.num_replicas > 1:
+            payload = self.collective.broadcast_from_chief(payload)
+        return None if payload is None else distributed.unpack_arrays(payload)
+
     def restore(self):
         """Loads the latest checkpoint. Returns False if there is none."""
-        if not os.path.isfile(self.checkpoint_path):
+        data = self._read_checkpoint()
+        if data is None:
             return False
-        with np.load(self.checkpoint_path) as data:
-            saved = json.loads(str(data["config_json"]))
-            if not self.config.same_run_as(saved):
-                raise ValueError(
-                    f"The checkpoint in {self.output_dir!r} was written with a "
-                    "different config; resume with the same config or use a "
-                    f"new output directory. Checkpoint config: {saved}"
-                )
-            self.theta = data["theta"]
-            self.adam_m = data["adam_m"]
-            self.adam_v = data["adam_v"]
-            self.step = int(data["step"])
-            self.wall_time = float(data["wall_time"])
-            self.best_theta = data["best_theta"]
-            self.best_eval = float(data["best_eval"])
-            initial = float(data["initial_eval"])
-            self.initial_eval = None if np.isnan(initial) else initial
-            self.history = {"meta_loss": list(data["meta_loss"]), "grad_norm": list(data["grad_norm"])}
-            self.eval_history = {
-                "step": [int(s) for s in data["eval_step"]],
-                "meta_loss": list(data["eval_meta_loss"]),
-            }
-            self.workers = [None] * self.config.tasks_per_step
-            for i in range(self.config.tasks_per_step):
-                if f"worker{i}_identity" not in data:
-                    continue
-                family_index, task_index = (int(v) for v in data[f"worker{i}_identity"])
-                worker = self._make_worker(family_index, task_index)
-                worker.restart(np.random.default_rng(0))  # template; replaced below
-                prefix = f"worker{i}_"
-                worker.state = worker.state.replace_from_numpy(
-                    {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix + "inner_")}
-                )
-                key = f"worker{i}_accumulated_z"
-                worker.accumulated_z = data[key] if key in data else None
-                self.workers[i] = worker
+        saved = json.loads(str(data["config_json"]))
+        if not self.config.same_run_as(saved):
+            raise ValueError(
+                f"The checkpoint in {self.output_dir!r} was written with a "
+                "different config; resume with the same config or use a "
+                f"new output directory. Checkpoint config: {saved}"
+            )
+        self.theta = data["theta"]
+        self.adam_m = data["adam_m"]
+        self.adam_v = data["adam_v"]
+        self.step = int(data["step"])
+        self.wall_time = float(data["wall_time"])
+        self.best_theta = data["best_theta"]
+        self.best_eval = float(data["best_eval"])
+        initial = float(data["initial_eval"])
+        self.initial_eval = None if np.isnan(initial) else initial
+        self.history = {"meta_loss": list(data["meta_loss"]), "grad_norm": list(data["grad_norm"])}
+        self.eval_history = {
+            "step": [int(s) for s in data["eval_step"]],
+            "meta_loss": list(data["eval_meta_loss"]),
+        }
+        self.workers = [None] * self.config.tasks_per_step
+        for i in self._owned_slots():
+            if f"worker{i}_identity" not in data:
+                continue
+            family_index, task_index = (int(v) for v in data[f"worker{i}_identity"])
+            worker = self._make_worker(family_index, task_index)
+            worker.restart(np.random.default_rng(0))  # template; replaced below
+            prefix = f"worker{i}_"
+            worker.state = worker.state.replace_from_numpy(
+                {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix + "inner_")}
+            )
+            key = f"worker{i}_accumulated_z"
+            worker.accumulated_z = data[key] if key in data else None
+            self.workers[i] = worker
         return True
 
     # -- export ---------------------------------------------------------------
@@ -362,7 +436,13 @@ class MetaTrainer:
         return int(self.eval_history["step"][int(np.argmin(scores))])
 
     def export(self, path=None, use_best=True):
-        """Exports the best (by held-out evaluation) or the final meta-weights."""
+        """Exports the best (by held-out evaluation) or the final meta-weights.
+
+        Returns the `LoadedPreset`; None on workers other than the chief,
+        which write nothing.
+        """
+        if not self.collective.is_chief:
+            return None
         c = self.config
         theta = self.best_theta if use_best and np.isfinite(self.best_eval) else self.theta
         self.layer.set_weights([np.asarray(w) for w in unroll.unflatten_weights(theta, self.shapes)])
@@ -376,6 +456,7 @@ class MetaTrainer:
             "seed": c.seed,
             "init_preset": c.init_preset,
             "wall_time_s": round(self.wall_time, 1),
+            "replicas": self.collective.num_replicas,
             "final_meta_loss": self.history["meta_loss"][-1] if self.history["meta_loss"] else None,
             "initial_eval_meta_loss": self.initial_eval,
             "best_eval_meta_loss": self.best_eval if np.isfinite(self.best_eval) else None,
