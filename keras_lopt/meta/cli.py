@@ -1,6 +1,7 @@
 """The `keras-lopt` command line (also `python -m keras_lopt.meta`).
 
     keras-lopt meta-train --config FILE [--output DIR] [--resume] [--export DIR]
+    keras-lopt local-cluster --workers N -- meta-train --config FILE ...
     keras-lopt export --config FILE --run DIR --output DIR [--final]
     keras-lopt benchmark [--tasks A,B] [--optimizers learned,adam,...] [--steps N]
                          [--seeds 0,1] [--output DIR] [--quick]
@@ -32,17 +33,34 @@ def _meta_train(args):
     if os.path.isfile(checkpoint) and not args.resume:
         raise ValueError(f"{checkpoint!r} exists: pass --resume to continue it, or choose another --output.")
 
+    from keras_lopt.meta import distributed
+
+    # With TF_CONFIG naming a cluster, this process is one worker of a
+    # MultiWorkerMirroredStrategy (created before TensorFlow runs any op).
+    strategy = distributed.multi_worker_strategy_from_environment()
+    collective = distributed.StrategyCollective(strategy) if strategy else None
+
     from keras_lopt.meta.trainer import MetaTrainer
 
-    trainer = MetaTrainer(config, output)
-    if args.resume and trainer.restore():
-        print(f"Resumed from {trainer.checkpoint_path} at outer step {trainer.step}.")
+    trainer = MetaTrainer(config, output, collective)
+    chief = trainer.collective.is_chief
+    if args.resume and trainer.restore() and chief:
+        print(f"Resumed from {trainer.checkpoint_path} at outer step {trainer.step}.", flush=True)
     trainer.train(progress=not args.no_progress)
     preset = trainer.export(args.export)
-    print(
-        f"Outer steps: {trainer.step}. Held-out meta-loss: initial "
-        f"{trainer.initial_eval}, best {trainer.best_eval}. Preset: {preset.path}"
-    )
+    if chief:
+        print(
+            f"Outer steps: {trainer.step}. Held-out meta-loss: initial "
+            f"{trainer.initial_eval}, best {trainer.best_eval}. Preset: {preset.path}"
+        )
+
+
+def _local_cluster(args):
+    from keras_lopt.meta import local_cluster
+
+    command = args.worker_command
+    command = command[1:] if command[:1] == ["--"] else command
+    sys.exit(local_cluster.run_local_cluster(args.workers, command))
 
 
 QUICK_TASKS = ("mlp_wine", "regression_diabetes", "autoencoder_digits")
@@ -212,6 +230,14 @@ def build_parser():
     meta.add_argument("--export", help="preset directory to write (default: <output>/preset)")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(handler=_meta_train)
+    cluster = commands.add_parser(
+        "local-cluster", help="run a keras-lopt command as N tf.distribute workers on 127.0.0.1"
+    )
+    cluster.add_argument("--workers", type=int, default=2, help="number of worker processes (default 2)")
+    cluster.add_argument(
+        "worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the keras-lopt command each worker runs"
+    )
+    cluster.set_defaults(handler=_local_cluster)
     export = commands.add_parser("export", help="export a meta-training checkpoint as a preset")
     export.add_argument("--config", required=True, help="the run's config file")
     export.add_argument("--run", dest="run_dir", required=True, help="the run directory (holds checkpoint.npz)")
