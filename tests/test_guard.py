@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_lopt
 from keras_lopt import AdamGuard, LearnedOptimizer, adam_equivalent, savedmodel
 
 from conftest import classification_data, small_classifier, xla_train_step
