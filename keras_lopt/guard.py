@@ -112,6 +112,9 @@ class AdamGuard:
     def __eq__(self, other):
         return isinstance(other, AdamGuard) and self.get_config() == other.get_config()
 
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
+
     def get_config(self):
         return {
             "name": self.name,
