@@ -42,7 +42,7 @@ def feature_matrix(g, p, momenta, v, t, total_steps):
     return np.stack(cols, axis=1)
 
 
-def rule_step(weights, magnitude_scale, lr, state, g, p, t, total_steps):
+def rule_step(weights, magnitude_scale, lr, state, g, p, t, total_steps, max_log_multiplier=None):
     """One step of the rule. state: (momenta list, v). Returns (update, state)."""
     momenta, v = state
     g64 = np.asarray(g, np.float64)
@@ -50,5 +50,8 @@ def rule_step(weights, magnitude_scale, lr, state, g, p, t, total_steps):
     v = v + (g64**2 - v) * (1 - features.SECOND_MOMENT_DECAY)
     x = feature_matrix(g64, p, momenta, v, t, total_steps)
     direction, magnitude = mlp(weights, x)
-    update = lr * direction * np.exp(magnitude_scale * magnitude)
+    log_multiplier = magnitude_scale * magnitude
+    if max_log_multiplier is not None:
+        log_multiplier = max_log_multiplier * np.tanh(log_multiplier / max_log_multiplier)
+    update = lr * direction * np.exp(log_multiplier)
     return update.reshape(np.shape(g)), (momenta, v)

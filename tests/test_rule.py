@@ -47,6 +47,31 @@ def test_three_steps_match_numpy_reference(random_network, jit):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_bounded_network_matches_numpy_reference(jit):
+    from keras_lopt.layers import MLPNetwork
+
+    network = MLPNetwork(features.NUM_FEATURES, magnitude_scale=1.0, max_log_multiplier=0.5)
+    rng = np.random.default_rng(5)
+    # Large weights: the unbounded multiplier would leave [e^-0.5, e^0.5].
+    network.set_weights([rng.normal(0, 2.0, w.shape).astype("float32") for w in network.weights])
+    grads = rng.normal(size=(3, 5, 4)).astype("float32")
+    param = rng.normal(size=(5, 4)).astype("float32")
+    updates, _ = _run_steps(network, grads, param, 0, 1e-2, jit)
+    weights = [w.numpy() for w in network.weights]
+    state = ([np.zeros(param.shape)] * len(features.MOMENTUM_DECAYS), np.zeros(param.shape))
+    p = param.astype(np.float64)
+    unbounded_ratio = []
+    for i, g in enumerate(grads):
+        free, _ = rule_step(weights, 1.0, 1e-2, state, g, p, i + 1, 0)
+        update, state = rule_step(weights, 1.0, 1e-2, state, g, p, i + 1, 0, max_log_multiplier=0.5)
+        np.testing.assert_allclose(updates[i].numpy(), update, rtol=1e-4, atol=1e-8)
+        ratio = np.abs(free) / np.maximum(np.abs(update), 1e-30)
+        unbounded_ratio.append(np.max(np.maximum(ratio, 1.0 / np.maximum(ratio, 1e-30))))
+        p = p - update
+    assert max(unbounded_ratio) > 2.0  # the bound was active
+
+
 def test_adam_equivalent_weights_give_adams_update():
     network = adam_equivalent.build_network()
     rng = np.random.default_rng(4)
