@@ -5,7 +5,7 @@ import os
 
 from keras_lopt import savedmodel
 
-DEFAULT_PRESET = "adam_equivalent_v1"
+DEFAULT_PRESET = "mlp_es_v4"
 
 
 def presets_dir():
