@@ -306,14 +306,19 @@ def plot_match(report, path):
     loss = next(iter(report.values()))["loss"] if report else LOSSES[0]
     fig, axes = plt.subplots(1, len(searches), figsize=(5.5 * len(searches), 4), squeeze=False)
     for ax, search in zip(axes.flat, searches):
+        zero = []  # a ratio to a reference loss of 0 is meaningless
         for task in sorted(report):
             entry = report[task]
             points = entry["searches"].get(search, {}).get("points", [])
-            if not points:
+            ref = entry["reference"][loss]
+            if not points or not ref > 0:
+                zero += [task] if points else []
                 continue
-            ref = max(entry["reference"][loss], 1e-12)
             ax.plot([p["trials"] for p in points], [p[loss] / ref for p in points],
                     marker="o", ms=3, lw=1.4, label=task)
+        if zero:
+            ax.text(0.01, 0.01, f"not shown, reference loss 0: {', '.join(zero)}", transform=ax.transAxes,
+                    fontsize=7, va="bottom")
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xticks([n for n in (1, 3, 10, 30, 100, 300, 1000) if n <= max(ax.get_xlim()[1], 1)])
