@@ -294,13 +294,13 @@ LR = 0.01
 
 @pytest.fixture(scope="module")
 def plain_learned_weights():
-    return _fit(LearnedOptimizer(learning_rate=LR)).get_weights()
+    return _fit(LearnedOptimizer("adam_equivalent_v1", learning_rate=LR)).get_weights()
 
 
 @pytest.mark.parametrize("option", sorted(BASE_OPTIONS))
 def test_base_option_has_its_keras_effect(option, plain_learned_weights):
     kwargs, reference_class = BASE_OPTIONS[option]
-    learned = _fit(LearnedOptimizer(learning_rate=LR, **kwargs))
+    learned = _fit(LearnedOptimizer("adam_equivalent_v1", learning_rate=LR, **kwargs))
     reference = _fit(reference_class(learning_rate=LR, **kwargs))
     for got, want in zip(learned.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
