@@ -320,8 +320,11 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
 
 def test_weight_decay_honours_exclusions():
     runs = []
-    for cls in (LearnedOptimizer, keras.optimizers.AdamW):
-        optimizer = cls(learning_rate=LR, weight_decay=0.5)
+    for make in (
+        lambda **kw: LearnedOptimizer("adam_equivalent_v1", **kw),
+        keras.optimizers.AdamW,
+    ):
+        optimizer = make(learning_rate=LR, weight_decay=0.5)
         optimizer.exclude_from_weight_decay(var_names=["bias"])
         runs.append(_fit(optimizer, steps=3).get_weights())
     for got, want in zip(*runs):
