@@ -1,3 +1,4 @@
+import functools
 """LearnedOptimizer as a first-class Keras optimizer (issue 4).
 
 Dtypes and ranks, sparse gradients, non-finite gradients, the base optimizer
@@ -321,7 +322,7 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
 def test_weight_decay_honours_exclusions():
     runs = []
     for make in (
-        lambda **kw: LearnedOptimizer("adam_equivalent_v1", **kw),
+        functools.partial(LearnedOptimizer, "adam_equivalent_v1"),
         keras.optimizers.AdamW,
     ):
         optimizer = make(learning_rate=LR, weight_decay=0.5)
