@@ -1,4 +1,3 @@
-import functools
 """LearnedOptimizer as a first-class Keras optimizer (issue 4).
 
 Dtypes and ranks, sparse gradients, non-finite gradients, the base optimizer
@@ -6,6 +5,7 @@ options, mixed precision, MirroredStrategy, checkpoints, the training horizon
 and argument validation, each against real Keras models.
 """
 
+import functools
 import json
 import os
 import subprocess
