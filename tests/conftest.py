@@ -42,6 +42,15 @@ def random_preset(tmp_path, random_network):
     return str(path)
 
 
+def checkpoint_step(path):
+    """Outer step of a meta-training checkpoint file; -1 while absent or half-read."""
+    try:
+        with np.load(path) as data:
+            return int(data["step"])
+    except (OSError, KeyError, ValueError):
+        return -1
+
+
 def small_classifier(seed=0, inputs=8, classes=3):
     keras.utils.set_random_seed(seed)
     return keras.Sequential(

@@ -19,6 +19,8 @@ from keras_lopt.meta import local_cluster
 from keras_lopt.meta.config import MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
+from conftest import checkpoint_step
+
 # PES keeps trajectories in flight across outer steps, so checkpoints must
 # gather them from both workers; 4 task slots give each worker two.
 CONFIG = {
@@ -62,14 +64,6 @@ def _worker(ports, index, args):
     )
 
 
-def _step(path):
-    try:
-        with np.load(path) as data:
-            return int(data["step"])
-    except (OSError, KeyError, ValueError):
-        return -1
-
-
 def _assert_same_run(checkpoint, reference):
     with np.load(checkpoint) as data:
         assert int(data["step"]) == int(reference["step"])
@@ -111,7 +105,7 @@ def test_a_dead_worker_stops_the_run_and_resume_gives_the_same_result(tmp_path):
     ports = local_cluster.free_ports(2)
     chief, other = _worker(ports, 0, args), _worker(ports, 1, args)
     deadline = time.time() + 900
-    while _step(run / "checkpoint.npz") < 4 and time.time() < deadline and chief.poll() is None:
+    while checkpoint_step(run / "checkpoint.npz") < 4 and time.time() < deadline and chief.poll() is None:
         time.sleep(0.05)
     assert chief.poll() is None, "the run ended before the kill"
     other.send_signal(signal.SIGKILL)
@@ -120,7 +114,7 @@ def test_a_dead_worker_stops_the_run_and_resume_gives_the_same_result(tmp_path):
     assert chief.returncode != 0
     assert "stopped responding" in out and "--resume" in out, out[-3000:]
     # The chief's last checkpoint is whole and mid-run.
-    step_at_kill = _step(run / "checkpoint.npz")
+    step_at_kill = checkpoint_step(run / "checkpoint.npz")
     assert 4 <= step_at_kill < 60
 
     ports = local_cluster.free_ports(2)

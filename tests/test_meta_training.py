@@ -15,6 +15,8 @@ from keras_lopt.meta import tasks, unroll
 from keras_lopt.meta.config import MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
+from conftest import checkpoint_step
+
 QUADRATIC_CONFIG = {
     "name": "quadratic_test_v1",
     "task_families": ["quadratic"],
@@ -101,14 +103,6 @@ def _cli(args, **kwargs):
     )
 
 
-def _checkpoint_step(path):
-    try:
-        with np.load(path) as data:
-            return int(data["step"])
-    except (OSError, KeyError, ValueError):
-        return -1
-
-
 def test_sigkill_and_resume_gives_the_same_meta_weights(tmp_path):
     config = dict(QUADRATIC_CONFIG, outer_steps=24, checkpoint_every=2, eval_every=8)
     config_path = tmp_path / "config.json"
@@ -120,11 +114,11 @@ def test_sigkill_and_resume_gives_the_same_meta_weights(tmp_path):
     killed = _cli(["meta-train", "--config", str(config_path), "--output", str(tmp_path / "b"), "--no-progress"])
     checkpoint = tmp_path / "b" / "checkpoint.npz"
     deadline = time.time() + 300
-    while _checkpoint_step(checkpoint) < 6 and time.time() < deadline:
+    while checkpoint_step(checkpoint) < 6 and time.time() < deadline:
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    step_at_kill = _checkpoint_step(checkpoint)
+    step_at_kill = checkpoint_step(checkpoint)
     assert 6 <= step_at_kill < 24
 
     resumed = _cli(["meta-train", "--config", str(config_path), "--output", str(tmp_path / "b"), "--resume", "--no-progress"])
