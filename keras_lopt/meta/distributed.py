@@ -29,6 +29,8 @@ __all__ = [
     "StrategyCollective",
     "WorkerLostError",
     "multi_worker_strategy_from_environment",
+    "pack_arrays",
+    "unpack_arrays",
 ]
 
 # Seconds a collective waits for the others (a dead worker is detected sooner,

@@ -20,6 +20,7 @@ Output directory layout:
     preset/              the exported preset (after `export`)
 """
 
+import contextlib
 import json
 import os
 import time
@@ -168,11 +169,8 @@ class MetaTrainer:
         for r, (device, indices) in self._shares(count).items():
             table = np.zeros((count, width), np.float64)
             for i in indices:
-                if device is None:
+                with contextlib.nullcontext() if device is None else tf.device(device):
                     table[i] = compute(i)
-                else:
-                    with tf.device(device):
-                        table[i] = compute(i)
             rows[r] = table
         return self.collective.sum(rows)
 
@@ -298,10 +296,13 @@ class MetaTrainer:
     # -- logging --------------------------------------------------------------
 
     def _summary_writer(self):
-        if not self.collective.is_chief:
-            return tf.summary.create_noop_writer()
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+            # Only the chief writes TensorBoard logs.
+            self._writer = (
+                tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+                if self.collective.is_chief
+                else tf.summary.create_noop_writer()
+            )
         return self._writer
 
     def _log_scalars(self, values):
