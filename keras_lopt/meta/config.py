@@ -11,10 +11,16 @@ import os
 from typing import Optional, Tuple
 
 ESTIMATORS = ("es", "truncated_es", "pes")
+# The architectures of `keras_lopt.layers.ARCHITECTURES` (a test keeps them
+# in sync).
+ARCHITECTURE_NAMES = ("ffn_lstm", "hyper_lstm", "mlp")
 OBJECTIVES = ("mean", "final", "tail", "validation")
 # The task families of `keras_lopt.meta.tasks` (a test keeps them in sync).
 FAMILY_NAMES = (
+    "attention_parity",
+    "autoencoder_mnist1d",
     "conv_digits",
+    "gru_parity",
     "lstm_parity",
     "mlp_digits",
     "mlp_mnist1d",
@@ -55,6 +61,9 @@ class EstimatorConfig:
             estimate (each length compiles its own unroll, so keep the set
             small, e.g. powers of two). Empty: every unroll is
             `truncation_length` steps.
+        loss_visible_fraction: probability that a trajectory's rule is
+            told the training loss (networks that read it only); the others
+            see `loss_known` = 0, as `LearnedOptimizer` without a loss.
     """
 
     kind: str = "pes"
@@ -65,9 +74,18 @@ class EstimatorConfig:
     max_horizon: int = 1000
     horizon_visible_fraction: float = 0.5
     es_horizons: Tuple[int, ...] = ()
+    loss_visible_fraction: float = 0.5
 
     def __post_init__(self):
         object.__setattr__(self, "es_horizons", tuple(self.es_horizons))
+        if isinstance(self.loss_visible_fraction, bool) or not (
+            isinstance(self.loss_visible_fraction, (int, float))
+            and 0.0 <= self.loss_visible_fraction <= 1.0
+        ):
+            raise ValueError(
+                "`loss_visible_fraction` must be in [0, 1]. Received: "
+                f"loss_visible_fraction={self.loss_visible_fraction!r}"
+            )
         for horizon in self.es_horizons:
             _positive_int("es_horizons[i]", horizon)
         if self.es_horizons and self.kind != "es":
@@ -94,17 +112,51 @@ class EstimatorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """The learned-optimizer network to meta-train (an `MLPNetwork`)."""
+    """The learned-optimizer network to meta-train.
+
+    Args:
+        architecture: one of `ARCHITECTURE_NAMES`: `"mlp"` (`MLPNetwork`),
+            `"ffn_lstm"` (`FFNLSTMNetwork`) or `"hyper_lstm"`
+            (`HyperLSTMNetwork`).
+        hidden_sizes, activation, magnitude_scale, max_log_multiplier: the
+            per-parameter MLP (of every architecture).
+        lstm_hidden_size: the per-tensor LSTM's width (LSTM architectures
+            only; None: 4).
+        bank_size: the number of mixed MLP weight sets (`"hyper_lstm"`
+            only; None: 4).
+    """
 
     hidden_sizes: Tuple[int, ...] = (4, 4)
     activation: str = "relu"
     magnitude_scale: float = 0.1
     max_log_multiplier: Optional[float] = None
+    architecture: str = "mlp"
+    lstm_hidden_size: Optional[int] = None
+    bank_size: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if self.max_log_multiplier is not None:
             _positive_float("max_log_multiplier", self.max_log_multiplier)
+        if self.architecture not in ARCHITECTURE_NAMES:
+            raise ValueError(
+                f"`architecture` must be one of {ARCHITECTURE_NAMES}. "
+                f"Received: architecture={self.architecture!r}"
+            )
+        if self.lstm_hidden_size is not None:
+            if self.architecture == "mlp":
+                raise ValueError(
+                    "`lstm_hidden_size` applies to the LSTM architectures only. "
+                    f"Received: architecture='mlp', lstm_hidden_size={self.lstm_hidden_size!r}"
+                )
+            _positive_int("lstm_hidden_size", self.lstm_hidden_size)
+        if self.bank_size is not None:
+            if self.architecture != "hyper_lstm":
+                raise ValueError(
+                    "`bank_size` applies to architecture='hyper_lstm' only. "
+                    f"Received: architecture={self.architecture!r}, bank_size={self.bank_size!r}"
+                )
+            _positive_int("bank_size", self.bank_size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,16 +129,29 @@ def _conv(input_shape, channels, outputs, activation):
     return keras.Sequential(layers)
 
 
-def _lstm(seq_len, vocab, embed, units, outputs, sequence_outputs):
+def _recurrent(cell, seq_len, vocab, embed, units, outputs, sequence_outputs):
     return keras.Sequential(
         [
             keras.Input((seq_len,), dtype="int32"),
             keras.layers.Embedding(vocab, embed),
-            # Unrolled: the symbolic while loop of a rolled LSTM does not vectorise.
-            keras.layers.LSTM(units, return_sequences=sequence_outputs, unroll=True),
+            # Unrolled: the symbolic while loop of a rolled RNN does not vectorise.
+            cell(units, return_sequences=sequence_outputs, unroll=True),
             keras.layers.Dense(outputs),
         ]
     )
+
+
+_lstm = functools.partial(_recurrent, keras.layers.LSTM)
+_gru = functools.partial(_recurrent, keras.layers.GRU)
+
+
+def _autoencoder(input_shape, widths, outputs, activation):
+    """MLP encoder `widths`, mirrored decoder, linear reconstruction `[outputs]`."""
+    del input_shape  # the input and output width are both `outputs`
+    layers = [keras.Input((outputs,))]
+    layers += [keras.layers.Dense(w, activation=activation) for w in widths + widths[-2::-1]]
+    layers.append(keras.layers.Dense(outputs))
+    return keras.Sequential(layers)
 
 
 def _transformer(seq_len, vocab, dim, heads, outputs):
@@ -311,6 +324,56 @@ def _lstm_parity_family():
     )
 
 
+def _gru_parity_family():
+    train, valid = _data("synthetic_sequences/parity")
+    return TaskFamily(
+        "gru_parity",
+        [
+            functools.partial(
+                keras_task,
+                f"gru_parity_16_u{units}_b32",
+                functools.partial(_gru, 16, 2, 8, units, 2, True),
+                "sequence", train, valid, 32, _AUGMENT,
+            )
+            for units in (16, 32)
+        ],
+    )
+
+
+def _attention_parity_family():
+    train, valid = _data("synthetic_sequences/parity")
+    return TaskFamily(
+        "attention_parity",
+        [
+            functools.partial(
+                keras_task,
+                f"attention_parity_16_d{dim}_h2_b32",
+                functools.partial(_transformer, 16, 2, dim, 2, 2),
+                "sequence", train, valid, 32, _AUGMENT,
+            )
+            for dim in (16, 32)
+        ],
+    )
+
+
+def _autoencoder_mnist1d_family():
+    (train_x, _), (valid_x, _) = _data("mnist1d")
+    train_x, valid_x = np.asarray(train_x), np.asarray(valid_x)
+    variants = [((16,), "relu", 64), ((32, 8), "tanh", 32)]
+    return TaskFamily(
+        "autoencoder_mnist1d",
+        [
+            functools.partial(
+                keras_task,
+                f"autoencoder_mnist1d_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
+                functools.partial(_autoencoder, None, sizes, 40, activation),
+                "regression", (train_x, train_x), (valid_x, valid_x), batch, _AUGMENT,
+            )
+            for sizes, activation, batch in variants
+        ],
+    )
+
+
 def _transformer_chars_family():
     train, valid = _char_data(32)
     return TaskFamily(
@@ -343,6 +406,9 @@ _FAMILY_BUILDERS = {
     "mlp_mnist1d": _mlp_mnist1d_family,
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,
+    "gru_parity": _gru_parity_family,
+    "attention_parity": _attention_parity_family,
+    "autoencoder_mnist1d": _autoencoder_mnist1d_family,
     "transformer_chars": _transformer_chars_family,
     "quadratic": _quadratic_family,
     "rosenbrock": _rosenbrock_family,
