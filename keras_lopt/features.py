@@ -114,3 +114,86 @@ def tensor_features(iteration, total_steps, tensor_size):
         horizon_known,
         tf.constant(math.log10(max(tensor_size, 1)), tf.float32),
     ]
+
+
+# Per-tensor context: the input of the per-tensor LSTM of the recurrent
+# architectures (`layers/ffn_lstm.py`, `layers/hyper_lstm.py`). Networks
+# without per-tensor state (the per-parameter MLP) never build it.
+
+# Element features summarised over the whole tensor by their mean and RMS.
+# These three are Adam-normalised, so their summaries are scale-free.
+SUMMARIZED_FEATURE_NAMES = ELEMENT_FEATURE_NAMES[: 1 + len(MOMENTUM_DECAYS)]
+SUMMARY_FEATURE_NAMES = tuple(
+    f"{name}_{statistic}"
+    for name in SUMMARIZED_FEATURE_NAMES
+    for statistic in ("mean", "rms")
+)
+# Exponential moving averages of the training loss that the loss features
+# compare the current loss with (fast, slow).
+LOSS_AVERAGE_DECAYS = (0.9, 0.99)
+LOSS_STATISTICS_SIZE = len(LOSS_AVERAGE_DECAYS) + 1
+LOSS_FEATURE_NAMES = (
+    "loss_known",
+    *(f"loss_change_vs_average_{_decay_label(d)}" for d in LOSS_AVERAGE_DECAYS),
+)
+CONTEXT_FEATURE_NAMES = (
+    SUMMARY_FEATURE_NAMES + TENSOR_FEATURE_NAMES + LOSS_FEATURE_NAMES
+)
+NUM_CONTEXT_FEATURES = len(CONTEXT_FEATURE_NAMES)
+# Keeps the relative loss change finite when the loss average is 0.
+LOSS_EPSILON = 1e-12
+
+
+def summary_features(element_columns):
+    """Mean and RMS over the tensor of the `SUMMARIZED_FEATURE_NAMES` columns.
+
+    Args:
+        element_columns: the list returned by `element_features`.
+
+    Returns:
+        A list of `len(SUMMARY_FEATURE_NAMES)` float32 scalars.
+    """
+    summaries = []
+    for column in element_columns[: len(SUMMARIZED_FEATURE_NAMES)]:
+        summaries.append(tf.reduce_mean(column))
+        summaries.append(tf.sqrt(tf.reduce_mean(tf.square(column))))
+    return summaries
+
+
+def loss_features(loss, loss_known, loss_statistics):
+    """Features of the training loss, relative to its own recent history.
+
+    The loss enters only through `(loss - average) / |average|`, so a loss
+    multiplied by a constant (a replica count, a loss weight) gives the same
+    features. A step without a loss (`loss_known` = 0) sees zeros and leaves
+    the statistics unchanged.
+
+    Args:
+        loss: float32 scalar, the training loss of the batch whose gradient
+            this step applies (any value when `loss_known` is 0).
+        loss_known: float32 scalar, 1 if `loss` is given, else 0.
+        loss_statistics: float32 `[LOSS_STATISTICS_SIZE]`: the loss EMAs at
+            `LOSS_AVERAGE_DECAYS` (zero-initialised, not bias-corrected) and
+            the number of losses seen.
+
+    Returns:
+        `(columns, new_loss_statistics)`: a list of
+        `len(LOSS_FEATURE_NAMES)` float32 scalars and the updated statistics.
+    """
+    loss_known = tf.cast(loss_known, tf.float32)
+    # A non-finite loss counts as unknown: it must not poison the averages.
+    loss = tf.cast(loss, tf.float32)
+    loss_known = loss_known * tf.cast(tf.math.is_finite(loss), tf.float32)
+    loss = tf.where(loss_known > 0, loss, 0.0)
+    count = loss_statistics[-1]
+    seen_before = tf.cast(count > 0, tf.float32) * loss_known
+    columns = [loss_known]
+    averages = []
+    for i, decay in enumerate(LOSS_AVERAGE_DECAYS):
+        average = loss_statistics[i]
+        corrected = average / tf.maximum(1.0 - decay**count, LOSS_EPSILON)
+        change = (loss - corrected) / (tf.abs(corrected) + LOSS_EPSILON)
+        columns.append(seen_before * tf.tanh(change))
+        averages.append(average + loss_known * (1.0 - decay) * (loss - average))
+    new_statistics = tf.stack([*averages, count + loss_known])
+    return columns, new_statistics

@@ -358,13 +358,29 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.preset = str(preset)
         self._preset = loaded
         self._guard = guard
+        self._uses_loss = rule.reads_loss(loaded.network)
+        if self._uses_loss:
+            # Created here, not in `build`: `set_loss` may be traced before
+            # the first step builds the optimizer.
+            self._loss = self.add_variable(
+                shape=(),
+                dtype="float32",
+                aggregation="only_first_replica",
+                name="loss",
+            )
+            self._loss_known = self.add_variable(
+                shape=(),
+                dtype="float32",
+                aggregation="only_first_replica",
+                name="loss_known",
+            )
         self._unbuilt_variable_count = len(self.variables)
         self._initial_total_steps = total_steps
         self._state_identity = _StateIdentity(
             name,
             {
                 "state_format": STATE_FORMAT,
-                "slots": list(rule.state_slot_names()),
+                "slots": list(rule.state_slot_names(loaded.network)),
                 "state_dtype": STATE_DTYPE,
                 "preset": loaded.name,
                 "preset_fingerprint": _preset_fingerprint(loaded),
@@ -454,8 +470,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             )
 
     def _add_state_slots(self, var_list):
-        """Like `add_optimizer_variables`, but always of `STATE_DTYPE`."""
-        names = rule.state_slot_names()
+        """Like `add_optimizer_variables`, but always of `STATE_DTYPE`.
+
+        Per-parameter slots have the variable's shape; the per-tensor slots
+        of recurrent networks (`rule.tensor_state_shapes`) their own.
+        """
+        names = rule.state_slot_names(self.network)
+        tensor_shapes = rule.tensor_state_shapes(self.network)
+        per_parameter = len(names) - len(tensor_shapes)
         slots = tuple([] for _ in names)
         strategy = tf.distribute.get_strategy()
         for variable in var_list:
@@ -468,11 +490,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             placement = (
                 variable.value if isinstance(variable, keras.Variable) else variable
             )
+            shapes = [variable.shape] * per_parameter + list(tensor_shapes)
             with strategy.extended.colocate_vars_with(placement):
-                for slot_list, name in zip(slots, names):
+                for slot_list, name, shape in zip(slots, names, shapes):
                     slot_list.append(
                         self.add_variable(
-                            shape=variable.shape,
+                            shape=shape,
                             dtype=STATE_DTYPE,
                             name=f"{reference}_{name}",
                         )
@@ -504,6 +527,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             [tf.convert_to_tensor(w) for w in self._network_weights],
         )
         iteration = self.iterations + 1
+        loss_inputs = {}
+        if self._uses_loss:
+            loss_inputs = {
+                "loss": tf.convert_to_tensor(self._loss),
+                "loss_known": tf.convert_to_tensor(self._loss_known),
+            }
         update, new_state = rule.step(
             network,
             rule.unflatten_state(old_state),
@@ -512,6 +541,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             iteration=iteration,
             total_steps=tf.convert_to_tensor(self._total_steps),
             learning_rate=learning_rate,
+            **loss_inputs,
         )
         new_value = parameter - tf.cast(update, parameter.dtype)
         if self._guard is not None:
@@ -538,6 +568,44 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 self._guard_fallbacks,
                 tf.cast(tf.logical_and(fell_back, finite), tf.int64),
             )
+
+    @property
+    def uses_loss(self):
+        """Whether the preset's network reads the training loss."""
+        return self._uses_loss
+
+    def set_loss(self, loss):
+        """Gives the next step the training loss of the batch it applies.
+
+        `model.fit` needs no call: Keras' train step passes its loss to
+        `scale_loss` before computing gradients, and this optimizer records
+        it there. A custom training loop calls `set_loss(loss)` (or
+        `scale_loss(loss)`) before `apply_gradients`. Each step uses the
+        loss given since the previous step; without one the step runs with
+        the feature `loss_known` = 0, as in meta-training's runs without a
+        loss. Presets whose network does not read the loss ignore it.
+
+        Args:
+            loss: scalar tensor or number. Any positive multiple of the loss
+                gives the same features (they compare it with its own
+                moving averages).
+        """
+        if self._uses_loss:
+            loss = tf.stop_gradient(tf.cast(tf.convert_to_tensor(loss), tf.float32))
+            self._loss.assign(tf.reshape(loss, []))
+            self._loss_known.assign(1.0)
+
+    def scale_loss(self, loss):
+        """Records `loss` for the next step (see `set_loss`), then scales it
+        as Keras' optimizers do."""
+        self.set_loss(loss)
+        return super().scale_loss(loss)
+
+    def apply(self, grads, trainable_variables=None):
+        super().apply(grads, trainable_variables)
+        if self._uses_loss:
+            # A loss serves one step: the next needs a new one.
+            self._loss_known.assign(0.0)
 
     def load_own_variables(self, store):
         """Loads the state from a `.keras` file, refusing what does not fit.

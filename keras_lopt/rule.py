@@ -18,35 +18,76 @@ from keras_lopt import features
 
 
 class RuleState(NamedTuple):
-    """Optimizer state of one parameter tensor (all float32, its shape)."""
+    """Optimizer state of one parameter tensor (all float32).
+
+    `momenta` and `second_moment` have the parameter's shape. `tensor_state`
+    is empty for networks without per-tensor state (the per-parameter MLP);
+    for recurrent networks it is `(loss_statistics [LOSS_STATISTICS_SIZE],
+    *network_state)`, a few floats per tensor (`tensor_state_shapes`).
+    """
 
     momenta: Tuple[tf.Tensor, ...]
     second_moment: tf.Tensor
+    tensor_state: Tuple[tf.Tensor, ...] = ()
 
 
-def state_slot_names():
-    """Names of the state slots, in the order `flatten_state` uses."""
-    return (*features.momentum_slot_names(), "second_moment")
+def _network_state_names(network):
+    # Plain callables `columns -> (direction, magnitude)` have no state.
+    return tuple(getattr(network, "state_names", ()))
 
 
-def init_state(parameter):
+def reads_loss(network):
+    """Whether `step` feeds `network` the loss (networks with per-tensor state)."""
+    return bool(_network_state_names(network))
+
+
+def state_slot_names(network=None):
+    """Names of the state slots, in the order `flatten_state` uses.
+
+    The per-parameter slots come first; a network with per-tensor state adds
+    `loss_statistics` and its own state names.
+    """
+    names = (*features.momentum_slot_names(), "second_moment")
+    if reads_loss(network):
+        names += ("loss_statistics", *_network_state_names(network))
+    return names
+
+
+def tensor_state_shapes(network=None):
+    """Shapes of the per-tensor slots (after the per-parameter ones)."""
+    if not reads_loss(network):
+        return ()
+    return (
+        (features.LOSS_STATISTICS_SIZE,),
+        *(tuple(s) for s in network.state_shapes),
+    )
+
+
+def init_state(parameter, network=None):
     """Zero state for a parameter tensor of any shape."""
     zeros = tf.zeros_like(parameter, dtype=tf.float32)
     return RuleState(
         momenta=tuple(zeros for _ in features.MOMENTUM_DECAYS),
         second_moment=zeros,
+        tensor_state=tuple(
+            tf.zeros(shape, tf.float32) for shape in tensor_state_shapes(network)
+        ),
     )
 
 
 def flatten_state(state):
     """RuleState -> tuple of tensors, in `state_slot_names()` order."""
-    return (*state.momenta, state.second_moment)
+    return (*state.momenta, state.second_moment, *state.tensor_state)
 
 
 def unflatten_state(slots):
     """Inverse of `flatten_state`."""
-    *momenta, second_moment = slots
-    return RuleState(momenta=tuple(momenta), second_moment=second_moment)
+    count = len(features.MOMENTUM_DECAYS)
+    return RuleState(
+        momenta=tuple(slots[:count]),
+        second_moment=slots[count],
+        tensor_state=tuple(slots[count + 1 :]),
+    )
 
 
 def step(
@@ -57,6 +98,8 @@ def step(
     iteration,
     total_steps,
     learning_rate,
+    loss=0.0,
+    loss_known=0.0,
 ):
     """One application of the learned rule to one parameter tensor.
 
@@ -64,13 +107,20 @@ def step(
         network: callable `columns -> (direction, magnitude)` with a float
             attribute `magnitude_scale`; `columns` is the list of
             `features.NUM_FEATURES` feature tensors (scalars for tensor
-            features) and the outputs have the parameter's shape.
+            features) and the outputs have the parameter's shape. A network
+            with per-tensor state (non-empty `state_names`) is called as
+            `(columns, context [C], network_state) -> (direction, magnitude,
+            new_network_state)`, `context` holding
+            `features.CONTEXT_FEATURE_NAMES`.
         state: `RuleState` of this parameter.
         gradient: float32 tensor of shape `S`.
         parameter: float32 tensor of shape `S`.
         iteration: scalar, the 1-based step count.
         total_steps: scalar, the training horizon in steps; 0 if unknown.
         learning_rate: scalar, `lr` in the formula above.
+        loss: scalar, the training loss of the batch `gradient` comes from.
+            Only networks with per-tensor state read it.
+        loss_known: scalar, 1 if `loss` is given, 0 if not.
 
     Returns:
         `(update, new_state)`: the float32 update of shape `S` to subtract
@@ -86,15 +136,35 @@ def step(
     second_moment = state.second_moment + (
         tf.square(gradient) - state.second_moment
     ) * (1.0 - features.SECOND_MOMENT_DECAY)
-    columns = features.element_features(
+    element_columns = features.element_features(
         gradient, parameter, momenta, second_moment, iteration
-    ) + features.tensor_features(
+    )
+    tensor_columns = features.tensor_features(
         iteration, total_steps, parameter.shape.num_elements()
     )
-    direction, magnitude = network(columns)
+    columns = element_columns + tensor_columns
+    tensor_state = ()
+    if reads_loss(network):
+        loss_statistics, *network_state = state.tensor_state
+        loss_columns, loss_statistics = features.loss_features(
+            loss, loss_known, loss_statistics
+        )
+        context = tf.stack(
+            features.summary_features(element_columns)
+            + tensor_columns
+            + loss_columns
+        )
+        direction, magnitude, network_state = network(
+            columns, context, tuple(network_state)
+        )
+        tensor_state = (loss_statistics, *network_state)
+    else:
+        direction, magnitude = network(columns)
     update = (
         learning_rate
         * direction
         * tf.exp(network.magnitude_scale * magnitude)
     )
-    return update, RuleState(momenta=momenta, second_moment=second_moment)
+    return update, RuleState(
+        momenta=momenta, second_moment=second_moment, tensor_state=tensor_state
+    )

@@ -7,6 +7,17 @@ A preset directory holds
                                  `{"direction": [N], "magnitude": [N]}`
     metadata.json                what the network is and where it came from
 
+Two format versions, one per kind of network:
+
+    1  per-element networks (`mlp`): as above.
+    2  networks with per-tensor recurrent state (`ffn_lstm`, `hyper_lstm`):
+       `serving_default` also takes the tensor's `context` `[C]` and its
+       state (`lstm_hidden [H]`, `lstm_cell [H]`) and also returns the new
+       state; metadata.json adds `context_feature_names` and
+       `network_state` (`names`, `shapes`).
+
+A preset's kind fixes its version: an `mlp` preset is always version 1.
+
 The SavedModel is the distribution format. At run time the network is the
 layers/ code with its weights read from `variables/`; loading reads only the
 checkpoint and the JSON, so it never executes anything stored in the preset.
@@ -27,6 +38,7 @@ from keras_lopt.layers import ARCHITECTURES
 from keras_lopt.version import __version__
 
 FORMAT_VERSION = 1
+RECURRENT_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
 DTYPE = "float32"
 _REQUIRED_FIELDS = (
@@ -133,9 +145,71 @@ class _ExportModule(tf.Module):
         return {"direction": direction, "magnitude": magnitude}
 
 
+class _RecurrentExportModule(tf.Module):
+    def __init__(self, network):
+        super().__init__()
+        self._network = network
+        setattr(
+            self,
+            _WEIGHTS_ATTRIBUTE,
+            {
+                w.name: tf.Variable(w.numpy(), name=w.name)
+                for w in network.weights
+            },
+        )
+        hidden_shape = list(network.state_shapes[0])
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[
+                tf.TensorSpec([None, features.NUM_FEATURES], tf.float32),
+                tf.TensorSpec([features.NUM_CONTEXT_FEATURES], tf.float32),
+                tf.TensorSpec(hidden_shape, tf.float32),
+                tf.TensorSpec(hidden_shape, tf.float32),
+            ],
+        )
+
+    def _serve(self, feature_matrix, context, lstm_hidden, lstm_cell):
+        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
+        columns = tf.unstack(
+            feature_matrix, num=features.NUM_FEATURES, axis=-1
+        )
+        direction, magnitude, (lstm_hidden, lstm_cell) = self._network.forward(
+            [weights[name] for name in self._network.weight_names()],
+            columns,
+            context,
+            (lstm_hidden, lstm_cell),
+        )
+        return {
+            "direction": direction,
+            "magnitude": magnitude,
+            "lstm_hidden": lstm_hidden,
+            "lstm_cell": lstm_cell,
+        }
+
+
+def _is_recurrent(network_class):
+    return bool(network_class.state_names)
+
+
+def _format_version_of(network_class):
+    if _is_recurrent(network_class):
+        return RECURRENT_FORMAT_VERSION
+    return FORMAT_VERSION
+
+
+def _network_state_of(network):
+    return {
+        "names": list(network.state_names),
+        "shapes": [list(shape) for shape in network.state_shapes],
+    }
+
+
 def _architecture_of(network):
     config = network.get_config()
-    keys = ["hidden_sizes", "activation", "magnitude_scale"]
+    if _is_recurrent(type(network)):
+        keys = list(network.config_keys)
+    else:
+        keys = ["hidden_sizes", "activation", "magnitude_scale"]
     # Optional field: written only when set, so presets without a bound keep
     # the metadata they always had.
     if config.get("max_log_multiplier") is not None:
@@ -174,13 +248,21 @@ def export(network, path, info):
             f"version of keras_lopt builds {features.NUM_FEATURES}: "
             f"{list(features.FEATURE_NAMES)}"
         )
+    recurrent = _is_recurrent(type(network))
+    if recurrent and network.num_context_features != features.NUM_CONTEXT_FEATURES:
+        raise ValueError(
+            f"The network takes {network.num_context_features} context "
+            f"features but this version of keras_lopt builds "
+            f"{features.NUM_CONTEXT_FEATURES}: "
+            f"{list(features.CONTEXT_FEATURE_NAMES)}"
+        )
     for w in network.weights:
         if not np.all(np.isfinite(w.numpy())):
             raise ValueError(
                 f"Refusing to export non-finite network weight `{w.name}`."
             )
     metadata = {
-        "format_version": FORMAT_VERSION,
+        "format_version": _format_version_of(type(network)),
         "name": info.name,
         "description": info.description,
         "architecture": _architecture_of(network),
@@ -194,13 +276,16 @@ def export(network, path, info):
         "provenance": info.provenance,
         "keras_lopt_version": __version__,
     }
+    if recurrent:
+        metadata["context_feature_names"] = list(features.CONTEXT_FEATURE_NAMES)
+        metadata["network_state"] = _network_state_of(network)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     os.chmod(staging, 0o755)
     try:
-        module = _ExportModule(network)
+        module = (_RecurrentExportModule if recurrent else _ExportModule)(network)
         tf.saved_model.save(
             module, staging, signatures={"serving_default": module.serve}
         )
@@ -245,10 +330,32 @@ def _read_metadata(path):
         raise _invalid(
             path, missing[0], f"all of {list(_REQUIRED_FIELDS)}", "missing"
         )
-    if metadata["format_version"] != FORMAT_VERSION:
+    architecture = metadata["architecture"]
+    kind = architecture.get("kind") if isinstance(architecture, dict) else None
+    if kind in ARCHITECTURES:
+        expected = _format_version_of(ARCHITECTURES[kind])
+        if metadata["format_version"] != expected:
+            raise _invalid(path, "format_version", expected, metadata["format_version"])
+    elif metadata["format_version"] not in (FORMAT_VERSION, RECURRENT_FORMAT_VERSION):
         raise _invalid(
-            path, "format_version", FORMAT_VERSION, metadata["format_version"]
+            path,
+            "format_version",
+            f"one of {[FORMAT_VERSION, RECURRENT_FORMAT_VERSION]}",
+            metadata["format_version"],
         )
+    if metadata["format_version"] == RECURRENT_FORMAT_VERSION:
+        for key in ("context_feature_names", "network_state"):
+            if key not in metadata:
+                raise _invalid(
+                    path, key, f"present in format version {RECURRENT_FORMAT_VERSION}", "missing"
+                )
+        if metadata["context_feature_names"] != list(features.CONTEXT_FEATURE_NAMES):
+            raise _invalid(
+                path,
+                "context_feature_names",
+                f"this version's context features {list(features.CONTEXT_FEATURE_NAMES)}",
+                metadata["context_feature_names"],
+            )
     if metadata["feature_names"] != list(features.FEATURE_NAMES):
         raise _invalid(
             path,
@@ -285,14 +392,25 @@ def _build_network(path, metadata):
             f"output.magnitude_scale={metadata['output']['magnitude_scale']}",
             config.get("magnitude_scale"),
         )
+    network_class = ARCHITECTURES[kind]
+    if _is_recurrent(network_class):
+        config["num_context_features"] = len(metadata["context_feature_names"])
     try:
-        return ARCHITECTURES[kind](
+        network = network_class(
             num_features=len(metadata["feature_names"]),
             name=metadata["name"],
             **config,
         )
     except (TypeError, ValueError) as e:
         raise _invalid(path, "architecture.config", "a valid config", config) from e
+    if _is_recurrent(network_class) and metadata["network_state"] != _network_state_of(network):
+        raise _invalid(
+            path,
+            "network_state",
+            _network_state_of(network),
+            metadata["network_state"],
+        )
+    return network
 
 
 def _read_weights(path, network):

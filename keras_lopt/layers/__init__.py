@@ -1,9 +1,19 @@
 """Learned-optimizer networks, as Keras layers."""
 
 from keras_lopt.layers.bound import BoundNetwork
+from keras_lopt.layers.ffn_lstm import FFNLSTMNetwork
+from keras_lopt.layers.hyper_lstm import HyperLSTMNetwork
 from keras_lopt.layers.mlp import MLPNetwork
 
 # Architecture kind (as written in a preset's metadata) -> layer class.
-ARCHITECTURES = {MLPNetwork.kind: MLPNetwork}
+ARCHITECTURES = {
+    cls.kind: cls for cls in (MLPNetwork, FFNLSTMNetwork, HyperLSTMNetwork)
+}
 
-__all__ = ["ARCHITECTURES", "BoundNetwork", "MLPNetwork"]
+__all__ = [
+    "ARCHITECTURES",
+    "BoundNetwork",
+    "FFNLSTMNetwork",
+    "HyperLSTMNetwork",
+    "MLPNetwork",
+]

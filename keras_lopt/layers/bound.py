@@ -4,6 +4,9 @@
 class BoundNetwork:
     """Callable `columns -> (direction, magnitude)` for `rule.step`.
 
+    For networks with per-tensor state (non-empty `state_names`) the call is
+    `(columns, context, state) -> (direction, magnitude, new_state)`.
+
     Pairs an architecture layer (for its `forward` math and constants) with
     weights held elsewhere: the optimizer's variables, or perturbed
     meta-weights during meta-training.
@@ -17,6 +20,8 @@ class BoundNetwork:
         self.layer = layer
         self.weights = list(weights)
         self.magnitude_scale = layer.magnitude_scale
+        self.state_names = layer.state_names
+        self.state_shapes = layer.state_shapes
 
-    def __call__(self, columns):
-        return self.layer.forward(self.weights, columns)
+    def __call__(self, *inputs):
+        return self.layer.forward(self.weights, *inputs)

@@ -32,6 +32,9 @@ class MLPNetwork(keras.layers.Layer):
     """
 
     kind = "mlp"
+    # No per-tensor recurrent state (see `layers/lstm.py` for networks with).
+    state_names = ()
+    state_shapes = ()
 
     def __init__(
         self,

@@ -76,6 +76,7 @@ class TaskWorker:
             np.concatenate([pair_seeds, pair_seeds]),
             np.full(2 * c.num_pairs, horizon),
             np.concatenate([visible, visible]),
+            network=getattr(self.unroll, "layer", None),
         )
         self.accumulated_z = None
         self.horizon = horizon

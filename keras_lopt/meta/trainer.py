@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lopt import features, presets, savedmodel
-from keras_lopt.layers import MLPNetwork
+from keras_lopt.layers import ARCHITECTURES, MLPNetwork
 from keras_lopt.meta import distributed, estimators, tasks, unroll
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -44,14 +44,24 @@ _EVAL_SEED_BASE = 2**31 - 1000
 
 
 def build_network(config):
-    """The `MLPNetwork` a config describes (randomly initialised)."""
-    return MLPNetwork(
+    """The network a config describes (randomly initialised): an
+    `MLPNetwork`, `FFNLSTMNetwork` or `HyperLSTMNetwork`."""
+    network = config.network
+    kwargs = {}
+    if network.architecture != MLPNetwork.kind:
+        kwargs["num_context_features"] = features.NUM_CONTEXT_FEATURES
+        if network.lstm_hidden_size is not None:
+            kwargs["lstm_hidden_size"] = network.lstm_hidden_size
+        if network.bank_size is not None:
+            kwargs["bank_size"] = network.bank_size
+    return ARCHITECTURES[network.architecture](
         num_features=features.NUM_FEATURES,
-        hidden_sizes=config.network.hidden_sizes,
-        activation=config.network.activation,
-        magnitude_scale=config.network.magnitude_scale,
-        max_log_multiplier=config.network.max_log_multiplier,
+        hidden_sizes=network.hidden_sizes,
+        activation=network.activation,
+        magnitude_scale=network.magnitude_scale,
+        max_log_multiplier=network.max_log_multiplier,
         name=config.name,
+        **kwargs,
     )
 
 
@@ -69,7 +79,7 @@ def _families(config, families):
 
 
 class MetaTrainer:
-    """Meta-trains an `MLPNetwork` learned optimizer.
+    """Meta-trains a learned optimizer (any architecture of `layers`).
 
     Args:
         config: `MetaTrainConfig`.
@@ -112,12 +122,32 @@ class MetaTrainer:
             keras.utils.set_random_seed(self.config.seed)
             return unroll.flatten_weights(build_network(self.config).get_weights())
         loaded = presets.load_preset(self.config.init_preset)
+        if loaded.network.kind == MLPNetwork.kind and self.layer.kind != MLPNetwork.kind:
+            # An LSTM architecture starts from an MLP preset's rule (e.g.
+            # Adam): its per-parameter MLP takes the preset's weights, the
+            # LSTM a seeded random start that does not change the output.
+            keras.utils.set_random_seed(self.config.seed)
+            fresh = build_network(self.config)
+            try:
+                weights = fresh.weights_from_mlp(loaded.network, loaded.weights)
+            except ValueError as e:
+                raise ValueError(
+                    f"`init_preset` {self.config.init_preset!r} cannot start a "
+                    f"{self.layer.kind!r} network: {e}"
+                ) from None
+            return unroll.flatten_weights(weights)
         got = unroll.weight_shapes(loaded.network)
-        if got != self.shapes or loaded.network.activation != self.layer.activation:
+        if (
+            got != self.shapes
+            or loaded.network.activation != self.layer.activation
+            or loaded.network.kind != self.layer.kind
+        ):
             raise ValueError(
                 f"`init_preset` {self.config.init_preset!r} has a different "
-                f"architecture. Expected weight shapes {self.shapes} with "
-                f"activation={self.layer.activation!r}. Received: {got} with "
+                f"architecture. Expected a {self.layer.kind!r} network with "
+                f"weight shapes {self.shapes} and activation="
+                f"{self.layer.activation!r}. Received: a "
+                f"{loaded.network.kind!r} network with {got} and "
                 f"activation={loaded.network.activation!r}"
             )
         return unroll.flatten_weights(loaded.weights)
@@ -128,6 +158,7 @@ class MetaTrainer:
             self._unrolls[key] = unroll.build_unroll(
                 task, self.layer, num_steps, objective, self.config.inner_learning_rate,
                 min_loss_ratio=self.config.min_loss_ratio,
+                loss_visible_fraction=self.config.estimator.loss_visible_fraction,
             )
         return self._unrolls[key]
 
@@ -239,7 +270,9 @@ class MetaTrainer:
             family, i = runs[k]
             task = family.task(i % len(family))
             run = self._unroll_for(task, c.eval_horizon, objective)
-            state = unroll.fresh_state(task, [_EVAL_SEED_BASE + i], [c.eval_horizon])
+            state = unroll.fresh_state(
+                task, [_EVAL_SEED_BASE + i], [c.eval_horizon], network=self.layer
+            )
             _, meta, _ = run(theta[None, :], state)
             return [float(meta[0])]
 

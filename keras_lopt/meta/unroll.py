@@ -18,6 +18,9 @@ from keras_lopt.meta.config import OBJECTIVES
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
+# Random stream (with the trajectory seed) that decides whether a
+# trajectory's rule is told the training loss.
+_LOSS_VISIBILITY_STREAM = 7919
 
 
 def weight_shapes(layer):
@@ -79,7 +82,7 @@ class InnerState:
         return InnerState.from_tuple(tf.nest.pack_sequence_as(self.as_tuple(), [tf.constant(a) for a in flat]))
 
 
-def fresh_state(task, seeds, total_steps, horizon_visible=None):
+def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None):
     """Inner state at step 0 for trajectories with the given seeds.
 
     Args:
@@ -87,13 +90,20 @@ def fresh_state(task, seeds, total_steps, horizon_visible=None):
         seeds: int array `[M]`: initialisation and data seed per member.
         total_steps: array `[M]`: horizon per member.
         horizon_visible: array `[M]` of 0/1 (default all 1).
+        network: the learned-optimizer layer; needed for networks with
+            per-tensor state (their slots `[M, *shape]` follow the
+            per-parameter ones).
     """
     inits = [task.init_params(int(s)) for s in seeds]
     params = [tf.constant(np.stack(p)) for p in zip(*inits)]
-    slots = [
-        tuple(tf.zeros_like(p) for _ in rule.state_slot_names()) for p in params
-    ]
     m = len(seeds)
+    tensor_slots = tuple(
+        tf.zeros([m, *shape]) for shape in rule.tensor_state_shapes(network)
+    )
+    slots = [
+        tuple(tf.zeros_like(p) for _ in rule.state_slot_names()) + tensor_slots
+        for p in params
+    ]
     return InnerState(
         params=params,
         slots=slots,
@@ -118,8 +128,24 @@ def _meta_values(losses, loss_ref, min_loss_ratio):
     return tf.math.log(tf.clip_by_value(ratio, min_loss_ratio, LOSS_CLIP_RATIO))
 
 
+def loss_visible(seeds, fraction):
+    """`[M]` float32 0/1: whether each trajectory's rule is told the loss.
+
+    A function of the trajectory seed alone, so a resumed trajectory keeps
+    its visibility without storing it.
+    """
+    return np.asarray(
+        [
+            np.random.default_rng([int(s), _LOSS_VISIBILITY_STREAM]).uniform() < fraction
+            for s in np.asarray(seeds)
+        ],
+        np.float32,
+    )
+
+
 def build_unroll(
-    task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12
+    task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12,
+    loss_visible_fraction=0.5,
 ):
     """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
 
@@ -127,7 +153,10 @@ def build_unroll(
     meta-weights `thetas[m]`; `meta[m]` is its meta-loss on this truncation
     (see `OBJECTIVES`) and `losses[m]` its raw training losses.
     `min_loss_ratio` floors the loss ratio in the meta-loss (see
-    `_meta_values`). `jit_compile=False` gives a function that can be differentiated with
+    `_meta_values`). Networks that read the loss (per-tensor state) are
+    given each step's training loss in a `loss_visible_fraction` of the
+    trajectories (`loss_visible`) and `loss_known` = 0 in the others, as
+    `LearnedOptimizer` runs with and without a loss. `jit_compile=False` gives a function that can be differentiated with
     respect to `thetas` (XLA cannot differentiate the while loop), which the
     estimator tests use as ground truth.
     """
@@ -137,7 +166,9 @@ def build_unroll(
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
-    def member(theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref):
+    def member(
+        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known
+    ):
         network = BoundNetwork(layer, unflatten_weights(theta, shapes))
 
         def body(k, params, slots, loss_ref, train_losses, valid_losses):
@@ -159,6 +190,8 @@ def build_unroll(
                     iteration=t + 1,
                     total_steps=total_steps * horizon_visible,
                     learning_rate=learning_rate,
+                    loss=loss,
+                    loss_known=loss_known,
                 )
                 new_params.append(p - update)
                 new_slots.append(rule.flatten_state(new))
@@ -193,14 +226,21 @@ def build_unroll(
         )
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def unroll(thetas, state_tuple):
-        out = tf.vectorized_map(lambda args: member(*args), (thetas, *state_tuple))
+    def unroll(thetas, state_tuple, loss_known):
+        out = tf.vectorized_map(
+            lambda args: member(*args), (thetas, *state_tuple, loss_known)
+        )
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
 
     def run(thetas, state):
-        new_state, meta, losses = unroll(tf.convert_to_tensor(thetas, tf.float32), state.as_tuple())
+        new_state, meta, losses = unroll(
+            tf.convert_to_tensor(thetas, tf.float32),
+            state.as_tuple(),
+            tf.constant(loss_visible(state.seed.numpy(), loss_visible_fraction)),
+        )
         return InnerState.from_tuple(new_state), meta, losses
 
     run.compiled = unroll
+    run.layer = layer
     return run
