@@ -547,3 +547,28 @@ def test_init_preset_of_another_recurrent_architecture_is_refused(tmp_path):
     config = MetaTrainConfig.from_dict(dict(_meta_config("ffn_lstm").to_dict(), init_preset=hyper))
     with pytest.raises(ValueError, match="has a different architecture. Expected a 'ffn_lstm' network"):
         MetaTrainer(config, tmp_path / "run")
+
+
+def test_architectures_doc_example_runs(tmp_path):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "architectures.md")
+    with open(path) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.DOTALL)
+    assert len(blocks) == 1
+    code = blocks[0].replace("/tmp/ffn_lstm_demo", str(tmp_path / "demo"))
+    namespace = {}
+    exec(compile(code, path, "exec"), namespace)
+    optimizer = namespace["optimizer"]
+    assert optimizer.uses_loss
+    assert int(optimizer.iterations.numpy()) == 3
+    assert _slot(optimizer, 0, "loss_statistics")[-1] == 3.0
+
+
+def test_guard_works_with_recurrent_presets(recurrent_preset):
+    x, y = classification_data(n=32 * 6)
+    model = small_classifier(0)
+    optimizer = keras_lopt.LearnedOptimizer(recurrent_preset, guard=keras_lopt.AdamGuard(max_ratio=1e-3))
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=True)
+    model.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+    # A learned step 1000x smaller than Adam's is unlikely: every update falls back.
+    assert optimizer.guard_fallbacks == 6 * len(model.trainable_variables)
+    assert _slot(optimizer, 0, "loss_statistics")[-1] == 6.0
