@@ -477,6 +477,7 @@ def _meta_config(architecture, **network):
             "inner_learning_rate": 0.01,
             "outer_learning_rate": 0.01,
             "eval_horizon": 20,
+            "eval_tasks": 1,
             "network": {"architecture": architecture, **network},
         }
     )
