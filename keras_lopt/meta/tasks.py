@@ -309,34 +309,30 @@ def _mlp_regression_family():
     return _variant_family("mlp_regression", "synthetic_regression", _mlp, (16,), 4, "regression", variants)
 
 
-def _lstm_parity_family():
+def _recurrent_parity_family(name, build, variants):
+    """`variants`: `(structure, units)`; each model reads parity sequences."""
     train, valid = _data("synthetic_sequences/parity")
     return TaskFamily(
-        "lstm_parity",
+        name,
         [
             functools.partial(
                 keras_task,
-                "lstm_parity_16_b32",
-                functools.partial(_lstm, 16, 2, 8, 16, 2, True),
+                structure,
+                functools.partial(build, 16, 2, 8, units, 2, True),
                 "sequence", train, valid, 32, _AUGMENT,
             )
+            for structure, units in variants
         ],
     )
 
 
+def _lstm_parity_family():
+    return _recurrent_parity_family("lstm_parity", _lstm, [("lstm_parity_16_b32", 16)])
+
+
 def _gru_parity_family():
-    train, valid = _data("synthetic_sequences/parity")
-    return TaskFamily(
-        "gru_parity",
-        [
-            functools.partial(
-                keras_task,
-                f"gru_parity_16_u{units}_b32",
-                functools.partial(_gru, 16, 2, 8, units, 2, True),
-                "sequence", train, valid, 32, _AUGMENT,
-            )
-            for units in (16, 32)
-        ],
+    return _recurrent_parity_family(
+        "gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)]
     )
 
 
