@@ -173,6 +173,30 @@ def test_cli_refuses_to_overwrite_a_run_without_resume(tmp_path):
     assert "pass --resume" in err
 
 
+def test_a_finished_run_can_be_extended_but_not_changed(tmp_path):
+    config = dict(QUADRATIC_CONFIG, outer_steps=2, eval_every=0)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    run = tmp_path / "run"
+    first = _cli(["meta-train", "--config", str(config_path), "--output", str(run), "--no-progress"])
+    assert first.wait(timeout=120) == 0
+    assert checkpoint_step(run / "checkpoint.npz") == 2
+
+    config_path.write_text(json.dumps(dict(config, outer_steps=4)))
+    longer = _cli(["meta-train", "--config", str(config_path), "--output", str(run), "--resume", "--no-progress"])
+    out, err = longer.communicate(timeout=120)
+    assert longer.returncode == 0, err
+    assert "at outer step 2" in out
+    assert checkpoint_step(run / "checkpoint.npz") == 4
+
+    config_path.write_text(json.dumps(dict(config, outer_steps=6, seed=config.get("seed", 0) + 1)))
+    changed = _cli(["meta-train", "--config", str(config_path), "--output", str(run), "--resume", "--no-progress"])
+    _, err = changed.communicate(timeout=120)
+    assert changed.returncode == 2
+    assert "fields ['seed'] differ" in err
+    assert checkpoint_step(run / "checkpoint.npz") == 4
+
+
 def test_config_family_names_match_the_task_registry():
     from keras_lopt.meta import config
 

@@ -230,17 +230,30 @@ class MetaTrainConfig:
     def to_dict(self):
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True))
 
-    def same_run_as(self, saved):
-        """Whether a checkpoint's config dict describes this run.
+    # Fields that only say when to stop: a run may be extended by raising them.
+    EXTENDABLE_FIELDS = ("outer_steps",)
+
+    def run_differences(self, saved):
+        """Top-level fields on which a checkpoint's config dict differs from this run.
 
         Fields added to the config after the checkpoint was written count as
-        equal when this config keeps their default.
+        equal when this config keeps their default; `EXTENDABLE_FIELDS` never
+        count, so a finished run can be continued with a larger `outer_steps`.
+        Returns a sorted list of field names (empty: same run).
         """
         defaults = MetaTrainConfig().to_dict()
         merged = {**defaults, **saved}
         for key in ("estimator", "network"):
             merged[key] = {**defaults[key], **saved.get(key, {})}
-        return merged == self.to_dict()
+        current = self.to_dict()
+        return sorted(
+            key for key in set(merged) | set(current)
+            if key not in self.EXTENDABLE_FIELDS and merged.get(key) != current.get(key)
+        )
+
+    def same_run_as(self, saved):
+        """Whether a checkpoint's config dict describes this run (see `run_differences`)."""
+        return not self.run_differences(saved)
 
     @classmethod
     def from_dict(cls, values):

@@ -425,11 +425,13 @@ class MetaTrainer:
         if data is None:
             return False
         saved = json.loads(str(data["config_json"]))
-        if not self.config.same_run_as(saved):
+        differences = self.config.run_differences(saved)
+        if differences:
             raise ValueError(
                 f"The checkpoint in {self.output_dir!r} was written with a "
-                "different config; resume with the same config or use a "
-                f"new output directory. Checkpoint config: {saved}"
+                f"different config (fields {differences} differ); resume with the "
+                "same config (only outer_steps may be raised) or use a new output "
+                f"directory. Checkpoint config: {saved}"
             )
         self.theta = data["theta"]
         self.adam_m = data["adam_m"]
