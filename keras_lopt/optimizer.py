@@ -329,20 +329,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             learning_rate = float(loaded.learning_rate)
         total_steps = _validate_total_steps(total_steps)
         guard = guard_lib.get(guard)
-        _validate_base_arguments(
-            name,
-            weight_decay,
-            clipnorm,
-            clipvalue,
-            global_clipnorm,
-            use_ema,
-            ema_momentum,
-            ema_overwrite_frequency,
-            loss_scale_factor,
-            gradient_accumulation_steps,
-        )
-        super().__init__(
-            learning_rate=learning_rate,
+        base = dict(
             weight_decay=weight_decay,
             clipnorm=clipnorm,
             clipvalue=clipvalue,
@@ -353,8 +340,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             loss_scale_factor=loss_scale_factor,
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
-            **kwargs,
         )
+        _validate_base_arguments(**base)
+        super().__init__(learning_rate=learning_rate, **base, **kwargs)
         self.preset = str(preset)
         self._preset = loaded
         self._guard = guard

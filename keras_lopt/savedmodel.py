@@ -116,7 +116,9 @@ class LoadedPreset:
         return self.metadata["output"]["learning_rate"]
 
 
-class _ExportModule(tf.Module):
+class _WeightsModule(tf.Module):
+    """A network's meta-weights as variables, read by the serving function."""
+
     def __init__(self, network):
         super().__init__()
         self._network = network
@@ -129,34 +131,31 @@ class _ExportModule(tf.Module):
             },
         )
 
+    def _weights_and_columns(self, feature_matrix):
+        """`([weight], [N] * NUM_FEATURES)` for `network.forward`."""
+        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
+        columns = tf.unstack(
+            feature_matrix, num=features.NUM_FEATURES, axis=-1
+        )
+        return [weights[name] for name in self._network.weight_names()], columns
+
+
+class _ExportModule(_WeightsModule):
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, features.NUM_FEATURES], tf.float32)
         ]
     )
     def serve(self, feature_matrix):
-        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
-        columns = tf.unstack(
-            feature_matrix, num=features.NUM_FEATURES, axis=-1
-        )
         direction, magnitude = self._network.forward(
-            [weights[name] for name in self._network.weight_names()], columns
+            *self._weights_and_columns(feature_matrix)
         )
         return {"direction": direction, "magnitude": magnitude}
 
 
-class _RecurrentExportModule(tf.Module):
+class _RecurrentExportModule(_WeightsModule):
     def __init__(self, network):
-        super().__init__()
-        self._network = network
-        setattr(
-            self,
-            _WEIGHTS_ATTRIBUTE,
-            {
-                w.name: tf.Variable(w.numpy(), name=w.name)
-                for w in network.weights
-            },
-        )
+        super().__init__(network)
         hidden_shape = list(network.state_shapes[0])
         self.serve = tf.function(
             self._serve,
@@ -169,13 +168,8 @@ class _RecurrentExportModule(tf.Module):
         )
 
     def _serve(self, feature_matrix, context, lstm_hidden, lstm_cell):
-        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
-        columns = tf.unstack(
-            feature_matrix, num=features.NUM_FEATURES, axis=-1
-        )
         direction, magnitude, (lstm_hidden, lstm_cell) = self._network.forward(
-            [weights[name] for name in self._network.weight_names()],
-            columns,
+            *self._weights_and_columns(feature_matrix),
             context,
             (lstm_hidden, lstm_cell),
         )

@@ -223,6 +223,35 @@ def test_tail_objective_is_the_mean_of_the_last_tenth():
     assert meta < results["mean"][0]  # the loss falls, so the tail beats the mean
 
 
+@pytest.mark.parametrize("objective", ["tail", "final", "validation"])
+def test_one_compiled_unroll_serves_every_length(objective):
+    task = tasks.get_family("quadratic").task(0)
+    layer = presets.load_preset("adam_equivalent_v1").network
+    theta = unroll.flatten_weights(layer.get_weights())
+    thetas = np.stack([theta, theta * 1.01])
+    longest = unroll.build_unroll(task, layer, 12, objective, 1e-2)
+    for n in (1, 7, 12):
+        exact = unroll.build_unroll(task, layer, n, objective, 1e-2)
+        state = unroll.fresh_state(task, [1, 2], [n, n])
+        got_state, got_meta, got_losses = longest(thetas, state, num_steps=n)
+        want_state, want_meta, want_losses = exact(thetas, state)
+        assert got_losses.shape == (2, n)
+        np.testing.assert_array_equal(got_losses, want_losses)
+        np.testing.assert_allclose(got_meta, want_meta, rtol=1e-6)
+        for a, b in zip(tf.nest.flatten(got_state.as_tuple()), tf.nest.flatten(want_state.as_tuple())):
+            np.testing.assert_array_equal(a, b)
+    # 5 steps and then 7 more continue the trajectory exactly as 12 at once.
+    state = unroll.fresh_state(task, [1, 2], [12, 12])
+    first, _, losses_a = longest.with_steps(5)(thetas, state)
+    second, _, losses_b = longest.with_steps(7)(thetas, first)
+    whole, _, losses = longest(thetas, state)
+    np.testing.assert_array_equal(np.concatenate([losses_a, losses_b], axis=1), losses)
+    np.testing.assert_array_equal(second.params[0], whole.params[0])
+    assert longest.compiled.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="at most 12 steps. Received: num_steps=13"):
+        longest(thetas, state, num_steps=13)
+
+
 def test_es_draws_unroll_lengths_from_es_horizons():
     from keras_lopt.meta import estimators
 

@@ -152,15 +152,23 @@ class MetaTrainer:
             )
         return unroll.flatten_weights(loaded.weights)
 
+    def _max_unroll_steps(self):
+        """The longest unroll the run asks for: truncations, ES horizons, evaluation."""
+        est = self.config.estimator
+        return max(est.truncation_length, *(est.es_horizons or [0]), self.config.eval_horizon)
+
     def _unroll_for(self, task, num_steps, objective):
-        key = (task.structure, num_steps, objective)
+        # One compiled program per (structure, objective) serves every
+        # length (see `unroll.build_unroll`): compile time and memory grow
+        # with the number of task structures, not structures x lengths.
+        key = (task.structure, objective)
         if key not in self._unrolls:
             self._unrolls[key] = unroll.build_unroll(
-                task, self.layer, num_steps, objective, self.config.inner_learning_rate,
+                task, self.layer, self._max_unroll_steps(), objective, self.config.inner_learning_rate,
                 min_loss_ratio=self.config.min_loss_ratio,
                 loss_visible_fraction=self.config.estimator.loss_visible_fraction,
             )
-        return self._unrolls[key]
+        return self._unrolls[key].with_steps(num_steps)
 
     def _new_worker(self, rng):
         family_index = int(rng.integers(len(self.families)))

@@ -1,7 +1,7 @@
 """The inner training loop: `rule.step` applied to a Task for K steps.
 
 Everything here is traced into one XLA program per (task structure,
-truncation length, objective): a population of members, each with its own
+objective), whatever the number of steps: a population of members, each with its own
 meta-weights and its own inner training state, is vectorised with
 `tf.vectorized_map`, and each member runs K inner steps in a `tf.while_loop`.
 """
@@ -143,31 +143,54 @@ def loss_visible(seeds, fraction):
     )
 
 
+def _objective(objective, values, num_steps):
+    """Meta-loss of one member from its per-step values `[K_max]`, of which
+    the first `num_steps` (an int32 scalar tensor) were run."""
+    index = tf.range(tf.shape(values)[0])
+    n = tf.cast(num_steps, tf.float32)
+    if objective == "final":
+        return tf.gather(values, num_steps - 1)
+    if objective == "tail":
+        tail = tf.maximum(1, num_steps // 10)
+        mask = (index >= num_steps - tail) & (index < num_steps)
+        return tf.reduce_sum(tf.where(mask, values, 0.0)) / tf.cast(tail, tf.float32)
+    # "mean" and "validation": the mean over every step run.
+    return tf.reduce_sum(tf.where(index < num_steps, values, 0.0)) / n
+
+
 def build_unroll(
     task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12,
     loss_visible_fraction=0.5,
 ):
     """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
 
-    Each member m trains its own task parameters for `num_steps` steps with
+    Each member m trains its own task parameters for K steps with
     meta-weights `thetas[m]`; `meta[m]` is its meta-loss on this truncation
     (see `OBJECTIVES`) and `losses[m]` its raw training losses.
-    `min_loss_ratio` floors the loss ratio in the meta-loss (see
-    `_meta_values`). Networks that read the loss (per-tensor state) are
-    given each step's training loss in a `loss_visible_fraction` of the
-    trajectories (`loss_visible`) and `loss_known` = 0 in the others, as
-    `LearnedOptimizer` runs with and without a loss. `jit_compile=False` gives a function that can be differentiated with
-    respect to `thetas` (XLA cannot differentiate the while loop), which the
-    estimator tests use as ground truth.
+    `num_steps` is the longest K: the returned `run(thetas, state,
+    num_steps=None)` runs any K from 1 to `num_steps` (default: all of them)
+    with the same compiled program, since K is a runtime argument; one
+    program per task structure serves every truncation and horizon length.
+    `run.with_steps(k)` binds K. `min_loss_ratio` floors the loss ratio in
+    the meta-loss (see `_meta_values`). Networks that read the loss
+    (per-tensor state) are given each step's training loss in a
+    `loss_visible_fraction` of the trajectories (`loss_visible`) and
+    `loss_known` = 0 in the others, as `LearnedOptimizer` runs with and
+    without a loss. `jit_compile=False` gives a function that can be
+    differentiated with respect to `thetas` (XLA cannot differentiate the
+    while loop), which the estimator tests use as ground truth.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
+    max_steps = int(num_steps)
+    if max_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive integer. Received: num_steps={num_steps!r}")
     shapes = weight_shapes(layer)
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
     def member(
-        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known
+        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known, steps
     ):
         network = BoundNetwork(layer, unflatten_weights(theta, shapes))
 
@@ -195,52 +218,61 @@ def build_unroll(
                 )
                 new_params.append(p - update)
                 new_slots.append(rule.flatten_state(new))
-            one_hot = tf.one_hot(k, num_steps)
+            one_hot = tf.one_hot(k, max_steps)
             train_losses = train_losses + one_hot * loss
             if objective == "validation":
                 valid_batch = task.sample_batch(valid_data, batch_seed + 1)
                 valid_losses = valid_losses + one_hot * task.loss(new_params, valid_batch)
             return k + 1, new_params, new_slots, loss_ref, train_losses, valid_losses
 
-        zeros = tf.zeros([num_steps])
+        zeros = tf.zeros([max_steps])
         _, params, slots, loss_ref, train_losses, valid_losses = tf.while_loop(
-            lambda k, *_: k < num_steps,
+            lambda k, *_: k < steps,
             body,
             (tf.constant(0), params, slots, loss_ref, zeros, zeros),
-            maximum_iterations=num_steps,
+            maximum_iterations=max_steps,
         )
-        if objective == "validation":
-            meta = tf.reduce_mean(_meta_values(valid_losses, loss_ref, min_loss_ratio))
-        elif objective == "final":
-            meta = _meta_values(train_losses, loss_ref, min_loss_ratio)[-1]
-        elif objective == "tail":
-            tail = max(1, num_steps // 10)
-            meta = tf.reduce_mean(
-                _meta_values(train_losses[-tail:], loss_ref, min_loss_ratio)
-            )
-        else:
-            meta = tf.reduce_mean(_meta_values(train_losses, loss_ref, min_loss_ratio))
+        scored = valid_losses if objective == "validation" else train_losses
+        meta = _objective(objective, _meta_values(scored, loss_ref, min_loss_ratio), steps)
         return (
-            params, slots, step + num_steps, total_steps, horizon_visible, seed, loss_ref,
+            params, slots, step + steps, total_steps, horizon_visible, seed, loss_ref,
             meta, train_losses,
         )
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def unroll(thetas, state_tuple, loss_known):
+    def unroll(thetas, state_tuple, loss_known, steps):
+        # `steps` is captured, not mapped: the loop bound is the same for
+        # every member, so the vectorised while loop needs no per-member mask.
         out = tf.vectorized_map(
-            lambda args: member(*args), (thetas, *state_tuple, loss_known)
+            lambda args: member(*args, steps), (thetas, *state_tuple, loss_known)
         )
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
 
-    def run(thetas, state):
+    def run(thetas, state, num_steps=None):
+        steps = max_steps if num_steps is None else int(num_steps)
+        if not 1 <= steps <= max_steps:
+            raise ValueError(
+                f"This unroll was built for at most {max_steps} steps. Received: num_steps={num_steps!r}"
+            )
         new_state, meta, losses = unroll(
             tf.convert_to_tensor(thetas, tf.float32),
             state.as_tuple(),
             tf.constant(loss_visible(state.seed.numpy(), loss_visible_fraction)),
+            tf.constant(steps, tf.int32),
         )
-        return InnerState.from_tuple(new_state), meta, losses
+        return InnerState.from_tuple(new_state), meta, losses[:, :steps]
+
+    def with_steps(steps):
+        def bound(thetas, state):
+            return run(thetas, state, steps)
+
+        bound.layer = layer
+        bound.num_steps = int(steps)
+        return bound
 
     run.compiled = unroll
     run.layer = layer
+    run.num_steps = max_steps
+    run.with_steps = with_steps
     return run
