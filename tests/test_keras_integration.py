@@ -442,14 +442,17 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_matches_a_single_device(random_preset):
+@pytest.mark.parametrize("preset_kind", ["mlp", "hyper_lstm"])
+def test_mirrored_strategy_matches_a_single_device(random_preset, preset_kind):
+    # hyper_lstm: the shipped recurrent preset, which also reads the loss.
+    preset = random_preset if preset_kind == "mlp" else "hyper_lstm_es_v1"
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(tests_dir), env.get("PYTHONPATH", "")]
     )
     run = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, random_preset, tests_dir],
+        [sys.executable, "-c", _MIRRORED_SCRIPT, preset, tests_dir],
         capture_output=True, text=True, env=env, timeout=300,
     )
     lines = [l for l in run.stdout.splitlines() if l.startswith("RESULT ")]
@@ -459,12 +462,16 @@ def test_mirrored_strategy_matches_a_single_device(random_preset):
     assert r["same_start"] and r["replicas_agree"], r
     # The network weights (aggregation "only_first_replica") are on both
     # replicas, equal, and untouched by training.
-    assert r["network_variables"] == 6 and r["network_unchanged"], r
+    network_arrays = len(keras_lopt.presets.load_preset(preset).network.weights)
+    assert r["network_variables"] == network_arrays and r["network_unchanged"], r
     assert r["iterations"] == 10 and r["skipped"] == 0, r
     assert r["moved"] > 1e-3, r
     # Two replicas sum half-batch gradients where one device averages the
-    # whole batch: float32 rounding differences only (1.5e-8 measured).
-    assert r["max_abs_diff"] < 1e-6, r
+    # whole batch: float32 rounding differences only (1.5e-8 measured). The
+    # recurrent preset also reads the loss, and under the strategy it gets
+    # the first replica's (half-batch) loss, not the whole batch's: its
+    # loss features differ a little (2.0e-6 measured).
+    assert r["max_abs_diff"] < (1e-6 if preset_kind == "mlp" else 1e-4), r
 
 
 # 7. Checkpoints ----------------------------------------------------------
