@@ -83,3 +83,35 @@ def classification_data(n=256, inputs=8, classes=3, seed=0):
     w = rng.normal(size=(inputs, classes))
     y = np.argmax(x @ w, axis=1).astype("int32")
     return x, y
+
+
+def unroll_and_optimizer_losses(preset, steps, seed=77, learning_rate=1e-2):
+    """Training losses of the same noise-free quadratic run twice: by the
+    meta-training unroll and by `LearnedOptimizer` in a custom loop (which
+    is given each step's loss, as the unroll's trajectories with the loss
+    visible). Returns `(unroll_losses [steps], optimizer_losses [steps])`.
+    """
+    import tensorflow as tf
+
+    import keras_lopt
+    from keras_lopt import presets
+    from keras_lopt.meta import tasks, unroll
+
+    loaded = presets.load_preset(preset)
+    # Noise-free: XLA and TF kernels draw different stateless random numbers.
+    task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
+    run = unroll.build_unroll(task, loaded.network, steps, "mean", learning_rate, loss_visible_fraction=1.0)
+    state = unroll.fresh_state(task, [seed], [steps], [1.0], network=loaded.network)
+    _, _, losses = run(unroll.flatten_weights(loaded.weights)[None], state)
+
+    optimizer = keras_lopt.LearnedOptimizer(preset, learning_rate=learning_rate, total_steps=steps)
+    x = tf.Variable(task.init_params(seed)[0])
+    expected = []
+    for t in range(steps):
+        batch = task.sample_batch(task.train_data, tf.constant([seed, t]))
+        with tf.GradientTape() as tape:
+            loss = task.loss([x], batch)
+        expected.append(float(loss))
+        optimizer.set_loss(loss)
+        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
+    return losses.numpy()[0], np.asarray(expected)

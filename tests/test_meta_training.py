@@ -15,7 +15,7 @@ from keras_lopt.meta import tasks, unroll
 from keras_lopt.meta.config import MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
-from conftest import checkpoint_step
+from conftest import checkpoint_step, unroll_and_optimizer_losses
 
 QUADRATIC_CONFIG = {
     "name": "quadratic_test_v1",
@@ -35,25 +35,8 @@ QUADRATIC_CONFIG = {
 
 def test_unroll_runs_the_same_rule_as_the_keras_optimizer(random_preset):
     """Inner training in meta/ and LearnedOptimizer give the same trajectory."""
-    loaded = presets.load_preset(random_preset)
-    # Noise-free: XLA and TF kernels draw different stateless random numbers.
-    task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
-    steps, seed = 12, 77
-    run = unroll.build_unroll(task, loaded.network, steps, "mean", 1e-2)
-    state = unroll.fresh_state(task, [seed], [steps], [1.0])
-    theta = unroll.flatten_weights(loaded.weights)
-    _, _, losses = run(theta[None], state)
-
-    optimizer = keras_lopt.LearnedOptimizer(random_preset, learning_rate=1e-2, total_steps=steps)
-    x = tf.Variable(task.init_params(seed)[0])
-    expected = []
-    for t in range(steps):
-        batch = task.sample_batch(task.train_data, tf.constant([seed, t]))
-        with tf.GradientTape() as tape:
-            loss = task.loss([x], batch)
-        expected.append(float(loss))
-        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
-    np.testing.assert_allclose(losses.numpy()[0], expected, rtol=1e-4)
+    got, expected = unroll_and_optimizer_losses(random_preset, steps=12)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
 def test_families_sample_deterministically():

@@ -18,7 +18,7 @@ from keras_lopt.meta.config import MetaTrainConfig, NetworkConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
 import recurrent_reference
-from conftest import classification_data, small_classifier
+from conftest import classification_data, small_classifier, unroll_and_optimizer_losses
 
 ARCHITECTURE_CLASSES = [FFNLSTMNetwork, HyperLSTMNetwork]
 REFERENCE_FORWARD = {
@@ -437,24 +437,8 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 def test_unroll_runs_the_same_rule_as_the_keras_optimizer(recurrent_preset):
-    loaded = presets.load_preset(recurrent_preset)
-    task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
-    steps, seed = 10, 77
-    run = unroll.build_unroll(task, loaded.network, steps, "mean", 1e-2, loss_visible_fraction=1.0)
-    state = unroll.fresh_state(task, [seed], [steps], [1.0], network=loaded.network)
-    _, _, losses = run(unroll.flatten_weights(loaded.weights)[None], state)
-
-    optimizer = keras_lopt.LearnedOptimizer(recurrent_preset, learning_rate=1e-2, total_steps=steps)
-    x = tf.Variable(task.init_params(seed)[0])
-    expected = []
-    for t in range(steps):
-        batch = task.sample_batch(task.train_data, tf.constant([seed, t]))
-        with tf.GradientTape() as tape:
-            loss = task.loss([x], batch)
-        expected.append(float(loss))
-        optimizer.set_loss(loss)
-        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
-    np.testing.assert_allclose(losses.numpy()[0], expected, rtol=1e-4)
+    got, expected = unroll_and_optimizer_losses(recurrent_preset, steps=10)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
 def test_loss_visibility_is_a_function_of_the_seed():
