@@ -81,13 +81,14 @@ def test_export_cli_writes_a_loadable_preset(tmp_path):
     MetaTrainer(MetaTrainConfig.from_dict(config), tmp_path / "run").train(progress=False)
     proc = subprocess.run(
         [sys.executable, "-m", "keras_lopt.meta", "export", "--config", str(config_path),
-         "--run", str(tmp_path / "run"), "--output", str(tmp_path / "preset")],
+         "--run", str(tmp_path / "run"), "--output", str(tmp_path / "preset"), "--name", "export_test_v2"],
         capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Exported outer step 2 (final)" in proc.stdout
+    # No evaluation ran (eval_every 0), so the final weights are exported.
+    assert "Exported the final weights (outer step 2) as 'export_test_v2'" in proc.stdout
     optimizer = keras_lopt.load_learned_optimizer(str(tmp_path / "preset"))
-    assert optimizer.network.name == "export_test_v1"
+    assert optimizer.network.name == "export_test_v2"
 
 
 def test_classic_group_runs_every_classic_keras_optimizer_at_its_defaults():

@@ -2,7 +2,7 @@
 
     keras-lopt meta-train --config FILE [--output DIR] [--resume] [--export DIR]
     keras-lopt local-cluster --workers N -- meta-train --config FILE ...
-    keras-lopt export --config FILE --run DIR --output DIR [--final]
+    keras-lopt export --config FILE --run DIR --output DIR [--final] [--name NAME]
     keras-lopt benchmark [--tasks A,B] [--optimizers learned,adam,...] [--steps N]
                          [--seeds 0,1] [--output DIR] [--quick]
     keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
@@ -177,8 +177,13 @@ def _export(args):
     trainer = MetaTrainer(config, args.run_dir)
     if not trainer.restore():
         raise ValueError(f"No checkpoint in {args.run_dir!r}.")
-    preset = trainer.export(args.output, use_best=not args.final)
-    print(f"Exported outer step {trainer.step} ({preset.metadata['provenance']['exported_weights']}) to {preset.path}")
+    preset = trainer.export(args.output, use_best=not args.final, name=args.name)
+    provenance = preset.metadata["provenance"]
+    if provenance["exported_weights"] == "best_eval":
+        which = f"the best evaluated weights (outer step {provenance['best_eval_step']} of {trainer.step})"
+    else:
+        which = f"the final weights (outer step {trainer.step})"
+    print(f"Exported {which} as {preset.name!r} to {preset.path}")
 
 
 def _plot(args):
@@ -243,6 +248,7 @@ def build_parser():
     export.add_argument("--run", dest="run_dir", required=True, help="the run directory (holds checkpoint.npz)")
     export.add_argument("--output", required=True, help="preset directory to write")
     export.add_argument("--final", action="store_true", help="export the latest weights, not the best evaluated")
+    export.add_argument("--name", help="the preset's name (default: the config's name)")
     export.set_defaults(handler=_export)
     bench = commands.add_parser("benchmark", help="compare optimizers on the evaluation tasks")
     bench.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")

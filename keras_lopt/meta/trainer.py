@@ -479,11 +479,12 @@ class MetaTrainer:
             return None
         return int(self.eval_history["step"][int(np.argmin(scores))])
 
-    def export(self, path=None, use_best=True):
+    def export(self, path=None, use_best=True, name=None):
         """Exports the best (by held-out evaluation) or the final meta-weights.
 
-        Returns the `LoadedPreset`; None on workers other than the chief,
-        which write nothing.
+        `name` is the preset's name (default: the config's), e.g. a new
+        version of a run that was extended. Returns the `LoadedPreset`; None
+        on workers other than the chief, which write nothing.
         """
         if not self.collective.is_chief:
             return None
@@ -512,7 +513,7 @@ class MetaTrainer:
             self.layer,
             path or os.path.join(self.output_dir, "preset"),
             savedmodel.PresetInfo(
-                name=c.name,
+                name=c.name if name is None else name,
                 learning_rate=c.inner_learning_rate,
                 provenance=provenance,
                 description=(
