@@ -7,10 +7,12 @@
   (`keras_lopt.probes`).
 * `plot_benchmark_curves`: loss curves from a `keras-lopt benchmark`
   results file.
+* `plot_meta_training`: meta-loss and held-out meta-loss against outer step
+  from meta-training checkpoints.
 
 Each function computes its data, draws one PNG at `path` and returns the
 data it drew, so that tests (and users) can check the numbers behind a
-figure. The command line is `keras-lopt plot trajectories|probes|curves`.
+figure. The command line is `keras-lopt plot trajectories|probes|curves|meta-training`.
 """
 
 import io
@@ -236,3 +238,62 @@ def plot_benchmark_curves(results_path, path, optimizers=None, tasks=None):
         os.makedirs(directory, exist_ok=True)
     evaluate.plot_curves(records, summary, specs, path)
     return summary
+
+
+def read_meta_training(run_dir):
+    """The histories of a meta-training run from its `checkpoint.npz`.
+
+    Returns a dict of numpy arrays: `meta_loss [S]` (one per outer step),
+    `eval_step [E]` and `eval_meta_loss [E]` (the held-out evaluations).
+    """
+    path = os.path.join(os.fspath(run_dir), "checkpoint.npz")
+    if not os.path.isfile(path):
+        raise ValueError(f"No meta-training checkpoint in {os.fspath(run_dir)!r} (expected {path!r}).")
+    with np.load(path) as data:
+        return {key: np.asarray(data[key]) for key in ("meta_loss", "eval_step", "eval_meta_loss")}
+
+
+def plot_meta_training(run_dirs, path, labels=None, window=20):
+    """Meta-training progress of one or more runs, side by side.
+
+    Left: the outer steps' meta-loss (a moving mean over `window` steps:
+    each step samples other tasks, so single values are noisy). Right: the
+    held-out meta-loss at each evaluation. Lower is better in both.
+
+    Args:
+        run_dirs: meta-training output directories (each holds
+            `checkpoint.npz`).
+        path: the PNG to write.
+        labels: one name per run (default: the directories' base names).
+        window: moving-mean width in outer steps, >= 1.
+
+    Returns:
+        `{label: read_meta_training(run_dir)}`.
+    """
+    run_dirs = [os.fspath(d) for d in run_dirs]
+    if not run_dirs:
+        raise ValueError("`run_dirs` must name at least one meta-training run.")
+    if labels is None:
+        labels = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"Expected one label per run ({len(run_dirs)}). Received: labels={list(labels)}")
+    if not (isinstance(window, int) and window >= 1):
+        raise ValueError(f"`window` must be a positive integer. Received: window={window!r}")
+    runs = {label: read_meta_training(d) for label, d in zip(labels, run_dirs)}
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (label, run) in enumerate(runs.items()):
+        losses = run["meta_loss"]
+        if len(losses):
+            width = min(window, len(losses))
+            smooth = np.convolve(losses, np.ones(width) / width, mode="valid")
+            left.plot(np.arange(width, len(losses) + 1), smooth, color=f"C{i}", label=label)
+        if len(run["eval_step"]):
+            right.plot(run["eval_step"], run["eval_meta_loss"], "o-", color=f"C{i}", ms=3, label=label)
+    left.set(xlabel="outer step", ylabel=f"meta-loss (mean of {window} steps)", title="training tasks")
+    right.set(xlabel="outer step", ylabel="held-out meta-loss", title="held-out evaluation")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    return runs

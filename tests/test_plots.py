@@ -117,6 +117,29 @@ def test_plot_curves_command_and_data(tmp_path):
     assert summary["task_b"]["optimizers"]["adam"]["final_train_loss"] == pytest.approx(want)
 
 
+def test_plot_meta_training_command_and_data(tmp_path):
+    from keras_lopt.meta.config import MetaTrainConfig
+    from keras_lopt.meta.trainer import MetaTrainer
+
+    config = MetaTrainConfig.from_dict({
+        "name": "plot_test_v1", "task_families": ["quadratic"], "outer_steps": 4,
+        "eval_every": 2, "eval_horizon": 10, "checkpoint_every": 2,
+        "estimator": {"kind": "es", "num_pairs": 2, "truncation_length": 5},
+    })
+    MetaTrainer(config, tmp_path / "run").train(progress=False)
+    out = tmp_path / "meta.png"
+    argv = ["plot", "meta-training", "--runs", str(tmp_path / "run"), "--labels", "quad", "--window", "2"]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    _assert_png(out, min_width=1000)
+    runs = plots.plot_meta_training([tmp_path / "run"], tmp_path / "b.png", window=3)
+    run = runs["run"]
+    assert run["meta_loss"].shape == (4,) and np.all(np.isfinite(run["meta_loss"]))
+    np.testing.assert_array_equal(run["eval_step"], [0, 2, 4])  # the start is evaluated too
+    assert run["eval_meta_loss"].shape == (3,)
+    with pytest.raises(ValueError, match="one label per run"):
+        plots.plot_meta_training([tmp_path / "run"], tmp_path / "c.png", labels=["a", "b"])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -126,6 +149,7 @@ def test_plot_curves_command_and_data(tmp_path):
         (["trajectories", "--steps", "0"], "`--steps` must be a positive integer. Received: 0"),
         (["probes", "--total-steps", "1"], "`total_steps` must be an integer >= 2. Received: total_steps=1"),
         (["curves", "--results", "missing.jsonl"], "Results file not found: 'missing.jsonl'"),
+        (["meta-training", "--runs", "no_such_run"], "No meta-training checkpoint in 'no_such_run'"),
     ],
 )
 def test_bad_plot_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):

@@ -13,6 +13,7 @@
                          [--optimizers learned,adam,sgd] [--steps N] --output PNG
     keras-lopt plot probes [--presets mlp_pes_v2,...] [--total-steps N] --output PNG
     keras-lopt plot curves --results results.jsonl [--optimizers A,B] [--tasks A,B] --output PNG
+    keras-lopt plot meta-training --runs DIR[,DIR...] [--labels A,B] [--window N] --output PNG
 
 Bad input exits with status 2 and a one-line error, before anything is written.
 """
@@ -196,6 +197,9 @@ def _plot(args):
         plots.plot_trajectories(args.output, _csv(args.problems), _csv(args.optimizers), args.steps)
     elif args.plot_command == "probes":
         plots.plot_probes(args.output, _csv(args.presets), total_steps=args.total_steps)
+    elif args.plot_command == "meta-training":
+        labels = _csv(args.labels) if args.labels else None
+        plots.plot_meta_training(_csv(args.runs), args.output, labels, args.window)
     else:
         plots.plot_benchmark_curves(
             args.results, args.output, _csv(args.optimizers or ""), _csv(args.tasks or "")
@@ -220,7 +224,11 @@ def _add_plot_parser(commands):
     curves.add_argument("--results", required=True, help="results.jsonl written by `keras-lopt benchmark`")
     curves.add_argument("--optimizers", help="comma-separated specs to show (default: all)")
     curves.add_argument("--tasks", help="comma-separated tasks to show (default: all)")
-    for parser in (paths, probes, curves):
+    meta = kinds.add_parser("meta-training", help="meta-loss and held-out meta-loss of meta-training runs")
+    meta.add_argument("--runs", required=True, help="comma-separated meta-training output directories")
+    meta.add_argument("--labels", help="comma-separated names, one per run (default: directory names)")
+    meta.add_argument("--window", type=int, default=20, help="moving mean of the meta-loss, in outer steps")
+    for parser in (paths, probes, curves, meta):
         parser.add_argument("--output", required=True, help="the PNG to write")
         parser.set_defaults(handler=_plot)
 
