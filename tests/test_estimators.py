@@ -90,3 +90,32 @@ def test_estimator_config_validation():
         estimators.EstimatorConfig(sigma=-1)
     with pytest.raises(ValueError, match="`min_horizon` must not exceed"):
         estimators.EstimatorConfig(min_horizon=10, max_horizon=5)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_antithetic_difference_weights_and_their_normalisation(normalize):
+    """The estimate is mean_p d_p z_p, with d_p = (L+_p - L-_p) / (2 sigma),
+    divided by the RMS of d over the pairs when `normalize_differences`."""
+    sigma, pairs, dim = 0.1, 3, 5
+    scores = np.array([1.0, 2.0, 4.0, 0.5, 2.5, 1.0], np.float32)  # L+ then L-
+
+    def fake_unroll(thetas, state):
+        assert thetas.shape == (2 * pairs, dim)
+        return state, tf.constant(scores), tf.zeros([2 * pairs, 1])
+
+    config = estimators.EstimatorConfig(
+        kind="es", num_pairs=pairs, sigma=sigma, truncation_length=1, normalize_differences=normalize
+    )
+    worker = estimators.TaskWorker(tasks.quadratic_task(dim=4), fake_unroll, config)
+    z = np.random.default_rng(0).normal(size=(pairs, dim)).astype(np.float32)
+    grad, meta, _ = worker.estimate(np.zeros(dim, np.float32), z, np.random.default_rng(1))
+    d = (scores[:pairs] - scores[pairs:]) / (2 * sigma)  # [5, -2.5, 15]
+    if normalize:
+        d = d / np.sqrt(np.mean(d * d))
+    np.testing.assert_allclose(grad, np.mean(d[:, None] * z, axis=0), rtol=1e-5)
+    assert meta == pytest.approx(scores.mean())
+
+
+def test_normalize_differences_must_be_a_bool():
+    with pytest.raises(ValueError, match="`normalize_differences` must be a bool. Received: normalize_differences=1"):
+        estimators.EstimatorConfig(normalize_differences=1)

@@ -58,12 +58,17 @@ class EstimatorConfig:
             told its horizon; the others train as `LearnedOptimizer` does
             without `total_steps`, so the rule learns to work both ways.
         es_horizons: `es` only: unroll lengths, one drawn uniformly for each
-            estimate (each length compiles its own unroll, so keep the set
-            small, e.g. powers of two). Empty: every unroll is
-            `truncation_length` steps.
+            estimate (one compiled unroll per task structure serves them
+            all). Empty: every unroll is `truncation_length` steps.
         loss_visible_fraction: probability that a trajectory's rule is
             told the training loss (networks that read it only); the others
             see `loss_known` = 0, as `LearnedOptimizer` without a loss.
+        normalize_differences: divide each task's antithetic differences
+            `(L+ - L-) / (2 sigma)` by their root mean square over the pairs
+            before they weight the directions, so that every task of an
+            outer step contributes a step of the same size whatever its
+            sensitivity to the meta-weights (a per-task fitness
+            normalisation; without it the most sensitive family dominates).
     """
 
     kind: str = "pes"
@@ -75,9 +80,15 @@ class EstimatorConfig:
     horizon_visible_fraction: float = 0.5
     es_horizons: Tuple[int, ...] = ()
     loss_visible_fraction: float = 0.5
+    normalize_differences: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "es_horizons", tuple(self.es_horizons))
+        if not isinstance(self.normalize_differences, bool):
+            raise ValueError(
+                "`normalize_differences` must be a bool. Received: "
+                f"normalize_differences={self.normalize_differences!r}"
+            )
         if isinstance(self.loss_visible_fraction, bool) or not (
             isinstance(self.loss_visible_fraction, (int, float))
             and 0.0 <= self.loss_visible_fraction <= 1.0

@@ -29,6 +29,9 @@ from keras_lopt.meta.config import ESTIMATORS, EstimatorConfig
 
 __all__ = ["ESTIMATORS", "EstimatorConfig", "TaskWorker", "perturbations"]
 
+# Keeps normalised differences finite when every pair scored the same.
+_NORMALIZE_EPSILON = 1e-12
+
 
 class TaskWorker:
     """Antithetic pairs of trajectories on one task, and their estimates.
@@ -110,6 +113,8 @@ class TaskWorker:
         meta = meta.numpy().astype(np.float64)
         p = self.config.num_pairs
         diff = (meta[:p] - meta[p:]) / (2.0 * sigma)
+        if self.config.normalize_differences:
+            diff = diff / (np.sqrt(np.mean(diff * diff)) + _NORMALIZE_EPSILON)
         grad = np.mean(diff[:, None] * directions, axis=0)
         return grad.astype(np.float32), float(np.mean(meta)), losses.numpy()
 
