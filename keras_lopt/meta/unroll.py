@@ -239,7 +239,13 @@ def build_unroll(
             meta, train_losses,
         )
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    # One trace per population size M, never a relaxed `[None, ...]` trace:
+    # the trainer calls the same unroll with M = 2 * num_pairs (estimates)
+    # and M = 1 (evaluation), and with `reduce_retracing` the program an M
+    # gets would depend on the order of the calls (a relaxed trace computes
+    # the same values up to float rounding), so a resumed run would not
+    # reproduce an uninterrupted one bit for bit.
+    @tf.function(jit_compile=jit_compile)
     def unroll(thetas, state_tuple, loss_known, steps):
         # `steps` is captured, not mapped: the loop bound is the same for
         # every member, so the vectorised while loop needs no per-member mask.
