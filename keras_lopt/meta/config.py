@@ -262,10 +262,6 @@ class MetaTrainConfig:
             if key not in self.EXTENDABLE_FIELDS and merged.get(key) != current.get(key)
         )
 
-    def same_run_as(self, saved):
-        """Whether a checkpoint's config dict describes this run (see `run_differences`)."""
-        return not self.run_differences(saved)
-
     @classmethod
     def from_dict(cls, values):
         """Builds a config from plain JSON values; unknown keys are errors."""

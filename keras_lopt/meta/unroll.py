@@ -147,7 +147,6 @@ def _objective(objective, values, num_steps):
     """Meta-loss of one member from its per-step values `[K_max]`, of which
     the first `num_steps` (an int32 scalar tensor) were run."""
     index = tf.range(tf.shape(values)[0])
-    n = tf.cast(num_steps, tf.float32)
     if objective == "final":
         return tf.gather(values, num_steps - 1)
     if objective == "tail":
@@ -155,7 +154,7 @@ def _objective(objective, values, num_steps):
         mask = (index >= num_steps - tail) & (index < num_steps)
         return tf.reduce_sum(tf.where(mask, values, 0.0)) / tf.cast(tail, tf.float32)
     # "mean" and "validation": the mean over every step run.
-    return tf.reduce_sum(tf.where(index < num_steps, values, 0.0)) / n
+    return tf.reduce_sum(tf.where(index < num_steps, values, 0.0)) / tf.cast(num_steps, tf.float32)
 
 
 def build_unroll(
@@ -274,11 +273,9 @@ def build_unroll(
             return run(thetas, state, steps)
 
         bound.layer = layer
-        bound.num_steps = int(steps)
         return bound
 
     run.compiled = unroll
     run.layer = layer
-    run.num_steps = max_steps
     run.with_steps = with_steps
     return run
