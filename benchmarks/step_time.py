@@ -1,8 +1,10 @@
 """Step time of LearnedOptimizer against Adam, measured in the same run.
 
-    python benchmarks/step_time.py [--rounds 6] [--steps 20] [--quick] [--breakdown]
+    python benchmarks/step_time.py [--preset NAME_OR_PATH] [--rounds 6] [--steps 20]
+                                   [--quick] [--breakdown]
 
-For each model it trains one copy with `keras_lopt.LearnedOptimizer()` and
+For each model it trains one copy with `keras_lopt.LearnedOptimizer(preset)`
+(default: the package's default preset) and
 one with `keras.optimizers.Adam()` (`model.fit`, `jit_compile=True`), in
 alternating rounds of `--steps` steps so that both see the same machine
 load, and reports the median time of a train step. A callback reads the loss
@@ -36,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lopt  # noqa: E402
-from keras_lopt import features, optimizer, rule  # noqa: E402
+from keras_lopt import features, optimizer, presets, rule  # noqa: E402
 from keras_lopt.layers import BoundNetwork  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -83,8 +85,14 @@ def lstm(quick):
 MODELS = {"mlp": mlp, "conv": conv, "lstm": lstm}
 
 
+PRESET = None  # set from --preset in `main`
+
+
 def optimizers():
-    return {"learned": keras_lopt.LearnedOptimizer(), "adam": keras.optimizers.Adam()}
+    return {
+        "learned": keras_lopt.LearnedOptimizer(PRESET),
+        "adam": keras.optimizers.Adam(),
+    }
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -304,6 +312,9 @@ def breakdown(repeats, shape=(1024, 1024)):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--preset", help="preset name or directory (default: the default preset)"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="alternating fit rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit round")
     parser.add_argument("--apply-repeats", type=int, default=60)
@@ -312,11 +323,14 @@ def main():
         "--breakdown", action="store_true", help="also time the parts of the learned step"
     )
     args = parser.parse_args()
+    global PRESET
+    PRESET = args.preset
     if args.quick:
         args.rounds, args.steps, args.apply_repeats = 1, 5, 10
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}"
+        f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}, "
+        f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}"
     )
 
     if args.breakdown:

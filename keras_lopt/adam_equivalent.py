@@ -24,11 +24,13 @@ PRESET_NAME = "adam_equivalent_v1"
 ADAM_FEATURE = "momentum_0p9_normalized"
 
 
-def adam_equivalent_weights(network):
+def adam_equivalent_weights(network, feature_names=features.FEATURE_NAMES):
     """Weights (list of arrays, `network.weights` order) equal to Adam.
 
     Args:
         network: an `MLPNetwork` with ReLU and hidden widths of at least 2.
+        feature_names: the features `network` reads (one of
+            `features.FEATURE_SETS`).
     """
     if network.activation != "relu" or min(network.hidden_sizes) < 2:
         raise ValueError(
@@ -38,7 +40,13 @@ def adam_equivalent_weights(network):
             f"hidden_sizes={network.hidden_sizes}"
         )
     weights = [np.zeros(w.shape, np.float32) for w in network.weights]
-    feature = features.FEATURE_NAMES.index(ADAM_FEATURE)
+    features.feature_set_of(feature_names)
+    if network.num_features != len(feature_names):
+        raise ValueError(
+            f"The network takes {network.num_features} features. Expected "
+            f"{len(feature_names)}, one per feature name: {list(feature_names)}"
+        )
+    feature = list(feature_names).index(ADAM_FEATURE)
     weights[0][feature, 0] = 1.0
     weights[0][feature, 1] = -1.0
     for layer in range(1, len(network.hidden_sizes)):
@@ -49,15 +57,16 @@ def adam_equivalent_weights(network):
     return weights
 
 
-def build_network(hidden_sizes=(4, 4), magnitude_scale=0.1):
+def build_network(hidden_sizes=(4, 4), magnitude_scale=0.1, feature_set="full"):
     """An `MLPNetwork` holding the Adam-equivalent weights."""
+    names = features.feature_names(feature_set)
     network = MLPNetwork(
-        num_features=features.NUM_FEATURES,
+        num_features=len(names),
         hidden_sizes=hidden_sizes,
         magnitude_scale=magnitude_scale,
         name=PRESET_NAME,
     )
-    network.set_weights(adam_equivalent_weights(network))
+    network.set_weights(adam_equivalent_weights(network, names))
     return network
 
 

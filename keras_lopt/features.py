@@ -11,6 +11,13 @@ Features come in two groups:
 `FEATURE_NAMES` is the order in which both groups are concatenated into the
 feature matrix `[N, F]` of a preset's serving function: element features first.
 The names are derived from the constants below, never written out by hand.
+
+A network reads one of the `FEATURE_SETS`, a subset of `FEATURE_NAMES` in
+that order: `"full"` (all of them) or `"local"`, which leaves out the element
+features that are normalised by a statistic of the whole tensor. Each such
+statistic is a reduction, one more pass over the tensor on every step; the
+`"local"` features of an element depend on that element's slots and on
+scalars only, so the whole learned step is one elementwise pass.
 """
 
 import math
@@ -50,13 +57,50 @@ TENSOR_FEATURE_NAMES = (
 )
 FEATURE_NAMES = ELEMENT_FEATURE_NAMES + TENSOR_FEATURE_NAMES
 NUM_FEATURES = len(FEATURE_NAMES)
+# The element features computed without a reduction over the tensor: the
+# Adam-normalised gradient and momenta.
+LOCAL_ELEMENT_FEATURE_NAMES = ELEMENT_FEATURE_NAMES[: 1 + len(MOMENTUM_DECAYS)]
+FEATURE_SETS = {
+    "full": FEATURE_NAMES,
+    "local": LOCAL_ELEMENT_FEATURE_NAMES + TENSOR_FEATURE_NAMES,
+}
+DEFAULT_FEATURE_SET = "full"
+
+
+def feature_names(feature_set):
+    """The feature names (a tuple) of one of `FEATURE_SETS`, by its name."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(
+            f"Unknown feature set. Expected one of {sorted(FEATURE_SETS)}. "
+            f"Received: feature_set={feature_set!r}"
+        )
+    return FEATURE_SETS[feature_set]
+
+
+def feature_set_of(names):
+    """The name of the feature set whose features are `names`, in order.
+
+    Raises:
+        ValueError: if `names` is not exactly one of `FEATURE_SETS`.
+    """
+    names = tuple(names)
+    for set_name, set_names in FEATURE_SETS.items():
+        if names == set_names:
+            return set_name
+    raise ValueError(
+        "The feature names are not one of this version's feature sets "
+        f"{ {k: list(v) for k, v in FEATURE_SETS.items()} }. "
+        f"Received: {list(names)}"
+    )
 
 
 def _tensor_rms_normalize(x):
     return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x)) + TENSOR_RMS_EPSILON)
 
 
-def element_features(gradient, parameter, momenta, second_moment, iteration):
+def element_features(
+    gradient, parameter, momenta, second_moment, iteration, names=ELEMENT_FEATURE_NAMES
+):
     """Builds the element features of one parameter tensor.
 
     Args:
@@ -66,30 +110,50 @@ def element_features(gradient, parameter, momenta, second_moment, iteration):
             `gradient`, one per `MOMENTUM_DECAYS` entry.
         second_moment: float32 tensor of shape `S`, already updated.
         iteration: float32 scalar, the 1-based step count.
+        names: the features to build, from `ELEMENT_FEATURE_NAMES`; only
+            these are computed.
 
     Returns:
-        A list of `len(ELEMENT_FEATURE_NAMES)` float32 tensors of shape `S`.
+        A list of `len(names)` float32 tensors of shape `S`, in `names` order.
     """
     second_moment_correction = tf.sqrt(1.0 - SECOND_MOMENT_DECAY**iteration)
     inverse_denominator = 1.0 / (tf.sqrt(second_moment) + EPSILON)
-    # The same algebra as keras.optimizers.Adam:
-    # m * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps).
-    normalized_momenta = [
-        m * (second_moment_correction / (1.0 - decay**iteration))
-        * inverse_denominator
-        for m, decay in zip(momenta, MOMENTUM_DECAYS)
-    ]
-    rms_ratio = tf.sqrt(
-        second_moment
-        / (tf.reduce_mean(second_moment) + TENSOR_RMS_EPSILON)
-    )
-    return [
-        gradient * second_moment_correction * inverse_denominator,
-        *normalized_momenta,
-        _tensor_rms_normalize(gradient),
-        _tensor_rms_normalize(parameter),
-        rms_ratio,
-    ]
+
+    def normalized_momentum(index):
+        # The same algebra as keras.optimizers.Adam:
+        # m * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps).
+        decay = MOMENTUM_DECAYS[index]
+        return (
+            momenta[index]
+            * (second_moment_correction / (1.0 - decay**iteration))
+            * inverse_denominator
+        )
+
+    def rms_ratio():
+        return tf.sqrt(
+            second_moment
+            / (tf.reduce_mean(second_moment) + TENSOR_RMS_EPSILON)
+        )
+
+    builders = {
+        ELEMENT_FEATURE_NAMES[0]: (
+            lambda: gradient * second_moment_correction * inverse_denominator
+        ),
+        **{
+            f"{slot}_normalized": (lambda i=i: normalized_momentum(i))
+            for i, slot in enumerate(momentum_slot_names())
+        },
+        "gradient_tensor_normalized": lambda: _tensor_rms_normalize(gradient),
+        "parameter_tensor_normalized": lambda: _tensor_rms_normalize(parameter),
+        "rms_tensor_normalized": rms_ratio,
+    }
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        raise ValueError(
+            f"Unknown element feature(s) {unknown}. "
+            f"Expected names from {list(ELEMENT_FEATURE_NAMES)}"
+        )
+    return [builders[n]() for n in names]
 
 
 def tensor_features(iteration, total_steps, tensor_size):
@@ -148,7 +212,9 @@ def summary_features(element_columns):
     """Mean and RMS over the tensor of the `SUMMARIZED_FEATURE_NAMES` columns.
 
     Args:
-        element_columns: the list returned by `element_features`.
+        element_columns: the `SUMMARIZED_FEATURE_NAMES` columns of
+            `element_features`, in that order (or a list that starts with
+            them).
 
     Returns:
         A list of `len(SUMMARY_FEATURE_NAMES)` float32 scalars.

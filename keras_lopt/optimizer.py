@@ -529,6 +529,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             iteration=iteration,
             total_steps=tf.convert_to_tensor(self._total_steps),
             learning_rate=learning_rate,
+            feature_names=self._preset.feature_names,
             **loss_inputs,
         )
         new_value = parameter - tf.cast(update, parameter.dtype)

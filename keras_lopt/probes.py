@@ -29,8 +29,10 @@ def _unit_rms(rng, size):
 
 
 def _network(preset):
+    """`(BoundNetwork, feature_names)` of a preset."""
     loaded = presets.load_preset(preset)
-    return BoundNetwork(loaded.network, [tf.constant(w) for w in loaded.weights])
+    network = BoundNetwork(loaded.network, [tf.constant(w) for w in loaded.weights])
+    return network, loaded.feature_names
 
 
 class _Recorder:
@@ -78,7 +80,7 @@ def probe(preset, gradient, momentum, rms, step, total_steps=0, parameter=0.0):
         gradient=gradient, momentum=momentum, rms=rms, step=step,
         total_steps=total_steps, parameter=parameter,
     )
-    network = _network(preset)
+    network, feature_names = _network(preset)
     rng = np.random.default_rng(0)
     background_gradient = tf.constant(_unit_rms(rng, BACKGROUND_SIZE))
     background_parameter = tf.constant(_unit_rms(rng, BACKGROUND_SIZE))
@@ -97,7 +99,8 @@ def probe(preset, gradient, momentum, rms, step, total_steps=0, parameter=0.0):
         p = tf.concat([p, background_parameter], 0)
         recorder = _Recorder(network)
         update, new_state = rule.step(
-            recorder, state, g, p, iteration=t, total_steps=horizon, learning_rate=1.0
+            recorder, state, g, p, iteration=t, total_steps=horizon, learning_rate=1.0,
+            feature_names=feature_names,
         )
         adam = guard.adam_update(new_state.momenta[guard.ADAM_MOMENTUM_INDEX], new_state.second_moment, t, 1.0)
         return {

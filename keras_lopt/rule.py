@@ -100,14 +100,15 @@ def step(
     learning_rate,
     loss=0.0,
     loss_known=0.0,
+    feature_names=features.FEATURE_NAMES,
 ):
     """One application of the learned rule to one parameter tensor.
 
     Args:
         network: callable `columns -> (direction, magnitude)` with a float
             attribute `magnitude_scale`; `columns` is the list of
-            `features.NUM_FEATURES` feature tensors (scalars for tensor
-            features) and the outputs have the parameter's shape. A network
+            `feature_names` feature tensors (scalars for tensor features)
+            and the outputs have the parameter's shape. A network
             with per-tensor state (non-empty `state_names`) is called as
             `(columns, context [C], network_state) -> (direction, magnitude,
             new_network_state)`, `context` holding
@@ -121,6 +122,9 @@ def step(
         loss: scalar, the training loss of the batch `gradient` comes from.
             Only networks with per-tensor state read it.
         loss_known: scalar, 1 if `loss` is given, 0 if not.
+        feature_names: the features the network reads, one of
+            `features.FEATURE_SETS` (a preset's `feature_names`); only these
+            are computed.
 
     Returns:
         `(update, new_state)`: the float32 update of shape `S` to subtract
@@ -136,21 +140,30 @@ def step(
     second_moment = state.second_moment + (
         tf.square(gradient) - state.second_moment
     ) * (1.0 - features.SECOND_MOMENT_DECAY)
+    features.feature_set_of(feature_names)
+    element_names = [
+        n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES
+    ]
     element_columns = features.element_features(
-        gradient, parameter, momenta, second_moment, iteration
+        gradient, parameter, momenta, second_moment, iteration, element_names
     )
     tensor_columns = features.tensor_features(
         iteration, total_steps, parameter.shape.num_elements()
     )
-    columns = element_columns + tensor_columns
+    by_name = {
+        **dict(zip(element_names, element_columns)),
+        **dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns)),
+    }
+    columns = [by_name[n] for n in feature_names]
     tensor_state = ()
     if reads_loss(network):
         loss_statistics, *network_state = state.tensor_state
         loss_columns, loss_statistics = features.loss_features(
             loss, loss_known, loss_statistics
         )
+        summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
         context = tf.stack(
-            features.summary_features(element_columns)
+            features.summary_features(summarized)
             + tensor_columns
             + loss_columns
         )

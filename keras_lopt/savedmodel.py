@@ -65,12 +65,15 @@ class PresetInfo:
             meta-training task families, estimator, steps, seeds, wall time,
             final meta-loss, or `{"method": "hand-initialised", ...}`.
         description: one paragraph for humans.
+        feature_set: the network's inputs, one of `features.FEATURE_SETS`
+            (written to metadata.json as their `feature_names`).
     """
 
     name: str
     learning_rate: float
     provenance: dict
     description: str = ""
+    feature_set: str = features.DEFAULT_FEATURE_SET
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -92,6 +95,7 @@ class PresetInfo:
                 "`provenance` must be a dict. "
                 f"Received: provenance={self.provenance!r}"
             )
+        features.feature_names(self.feature_set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,16 @@ class LoadedPreset:
     def learning_rate(self):
         return self.metadata["output"]["learning_rate"]
 
+    @property
+    def feature_names(self):
+        """The features the network reads (a tuple, `rule.step`'s order)."""
+        return tuple(self.metadata["feature_names"])
+
+    @property
+    def feature_set(self):
+        """The name of `feature_names` in `features.FEATURE_SETS`."""
+        return features.feature_set_of(self.feature_names)
+
 
 class _WeightsModule(tf.Module):
     """A network's meta-weights as variables, read by the serving function."""
@@ -132,21 +146,25 @@ class _WeightsModule(tf.Module):
         )
 
     def _weights_and_columns(self, feature_matrix):
-        """`([weight], [N] * NUM_FEATURES)` for `network.forward`."""
+        """`([weight], [N] * F)` for `network.forward`."""
         weights = getattr(self, _WEIGHTS_ATTRIBUTE)
         columns = tf.unstack(
-            feature_matrix, num=features.NUM_FEATURES, axis=-1
+            feature_matrix, num=self._network.num_features, axis=-1
         )
         return [weights[name] for name in self._network.weight_names()], columns
 
 
 class _ExportModule(_WeightsModule):
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, features.NUM_FEATURES], tf.float32)
-        ]
-    )
-    def serve(self, feature_matrix):
+    def __init__(self, network):
+        super().__init__(network)
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[
+                tf.TensorSpec([None, network.num_features], tf.float32)
+            ],
+        )
+
+    def _serve(self, feature_matrix):
         direction, magnitude = self._network.forward(
             *self._weights_and_columns(feature_matrix)
         )
@@ -160,7 +178,7 @@ class _RecurrentExportModule(_WeightsModule):
         self.serve = tf.function(
             self._serve,
             input_signature=[
-                tf.TensorSpec([None, features.NUM_FEATURES], tf.float32),
+                tf.TensorSpec([None, network.num_features], tf.float32),
                 tf.TensorSpec([features.NUM_CONTEXT_FEATURES], tf.float32),
                 tf.TensorSpec(hidden_shape, tf.float32),
                 tf.TensorSpec(hidden_shape, tf.float32),
@@ -236,11 +254,12 @@ def export(network, path, info):
     Returns:
         The `LoadedPreset` read back from `path` (which validates it).
     """
-    if network.num_features != features.NUM_FEATURES:
+    feature_names = features.feature_names(info.feature_set)
+    if network.num_features != len(feature_names):
         raise ValueError(
-            f"The network takes {network.num_features} features but this "
-            f"version of keras_lopt builds {features.NUM_FEATURES}: "
-            f"{list(features.FEATURE_NAMES)}"
+            f"The network takes {network.num_features} features but the "
+            f"feature set {info.feature_set!r} has {len(feature_names)}: "
+            f"{list(feature_names)}"
         )
     recurrent = _is_recurrent(type(network))
     if recurrent and network.num_context_features != features.NUM_CONTEXT_FEATURES:
@@ -260,7 +279,7 @@ def export(network, path, info):
         "name": info.name,
         "description": info.description,
         "architecture": _architecture_of(network),
-        "feature_names": list(features.FEATURE_NAMES),
+        "feature_names": list(feature_names),
         "output": {
             "learning_rate": float(info.learning_rate),
             "magnitude_scale": network.magnitude_scale,
@@ -350,12 +369,14 @@ def _read_metadata(path):
                 f"this version's context features {list(features.CONTEXT_FEATURE_NAMES)}",
                 metadata["context_feature_names"],
             )
-    if metadata["feature_names"] != list(features.FEATURE_NAMES):
+    names = metadata["feature_names"]
+    if not isinstance(names, list) or tuple(names) not in features.FEATURE_SETS.values():
         raise _invalid(
             path,
             "feature_names",
-            f"this version's features {list(features.FEATURE_NAMES)}",
-            metadata["feature_names"],
+            "the features of one of this version's feature sets "
+            f"{ {k: list(v) for k, v in features.FEATURE_SETS.items()} }",
+            names,
         )
     if metadata["dtype"] != DTYPE:
         raise _invalid(path, "dtype", repr(DTYPE), metadata["dtype"])

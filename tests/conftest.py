@@ -100,7 +100,10 @@ def unroll_and_optimizer_losses(preset, steps, seed=77, learning_rate=1e-2):
     loaded = presets.load_preset(preset)
     # Noise-free: XLA and TF kernels draw different stateless random numbers.
     task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
-    run = unroll.build_unroll(task, loaded.network, steps, "mean", learning_rate, loss_visible_fraction=1.0)
+    run = unroll.build_unroll(
+        task, loaded.network, steps, "mean", learning_rate, loss_visible_fraction=1.0,
+        feature_names=loaded.feature_names,
+    )
     state = unroll.fresh_state(task, [seed], [steps], [1.0], network=loaded.network)
     _, _, losses = run(unroll.flatten_weights(loaded.weights)[None], state)
 

@@ -14,6 +14,8 @@ ESTIMATORS = ("es", "truncated_es", "pes")
 # The architectures of `keras_lopt.layers.ARCHITECTURES` (a test keeps them
 # in sync).
 ARCHITECTURE_NAMES = ("ffn_lstm", "hyper_lstm", "mlp")
+# The names of `keras_lopt.features.FEATURE_SETS` (a test keeps them in sync).
+FEATURE_SET_NAMES = ("full", "local")
 OBJECTIVES = ("mean", "final", "tail", "validation")
 # The task families of `keras_lopt.meta.tasks` (a test keeps them in sync).
 FAMILY_NAMES = (
@@ -135,6 +137,10 @@ class NetworkConfig:
             only; None: 4).
         bank_size: the number of mixed MLP weight sets (`"hyper_lstm"`
             only; None: 4).
+        feature_set: the network's inputs, one of `FEATURE_SET_NAMES`
+            (`keras_lopt.features.FEATURE_SETS`): `"full"`, or `"local"`
+            without the features normalised by whole-tensor statistics
+            (cheaper per step).
     """
 
     hidden_sizes: Tuple[int, ...] = (4, 4)
@@ -144,9 +150,15 @@ class NetworkConfig:
     architecture: str = "mlp"
     lstm_hidden_size: Optional[int] = None
     bank_size: Optional[int] = None
+    feature_set: str = "full"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if self.feature_set not in FEATURE_SET_NAMES:
+            raise ValueError(
+                f"`feature_set` must be one of {FEATURE_SET_NAMES}. "
+                f"Received: feature_set={self.feature_set!r}"
+            )
         if self.max_log_multiplier is not None:
             _positive_float("max_log_multiplier", self.max_log_multiplier)
         if self.architecture not in ARCHITECTURE_NAMES:

@@ -21,6 +21,7 @@ Output directory layout:
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -55,13 +56,49 @@ def build_network(config):
         if network.bank_size is not None:
             kwargs["bank_size"] = network.bank_size
     return ARCHITECTURES[network.architecture](
-        num_features=features.NUM_FEATURES,
+        num_features=len(features.feature_names(network.feature_set)),
         hidden_sizes=network.hidden_sizes,
         activation=network.activation,
         magnitude_scale=network.magnitude_scale,
         max_log_multiplier=network.max_log_multiplier,
         name=config.name,
         **kwargs,
+    )
+
+
+def _with_feature_set(loaded, feature_set, preset_name):
+    """`loaded` (a `LoadedPreset`), its MLP made to read `feature_set`.
+
+    A preset that reads more features than the run's starts it with the
+    rows of its first layer for the run's features, the others dropped: the
+    rule computes what it computed with those features set to zero. The
+    reverse (new features) and recurrent presets are refused.
+    """
+    names = features.feature_names(feature_set)
+    if loaded.feature_names == names:
+        return loaded
+    if loaded.network.kind != MLPNetwork.kind or not set(names) <= set(loaded.feature_names):
+        raise ValueError(
+            f"`init_preset` {preset_name!r} reads the features "
+            f"{list(loaded.feature_names)} and cannot start a network with the "
+            f"feature set {feature_set!r}: only an 'mlp' preset whose features "
+            f"include all of {list(names)} can."
+        )
+    rows = [loaded.feature_names.index(n) for n in names]
+    source = loaded.network
+    network = MLPNetwork(
+        num_features=len(names),
+        hidden_sizes=source.hidden_sizes,
+        activation=source.activation,
+        magnitude_scale=source.magnitude_scale,
+        max_log_multiplier=source.max_log_multiplier,
+        name=source.name,
+    )
+    weights = [np.asarray(loaded.weights[0])[rows], *loaded.weights[1:]]
+    network.set_weights(weights)
+    metadata = {**loaded.metadata, "feature_names": list(names)}
+    return dataclasses.replace(
+        loaded, metadata=metadata, network=network, weights=tuple(weights)
     )
 
 
@@ -121,7 +158,11 @@ class MetaTrainer:
         if self.config.init_preset is None:
             keras.utils.set_random_seed(self.config.seed)
             return unroll.flatten_weights(build_network(self.config).get_weights())
-        loaded = presets.load_preset(self.config.init_preset)
+        loaded = _with_feature_set(
+            presets.load_preset(self.config.init_preset),
+            self.config.network.feature_set,
+            self.config.init_preset,
+        )
         if loaded.network.kind == MLPNetwork.kind and self.layer.kind != MLPNetwork.kind:
             # An LSTM architecture starts from an MLP preset's rule (e.g.
             # Adam): its per-parameter MLP takes the preset's weights, the
@@ -167,6 +208,7 @@ class MetaTrainer:
                 task, self.layer, self._max_unroll_steps(), objective, self.config.inner_learning_rate,
                 min_loss_ratio=self.config.min_loss_ratio,
                 loss_visible_fraction=self.config.estimator.loss_visible_fraction,
+                feature_names=features.feature_names(self.config.network.feature_set),
             )
         return self._unrolls[key].with_steps(num_steps)
 
@@ -520,5 +562,6 @@ class MetaTrainer:
                     f"Meta-trained with {c.estimator.kind} on "
                     f"{', '.join(family.name for family in self.families)}."
                 ),
+                feature_set=c.network.feature_set,
             ),
         )

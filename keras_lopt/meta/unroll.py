@@ -12,7 +12,7 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import rule
+from keras_lopt import features, rule
 from keras_lopt.layers import BoundNetwork
 from keras_lopt.meta.config import OBJECTIVES
 # A member whose loss is non-finite or grows past this multiple of its
@@ -159,7 +159,7 @@ def _objective(objective, values, num_steps):
 
 def build_unroll(
     task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12,
-    loss_visible_fraction=0.5,
+    loss_visible_fraction=0.5, feature_names=features.FEATURE_NAMES,
 ):
     """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
 
@@ -178,6 +178,7 @@ def build_unroll(
     without a loss. `jit_compile=False` gives a function that can be
     differentiated with respect to `thetas` (XLA cannot differentiate the
     while loop), which the estimator tests use as ground truth.
+    `feature_names` are the features `layer` reads (`rule.step`).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
@@ -214,6 +215,7 @@ def build_unroll(
                     learning_rate=learning_rate,
                     loss=loss,
                     loss_known=loss_known,
+                    feature_names=feature_names,
                 )
                 new_params.append(p - update)
                 new_slots.append(rule.flatten_state(new))
