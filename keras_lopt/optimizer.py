@@ -151,6 +151,26 @@ def _preset_fingerprint(loaded):
     return digest.hexdigest()[:16]
 
 
+def _finite_gradient_gives_finite_update(loaded):
+    """Whether a preset's update is finite whenever its gradient and the
+    gradient's square are.
+
+    True for a per-parameter MLP on the `"local"` features with a bounded
+    step multiplier: each local feature is zero or bounded in magnitude
+    (the gradient and momenta are divided by the square root of a second
+    moment that is at least `1 - beta_2` times the gradient's square), the
+    network's weights are finite, and `exp` of the bounded multiplier is
+    finite. Then the step needs no check of the new value, which would be a
+    pass over the whole tensor before any output may be written.
+    """
+    network = loaded.network
+    return (
+        loaded.feature_set == "local"
+        and network.kind == "mlp"
+        and network.max_log_multiplier is not None
+    )
+
+
 def _all_finite(*tensors):
     """Whether every element of the tensors is finite: a scalar bool.
 
@@ -258,7 +278,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       (after clipping) has a NaN or inf, or the update computed from it
       would make the variable non-finite, that variable and its slots keep
       their values for that step (weight decay included) and
-      `skipped_updates` grows by one. Other variables update normally and
+      `skipped_updates` grows by one. For presets on the `"local"` features
+      with a bounded step multiplier a finite gradient always gives a finite
+      update, so the check reads the gradient alone (a gradient whose square
+      overflows float32 is skipped too), which saves a pass over the
+      tensor. Other variables update normally and
       `iterations` still advances. `global_clipnorm` turns one non-finite
       gradient into non-finite gradients everywhere (Keras' semantics), so
       then every variable skips the step.
@@ -347,6 +371,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._preset = loaded
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
+        self._check_gradient_only = _finite_gradient_gives_finite_update(loaded)
         if self._uses_loss:
             # Created here, not in `build`: `set_loss` may be traced before
             # the first step builds the optimizer.
@@ -521,17 +546,39 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 "loss": tf.convert_to_tensor(self._loss),
                 "loss_known": tf.convert_to_tensor(self._loss_known),
             }
-        update, new_state = rule.step(
-            network,
-            rule.unflatten_state(old_state),
-            gradient,
-            tf.cast(parameter, tf.float32),
+        step_args = dict(
             iteration=iteration,
             total_steps=tf.convert_to_tensor(self._total_steps),
             learning_rate=learning_rate,
             feature_names=self._preset.feature_names,
             **loss_inputs,
         )
+        state = rule.unflatten_state(old_state)
+        parameter_f32 = tf.cast(parameter, tf.float32)
+        # Selection, not Python control flow: this runs inside XLA programs.
+        if self._check_gradient_only:
+            # `square` overflows where the second moment would: such a step
+            # is skipped too, not folded into the state as an inf.
+            # (Measured: this reduction is about twice as fast under XLA
+            # CPU as `_all_finite`'s sum for one tensor.)
+            finite = tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
+            # The network reads the moments as they are stored, so XLA
+            # writes each slot in place and then computes the step from the
+            # written values, with no copy of the old ones.
+            moved = rule.update_moments(state, gradient)
+            state = rule.unflatten_state(
+                [
+                    tf.where(finite, new, old)
+                    for new, old in zip(rule.flatten_state(moved), old_state)
+                ]
+            )
+            update, new_state = rule.step_with_moments(
+                network, state, gradient, parameter_f32, **step_args
+            )
+        else:
+            update, new_state = rule.step(
+                network, state, gradient, parameter_f32, **step_args
+            )
         new_value = parameter - tf.cast(update, parameter.dtype)
         if self._guard is not None:
             adam = self._guard.adam_step(new_state, iteration, learning_rate)
@@ -542,12 +589,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             new_value = tf.where(
                 fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
             )
-        # Selection, not Python control flow: this runs inside XLA programs.
-        finite = _all_finite(gradient, new_value)
-        for slot, old, new in zip(
-            slots, old_state, rule.flatten_state(new_state)
-        ):
-            self.assign(slot, tf.where(finite, new, old))
+        if self._check_gradient_only:
+            for slot, new in zip(slots, rule.flatten_state(new_state)):
+                self.assign(slot, new)
+        else:
+            finite = _all_finite(gradient, new_value)
+            for slot, old, new in zip(
+                slots, old_state, rule.flatten_state(new_state)
+            ):
+                self.assign(slot, tf.where(finite, new, old))
         self.assign(variable, tf.where(finite, new_value, old_value))
         self.assign_add(
             self._skipped_updates, tf.cast(tf.logical_not(finite), tf.int64)

@@ -90,6 +90,32 @@ def unflatten_state(slots):
     )
 
 
+def update_moments(state, gradient):
+    """`state` with this step's gradient folded into its moments.
+
+    The per-tensor state is left as it is (`step_with_moments` updates it).
+
+    Args:
+        state: `RuleState` of a parameter tensor of shape `S`.
+        gradient: float32 tensor of shape `S`.
+
+    Returns:
+        The new `RuleState`.
+    """
+    momenta = tuple(
+        m + (gradient - m) * (1.0 - decay)
+        for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
+    )
+    second_moment = state.second_moment + (
+        tf.square(gradient) - state.second_moment
+    ) * (1.0 - features.SECOND_MOMENT_DECAY)
+    return RuleState(
+        momenta=momenta,
+        second_moment=second_moment,
+        tensor_state=state.tensor_state,
+    )
+
+
 def step(
     network,
     state,
@@ -130,16 +156,45 @@ def step(
         `(update, new_state)`: the float32 update of shape `S` to subtract
         from the parameter, and the new `RuleState`.
     """
+    return step_with_moments(
+        network,
+        update_moments(state, gradient),
+        gradient,
+        parameter,
+        iteration,
+        total_steps,
+        learning_rate,
+        loss=loss,
+        loss_known=loss_known,
+        feature_names=feature_names,
+    )
+
+
+def step_with_moments(
+    network,
+    state,
+    gradient,
+    parameter,
+    iteration,
+    total_steps,
+    learning_rate,
+    loss=0.0,
+    loss_known=0.0,
+    feature_names=features.FEATURE_NAMES,
+):
+    """`step` for a `state` whose moments already hold `gradient`.
+
+    `step(network, state, g, ...)` is
+    `step_with_moments(network, update_moments(state, g), g, ...)`. Given
+    apart so that a caller can decide what to store as the new moments (for
+    example keep the old ones when `g` is not finite) before the network
+    reads them. Arguments and return value as in `step`; the returned
+    state's moments are `state`'s.
+    """
     iteration = tf.cast(iteration, tf.float32)
     total_steps = tf.cast(total_steps, tf.float32)
     learning_rate = tf.cast(learning_rate, tf.float32)
-    momenta = tuple(
-        m + (gradient - m) * (1.0 - decay)
-        for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
-    )
-    second_moment = state.second_moment + (
-        tf.square(gradient) - state.second_moment
-    ) * (1.0 - features.SECOND_MOMENT_DECAY)
+    momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
     element_names = [
         n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES

@@ -42,6 +42,30 @@ def random_preset(tmp_path, random_network):
     return str(path)
 
 
+@pytest.fixture
+def local_preset(tmp_path):
+    """A preset of seeded random weights on the "local" features, with a
+    bounded step multiplier."""
+    from keras_lopt import savedmodel
+
+    names = features.FEATURE_SETS["local"]
+    network = MLPNetwork(
+        num_features=len(names), magnitude_scale=0.5, max_log_multiplier=2.0, name="local_net"
+    )
+    rng = np.random.default_rng(7)
+    network.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights])
+    path = tmp_path / "local_random"
+    savedmodel.export(
+        network,
+        path,
+        savedmodel.PresetInfo(
+            name="local_random_v1", learning_rate=1e-2, provenance={"method": "random for tests"},
+            feature_set="local",
+        ),
+    )
+    return str(path)
+
+
 def checkpoint_step(path):
     """Outer step of a meta-training checkpoint file; -1 while absent or half-read."""
     try:

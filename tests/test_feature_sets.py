@@ -33,20 +33,6 @@ def _random_network(names, seed=7):
     return network
 
 
-@pytest.fixture
-def local_preset(tmp_path):
-    path = tmp_path / "local_random"
-    savedmodel.export(
-        _random_network(LOCAL),
-        path,
-        savedmodel.PresetInfo(
-            name="local_random_v1", learning_rate=1e-2, provenance={"method": "random for tests"},
-            feature_set="local",
-        ),
-    )
-    return str(path)
-
-
 def test_feature_sets_are_ordered_subsets_and_config_names_match():
     assert tuple(config_lib.FEATURE_SET_NAMES) == tuple(sorted(features.FEATURE_SETS))
     assert features.FEATURE_SETS["full"] == features.FEATURE_NAMES

@@ -146,3 +146,21 @@ def test_quick_benchmark_runs_and_prints_the_ratios():
     assert state, lines[-1]
     assert float(state.group(2)) == 2.0  # Adam's m and v: the count is right
     assert float(state.group(1)) <= 4.0  # the target of issue 7
+
+
+def test_local_preset_update_has_one_reduction_and_copies_no_slot(local_preset):
+    """The "local" rule's only whole-tensor pass is the gradient check, and
+    XLA writes the slots in place: the network reads the moments as stored
+    (`rule.step_with_moments`), so no old slot value needs a copy."""
+    optimizer = LearnedOptimizer(local_preset)
+    apply, grads = _jitted_apply(optimizer)
+    optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
+    lowered = apply.experimental_get_compiler_ir(grads)(stage="hlo")
+    network = optimizer.network
+    activation = ACTIVATION_OPS[network.activation]
+    for shape in SHAPES:
+        assert _count(lowered, r" reduce\(\w+{shape}", shape) == 1, shape
+        assert _count(optimized, r"= f32{shape}\S* copy\(", shape) == 0, shape
+        assert _count(optimized, r"= f32{shape}\S* exponential\(", shape) == 1, shape
+        hidden = _count(optimized, rf"= f32{{shape}}\S* {activation}\(", shape)
+        assert hidden == sum(network.hidden_sizes), shape
