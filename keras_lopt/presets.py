@@ -5,7 +5,7 @@ import os
 
 from keras_lopt import savedmodel
 
-DEFAULT_PRESET = "mlp_es_v4"
+DEFAULT_PRESET = "mlp_local_es_v1"
 
 
 def presets_dir():

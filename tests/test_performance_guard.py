@@ -14,6 +14,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_lopt import LearnedOptimizer, TrainingHorizon
@@ -94,7 +95,9 @@ def _count(hlo, pattern, shape):
 
 
 def test_compiled_update_is_float32_with_one_network_and_four_reductions_per_variable():
-    optimizer = LearnedOptimizer()
+    # A preset on the "full" features (the default reads the "local" ones:
+    # see the next test).
+    optimizer = LearnedOptimizer("mlp_es_v4")
     apply, grads = _jitted_apply(optimizer)
     optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
     lowered = apply.experimental_get_compiler_ir(grads)(stage="hlo")
@@ -148,13 +151,17 @@ def test_quick_benchmark_runs_and_prints_the_ratios():
     assert float(state.group(1)) <= 4.0  # the target of issue 7
 
 
-def test_local_preset_update_has_one_reduction_and_copies_no_slot(local_preset):
+@pytest.mark.parametrize("preset", ["local_preset", None])
+def test_local_preset_update_has_one_reduction_and_copies_no_slot(preset, request):
     """The "local" rule's only whole-tensor pass is the gradient check, and
     XLA writes the slots in place: the network reads the moments as stored
-    (`rule.step_with_moments`), so no old slot value needs a copy."""
-    optimizer = LearnedOptimizer(local_preset)
+    (`rule.step_with_moments`), so no old slot value needs a copy. None: the
+    default preset, which is a local one."""
+    optimizer = LearnedOptimizer(preset and request.getfixturevalue(preset))
+    assert optimizer._preset.feature_set == "local"
     apply, grads = _jitted_apply(optimizer)
     optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
+    assert "f64" not in optimized
     lowered = apply.experimental_get_compiler_ir(grads)(stage="hlo")
     network = optimizer.network
     activation = ACTIVATION_OPS[network.activation]
