@@ -22,7 +22,8 @@ variables, without its scalars and the learned network's weights, divided
 by the number of model parameters.
 
 `--breakdown` first times the parts of the learned step on one 1024x1024
-tensor under XLA, as cumulative variants of the update (see `breakdown`).
+tensor under XLA, as cumulative variants of the update, for the default's
+"local" rule and for the "full" rule of mlp_es_v4 (see `breakdown`).
 Pin the process to one core (`taskset -c 1`) on a shared machine.
 """
 
@@ -202,62 +203,78 @@ def _state_update(gradient, state):
     return momenta, second_moment
 
 
-def _previous_all_finite(*tensors):
-    """The non-finite check before the BENCHMARKS.md "Step time" change."""
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in tensors])
-
-
 def breakdown(repeats, shape=(1024, 1024)):
     """Times cumulative variants of the learned step on one tensor (XLA).
 
     Each variant reads the parameter and the three state slots from
     variables and writes them back, so every one pays the same memory
-    traffic for its inputs and outputs. The difference between consecutive
-    rows is the cost of what the later row adds.
+    traffic for its inputs and outputs. Within each group the difference
+    between consecutive rows is the cost of what the later row adds. The
+    first group builds up the default's rule (`"local"` features), the second
+    the `"full"` features of `mlp_es_v4`.
 
-    Returns `[(name, median seconds)]`, Adam and LearnedOptimizer first.
+    Returns `[(name, median seconds)]`, Adam first.
     """
     rng = np.random.default_rng(0)
     gradient = tf.constant(rng.normal(0, 1e-3, shape).astype("float32"))
-    learned = keras_lopt.LearnedOptimizer()
-    network = BoundNetwork(
-        learned.network, [tf.constant(w) for w in learned._preset.weights]
-    )
     lr = 1e-3
+
+    def bound(preset):
+        loaded = presets.load_preset(preset)
+        network = BoundNetwork(loaded.network, [tf.constant(w) for w in loaded.weights])
+        return network, loaded.feature_names
+
+    local_network, local_names = bound(presets.DEFAULT_PRESET)
+    full_network, full_names = bound("mlp_es_v4")
 
     def adam_like(g, p, state, iteration):
         momenta, second_moment = _state_update(g, state)
         new_p = p - lr * momenta[0] / (tf.sqrt(second_moment) + features.EPSILON)
         return new_p, momenta, second_moment, None
 
-    def with_tensor_means(g, p, state, iteration):
-        momenta, second_moment = _state_update(g, state)
-        means = (
-            tf.reduce_mean(tf.square(g))
-            + tf.reduce_mean(tf.square(p))
-            + tf.reduce_mean(second_moment)
-        )
-        step = momenta[0] / (tf.sqrt(second_moment) + features.EPSILON)
-        return p - lr * step * (1.0 + 1e-30 * means), momenta, second_moment, None
+    def with_features(names):
+        element_names = [n for n in names if n in features.ELEMENT_FEATURE_NAMES]
 
-    def with_features(g, p, state, iteration):
-        momenta, second_moment = _state_update(g, state)
-        columns = features.element_features(
-            g, p, momenta, second_moment, tf.cast(iteration, tf.float32)
-        )
-        readout = tf.add_n([c * (0.1 * (i + 1)) for i, c in enumerate(columns)])
-        return p - lr * readout, momenta, second_moment, None
-
-    def with_network(g, p, state, iteration):
-        update, new_state = rule.step(network, state, g, p, iteration, 0.0, lr)
-        return p - update, list(new_state.momenta), new_state.second_moment, None
-
-    def guarded(all_finite):
         def body(g, p, state, iteration):
-            new_p, momenta, second_moment, _ = with_network(g, p, state, iteration)
-            return new_p, momenta, second_moment, all_finite(g, new_p)
+            momenta, second_moment = _state_update(g, state)
+            columns = features.element_features(
+                g, p, momenta, second_moment, tf.cast(iteration, tf.float32), element_names
+            )
+            readout = tf.add_n([c * (0.1 * (i + 1)) for i, c in enumerate(columns)])
+            return p - lr * readout, momenta, second_moment, None
 
         return body
+
+    def with_network(network, names):
+        def body(g, p, state, iteration):
+            update, new_state = rule.step(
+                network, state, g, p, iteration, 0.0, lr, feature_names=names
+            )
+            return p - update, list(new_state.momenta), new_state.second_moment, None
+
+        return body
+
+    def full_as_shipped(g, p, state, iteration):
+        new_p, momenta, second_moment, _ = with_network(full_network, full_names)(
+            g, p, state, iteration
+        )
+        return new_p, momenta, second_moment, optimizer._all_finite(g, new_p)
+
+    def local_as_shipped(g, p, state, iteration):
+        # As `LearnedOptimizer.update_step` for local presets: check the
+        # gradient, select the moments, then run the network on them.
+        finite = tf.reduce_all(tf.math.is_finite(tf.square(g)))
+        moved = rule.update_moments(state, g)
+        kept = rule.RuleState(
+            momenta=tuple(
+                tf.where(finite, new, old) for new, old in zip(moved.momenta, state.momenta)
+            ),
+            second_moment=tf.where(finite, moved.second_moment, state.second_moment),
+        )
+        update, _ = rule.step_with_moments(
+            local_network, kept, g, p, iteration, 0.0, lr, feature_names=local_names
+        )
+        return tf.where(finite, p - update, p), list(kept.momenta), kept.second_moment, None
 
     def compile_variant(body):
         variables = [tf.Variable(rng.normal(0, 0.05, shape).astype("float32"))]
@@ -291,13 +308,31 @@ def breakdown(repeats, shape=(1024, 1024)):
 
     variants = {
         "Adam (keras)": keras_variant(keras.optimizers.Adam()),
-        "LearnedOptimizer (keras)": keras_variant(learned),
+        f"LearnedOptimizer() (keras, {presets.DEFAULT_PRESET})": keras_variant(
+            keras_lopt.LearnedOptimizer()
+        ),
+        "LearnedOptimizer('mlp_es_v4') (keras)": keras_variant(
+            keras_lopt.LearnedOptimizer("mlp_es_v4")
+        ),
         "1. state update (3 slots) + Adam-like step": compile_variant(adam_like),
-        "2. + the 3 per-tensor means": compile_variant(with_tensor_means),
-        "3. + all element features (linear read-out)": compile_variant(with_features),
-        "4. + network (rule.step), no non-finite guard": compile_variant(with_network),
-        "5. + non-finite guard (as shipped)": compile_variant(guarded(optimizer._all_finite)),
-        "5'. + non-finite guard (previous form)": compile_variant(guarded(_previous_all_finite)),
+        "L2. + local element features (linear read-out)": compile_variant(
+            with_features(local_names)
+        ),
+        "L3. + network (rule.step), no non-finite check": compile_variant(
+            with_network(local_network, local_names)
+        ),
+        "L4. + gradient check, moments selected first (as shipped)": compile_variant(
+            local_as_shipped
+        ),
+        "F2. full element features (linear read-out)": compile_variant(
+            with_features(full_names)
+        ),
+        "F3. + network (rule.step), no non-finite check": compile_variant(
+            with_network(full_network, full_names)
+        ),
+        "F4. + check of gradient and new value (as shipped)": compile_variant(
+            full_as_shipped
+        ),
     }
     for run in variants.values():
         run(gradient).numpy()

@@ -171,3 +171,21 @@ def test_local_preset_update_has_one_reduction_and_copies_no_slot(preset, reques
         assert _count(optimized, r"= f32{shape}\S* exponential\(", shape) == 1, shape
         hidden = _count(optimized, rf"= f32{{shape}}\S* {activation}\(", shape)
         assert hidden == sum(network.hidden_sizes), shape
+
+
+def test_breakdown_variants_compile_and_run():
+    """`step_time.py --breakdown` builds every variant for the default (local)
+    and the full rule (it reads the presets, so it must follow the default)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "step_time", os.path.join(ROOT, "benchmarks", "step_time.py")
+    )
+    step_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_time)
+    rows = step_time.breakdown(repeats=1, shape=(16, 8))
+    names = [name for name, _ in rows]
+    assert names[0] == "Adam (keras)"
+    assert any(name.startswith("L4.") for name in names)
+    assert any(name.startswith("F4.") for name in names)
+    assert len(rows) == 10 and all(seconds > 0 for _, seconds in rows)
