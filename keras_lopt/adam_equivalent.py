@@ -10,17 +10,27 @@ every hidden layer to the `direction` output, and `magnitude` is 0. So
 which is `keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999,
 epsilon=1e-7)`. This is the starting point for meta-training.
 
-Regenerate the shipped preset with `python -m keras_lopt.adam_equivalent DIR`.
+`adam_hypergradient_v1` adds a hand-set per-tensor step-size controller
+(`AdaptiveMLPNetwork.hypergradient_weights`) to the same Adam direction: the
+starting point for meta-training the adaptive architecture.
+
+Regenerate the shipped presets with
+`python -m keras_lopt.adam_equivalent SAVED_MODELS_DIR`.
 """
 
+import os
 import sys
 
 import numpy as np
 
 from keras_lopt import features, savedmodel
-from keras_lopt.layers import MLPNetwork
+from keras_lopt.layers import AdaptiveMLPNetwork, MLPNetwork
 
 PRESET_NAME = "adam_equivalent_v1"
+HYPERGRADIENT_PRESET_NAME = "adam_hypergradient_v1"
+# The hand-set controller: alignment gain and bias of
+# `AdaptiveMLPNetwork.hypergradient_weights`.
+HYPERGRADIENT_RULE = {"alignment_gain": 2.0, "bias": 0.5}
 ADAM_FEATURE = "momentum_0p9_normalized"
 
 
@@ -92,7 +102,45 @@ def export_preset(path):
     )
 
 
+def build_hypergradient_network(feature_set="local"):
+    """An `AdaptiveMLPNetwork` with Adam's direction and the hand-set controller."""
+    names = features.feature_names(feature_set)
+    network = AdaptiveMLPNetwork(num_features=len(names), name=HYPERGRADIENT_PRESET_NAME)
+    network.set_weights(network.hypergradient_weights(names, **HYPERGRADIENT_RULE))
+    return network
+
+
+def export_hypergradient_preset(path):
+    """Writes the `adam_hypergradient_v1` preset to `path`."""
+    return savedmodel.export(
+        build_hypergradient_network(),
+        path,
+        savedmodel.PresetInfo(
+            name=HYPERGRADIENT_PRESET_NAME,
+            learning_rate=1e-3,
+            provenance={
+                "method": "hand-initialised",
+                "meta_trained": False,
+                "rule": HYPERGRADIENT_RULE,
+            },
+            description=(
+                "Adam's direction with a hand-set per-tensor step-size "
+                "controller (the step grows while the gradient agrees with the "
+                "previous momentum and shrinks when it does not). Not "
+                "meta-trained: the starting point for meta-training the "
+                "adaptive_mlp architecture."
+            ),
+            feature_set="local",
+        ),
+    )
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m keras_lopt.adam_equivalent OUTPUT_DIR")
-    print(export_preset(sys.argv[1]).path)
+        sys.exit("usage: python -m keras_lopt.adam_equivalent SAVED_MODELS_DIR")
+    print(export_preset(os.path.join(sys.argv[1], PRESET_NAME)).path)
+    print(
+        export_hypergradient_preset(
+            os.path.join(sys.argv[1], HYPERGRADIENT_PRESET_NAME)
+        ).path
+    )

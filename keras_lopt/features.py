@@ -180,7 +180,7 @@ def tensor_features(iteration, total_steps, tensor_size):
     ]
 
 
-# Per-tensor context: the input of the per-tensor LSTM of the recurrent
+# Per-tensor context: the input of the per-tensor networks of the recurrent
 # architectures (`layers/ffn_lstm.py`, `layers/hyper_lstm.py`). Networks
 # without per-tensor state (the per-parameter MLP) never build it.
 
@@ -263,3 +263,93 @@ def loss_features(loss, loss_known, loss_statistics):
         averages.append(average + loss_known * (1.0 - decay) * (loss - average))
     new_statistics = tf.stack([*averages, count + loss_known])
     return columns, new_statistics
+
+
+# Per-tensor signals of the step-size controller (`layers/adaptive_mlp.py`):
+# the cosine between this step's gradient and the Adam-like directions of
+# the momenta *before* it was folded in (positive while steps keep going the
+# same way, negative when they overshoot), and the gradient's mean square.
+ALIGNMENT_FEATURE_NAMES = (
+    *(f"alignment_{name}" for name in momentum_slot_names()),
+    "gradient_mean_square",
+)
+# Keeps the alignment's denominator positive for all-zero tensors.
+ALIGNMENT_EPSILON = 1e-30
+ALIGNMENT_RELATIVE_FLOOR = 1e-6
+MAX_MEAN_SQUARE = 1e30
+# Tensors with more elements are measured on an evenly strided sample of
+# about this many: the signals are statistics, and a reduction over every
+# element would cost more than the rest of the step.
+ALIGNMENT_SAMPLE_SIZE = 4096
+
+
+def _next_prime(n):
+    n = max(n, 2)
+    while any(n % d == 0 for d in range(2, math.isqrt(n) + 1)):
+        n += 1
+    return n
+
+
+def alignment_sample_stride(num_elements):
+    """The stride of the sample `alignment_features` measures: 1 for up to
+    `ALIGNMENT_SAMPLE_SIZE` elements, else the smallest prime giving at most
+    that many (a prime, so the sample does not alias with the tensor's
+    power-of-two dimensions)."""
+    if num_elements <= ALIGNMENT_SAMPLE_SIZE:
+        return 1
+    return _next_prime(-(-num_elements // ALIGNMENT_SAMPLE_SIZE))
+
+
+def alignment_features(gradient, momenta, second_moment):
+    """Per-tensor alignment signals of one parameter tensor.
+
+    Measured over every `alignment_sample_stride`-th element of the
+    flattened tensor (all of them for tensors of up to
+    `ALIGNMENT_SAMPLE_SIZE` elements). They read the moments *after* the
+    step's update and recover the previous momenta from them,
+    `(momentum - (1 - decay) * gradient) / decay`, so that a caller writing
+    the new moments in place needs no copy of the old ones.
+
+    Args:
+        gradient: float32 tensor of shape `S`, this step's gradient.
+        momenta: tuple of float32 tensors of shape `S`, one per
+            `MOMENTUM_DECAYS` entry, with `gradient` folded in.
+        second_moment: float32 tensor of shape `S`, with `gradient` folded in.
+
+    Returns:
+        A list of `len(ALIGNMENT_FEATURE_NAMES)` float32 scalars: for each
+        momentum the cosine in `[-1, 1]` between `gradient` and the previous
+        momentum divided by `sqrt(second_moment) + EPSILON` (0 while that is
+        zero or negligible next to the gradient, and 0 if a sum overflows),
+        then the mean of `gradient ** 2` (at most `MAX_MEAN_SQUARE`).
+    """
+    gradient = tf.convert_to_tensor(gradient, tf.float32)
+    stride = alignment_sample_stride(gradient.shape.num_elements())
+
+    def sample(x):
+        x = tf.reshape(x, [-1])
+        return x if stride == 1 else x[::stride]
+
+    gradient = sample(gradient)
+    inverse_denominator = 1.0 / (tf.sqrt(sample(second_moment)) + EPSILON)
+    gradient_square_sum = tf.reduce_sum(tf.square(gradient))
+    # A previous direction smaller than this (relative to the gradient's
+    # own) is rounding noise of the recovery, e.g. on the first step.
+    floor = ALIGNMENT_RELATIVE_FLOOR * tf.reduce_sum(tf.square(gradient * inverse_denominator))
+    columns = []
+    for momentum, decay in zip(momenta, MOMENTUM_DECAYS):
+        previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
+        direction = previous * inverse_denominator
+        cosine = tf.reduce_sum(gradient * direction) * tf.math.rsqrt(
+            gradient_square_sum * (tf.reduce_sum(tf.square(direction)) + floor)
+            + ALIGNMENT_EPSILON
+        )
+        # An overflowing sum (inf / inf) says nothing about the direction.
+        columns.append(
+            tf.where(tf.math.is_finite(cosine), tf.clip_by_value(cosine, -1.0, 1.0), 0.0)
+        )
+    size = max(gradient.shape.num_elements() or 1, 1)
+    # Capped so that running averages of it stay finite (a finite gradient
+    # can still overflow the sum).
+    columns.append(tf.minimum(gradient_square_sum / float(size), MAX_MEAN_SQUARE))
+    return columns

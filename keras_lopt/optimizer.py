@@ -156,7 +156,8 @@ def _finite_gradient_gives_finite_update(loaded):
     gradient's square are.
 
     True for a per-parameter MLP on the `"local"` features with a bounded
-    step multiplier: each local feature is zero or bounded in magnitude
+    step multiplier (or an adaptive MLP, whose log step size is clipped):
+    each local feature is zero or bounded in magnitude
     (the gradient and momenta are divided by the square root of a second
     moment that is at least `1 - beta_2` times the gradient's square), the
     network's weights are finite, and `exp` of the bounded multiplier is
@@ -164,10 +165,12 @@ def _finite_gradient_gives_finite_update(loaded):
     pass over the whole tensor before any output may be written.
     """
     network = loaded.network
-    return (
-        loaded.feature_set == "local"
-        and network.kind == "mlp"
-        and network.max_log_multiplier is not None
+    if loaded.feature_set != "local":
+        return False
+    # The adaptive network's direction MLP reads bounded features and its
+    # step size is clipped; its per-tensor signals are sanitised.
+    return network.kind == "adaptive_mlp" or (
+        network.kind == "mlp" and network.max_log_multiplier is not None
     )
 
 
@@ -590,8 +593,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
             )
         if self._check_gradient_only:
-            for slot, new in zip(slots, rule.flatten_state(new_state)):
-                self.assign(slot, new)
+            # The moments were selected above; the per-tensor state (a few
+            # floats) is selected here.
+            per_parameter = len(slots) - len(new_state.tensor_state)
+            for i, (slot, old, new) in enumerate(
+                zip(slots, old_state, rule.flatten_state(new_state))
+            ):
+                self.assign(slot, new if i < per_parameter else tf.where(finite, new, old))
         else:
             finite = _all_finite(gradient, new_value)
             for slot, old, new in zip(

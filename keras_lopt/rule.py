@@ -36,31 +36,34 @@ def _network_state_names(network):
     return tuple(getattr(network, "state_names", ()))
 
 
-def reads_loss(network):
-    """Whether `step` feeds `network` the loss (networks with per-tensor state)."""
+def has_tensor_state(network):
+    """Whether `network` keeps per-tensor state (and is called with a context)."""
     return bool(_network_state_names(network))
+
+
+def reads_loss(network):
+    """Whether `step` feeds `network` the training loss."""
+    return bool(getattr(network, "reads_loss", False))
 
 
 def state_slot_names(network=None):
     """Names of the state slots, in the order `flatten_state` uses.
 
-    The per-parameter slots come first; a network with per-tensor state adds
-    `loss_statistics` and its own state names.
+    The per-parameter slots come first; then `loss_statistics` for a network
+    that reads the loss, and the network's own per-tensor state names.
     """
     names = (*features.momentum_slot_names(), "second_moment")
     if reads_loss(network):
-        names += ("loss_statistics", *_network_state_names(network))
-    return names
+        names += ("loss_statistics",)
+    return names + _network_state_names(network)
 
 
 def tensor_state_shapes(network=None):
     """Shapes of the per-tensor slots (after the per-parameter ones)."""
-    if not reads_loss(network):
-        return ()
-    return (
-        (features.LOSS_STATISTICS_SIZE,),
-        *(tuple(s) for s in network.state_shapes),
-    )
+    shapes = ((features.LOSS_STATISTICS_SIZE,),) if reads_loss(network) else ()
+    if has_tensor_state(network):
+        shapes += tuple(tuple(s) for s in network.state_shapes)
+    return shapes
 
 
 def init_state(parameter, network=None):
@@ -137,8 +140,9 @@ def step(
             and the outputs have the parameter's shape. A network
             with per-tensor state (non-empty `state_names`) is called as
             `(columns, context [C], network_state) -> (direction, magnitude,
-            new_network_state)`, `context` holding
-            `features.CONTEXT_FEATURE_NAMES`.
+            new_network_state)`, `context` holding its
+            `context_feature_names` (per-tensor summaries, tensor, loss or
+            alignment features); `magnitude` may be a per-tensor scalar.
         state: `RuleState` of this parameter.
         gradient: float32 tensor of shape `S`.
         parameter: float32 tensor of shape `S`.
@@ -146,7 +150,7 @@ def step(
         total_steps: scalar, the training horizon in steps; 0 if unknown.
         learning_rate: scalar, `lr` in the formula above.
         loss: scalar, the training loss of the batch `gradient` comes from.
-            Only networks with per-tensor state read it.
+            Only networks with `reads_loss` read it.
         loss_known: scalar, 1 if `loss` is given, 0 if not.
         feature_names: the features the network reads, one of
             `features.FEATURE_SETS` (a preset's `feature_names`); only these
@@ -211,21 +215,30 @@ def step_with_moments(
     }
     columns = [by_name[n] for n in feature_names]
     tensor_state = ()
-    if reads_loss(network):
-        loss_statistics, *network_state = state.tensor_state
-        loss_columns, loss_statistics = features.loss_features(
-            loss, loss_known, loss_statistics
-        )
-        summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
-        context = tf.stack(
-            features.summary_features(summarized)
-            + tensor_columns
-            + loss_columns
-        )
+    if has_tensor_state(network):
+        context_columns = dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns))
+        network_state = state.tensor_state
+        if reads_loss(network):
+            loss_statistics, *network_state = network_state
+            loss_columns, loss_statistics = features.loss_features(
+                loss, loss_known, loss_statistics
+            )
+            context_columns.update(zip(features.LOSS_FEATURE_NAMES, loss_columns))
+            tensor_state = (loss_statistics,)
+        context_names = network.context_feature_names
+        if any(n in features.SUMMARY_FEATURE_NAMES for n in context_names):
+            summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
+            context_columns.update(
+                zip(features.SUMMARY_FEATURE_NAMES, features.summary_features(summarized))
+            )
+        if any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
+            signals = features.alignment_features(gradient, momenta, second_moment)
+            context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
+        context = tf.stack([context_columns[n] for n in context_names])
         direction, magnitude, network_state = network(
             columns, context, tuple(network_state)
         )
-        tensor_state = (loss_statistics, *network_state)
+        tensor_state += tuple(network_state)
     else:
         direction, magnitude = network(columns)
     update = (

@@ -174,28 +174,26 @@ class _ExportModule(_WeightsModule):
 class _RecurrentExportModule(_WeightsModule):
     def __init__(self, network):
         super().__init__(network)
-        hidden_shape = list(network.state_shapes[0])
         self.serve = tf.function(
             self._serve,
             input_signature=[
                 tf.TensorSpec([None, network.num_features], tf.float32),
-                tf.TensorSpec([features.NUM_CONTEXT_FEATURES], tf.float32),
-                tf.TensorSpec(hidden_shape, tf.float32),
-                tf.TensorSpec(hidden_shape, tf.float32),
+                tf.TensorSpec([len(network.context_feature_names)], tf.float32),
+                *(
+                    tf.TensorSpec(list(shape), tf.float32, name=name)
+                    for name, shape in zip(network.state_names, network.state_shapes)
+                ),
             ],
         )
 
-    def _serve(self, feature_matrix, context, lstm_hidden, lstm_cell):
-        direction, magnitude, (lstm_hidden, lstm_cell) = self._network.forward(
-            *self._weights_and_columns(feature_matrix),
-            context,
-            (lstm_hidden, lstm_cell),
+    def _serve(self, feature_matrix, context, *state):
+        direction, magnitude, new_state = self._network.forward(
+            *self._weights_and_columns(feature_matrix), context, tuple(state)
         )
         return {
             "direction": direction,
             "magnitude": magnitude,
-            "lstm_hidden": lstm_hidden,
-            "lstm_cell": lstm_cell,
+            **dict(zip(self._network.state_names, new_state)),
         }
 
 
@@ -230,6 +228,11 @@ def _architecture_of(network):
 
 
 def _formula_of(network):
+    if network.kind == "adaptive_mlp":
+        return (
+            "update = learning_rate * direction * exp(s); s <- clip(s + "
+            "max_step_change * tanh(controller(inputs)), *log_step_range) per tensor"
+        )
     log_multiplier = "magnitude_scale * magnitude"
     bound = getattr(network, "max_log_multiplier", None)
     if bound is not None:
@@ -262,12 +265,13 @@ def export(network, path, info):
             f"{list(feature_names)}"
         )
     recurrent = _is_recurrent(type(network))
-    if recurrent and network.num_context_features != features.NUM_CONTEXT_FEATURES:
+    expected_context = tuple(getattr(type(network), "context_feature_names", ()))
+    if recurrent and network.num_context_features != len(expected_context):
         raise ValueError(
             f"The network takes {network.num_context_features} context "
             f"features but this version of keras_lopt builds "
-            f"{features.NUM_CONTEXT_FEATURES}: "
-            f"{list(features.CONTEXT_FEATURE_NAMES)}"
+            f"{len(expected_context)} for a {network.kind!r} network: "
+            f"{list(expected_context)}"
         )
     for w in network.weights:
         if not np.all(np.isfinite(w.numpy())):
@@ -290,7 +294,7 @@ def export(network, path, info):
         "keras_lopt_version": __version__,
     }
     if recurrent:
-        metadata["context_feature_names"] = list(features.CONTEXT_FEATURE_NAMES)
+        metadata["context_feature_names"] = list(network.context_feature_names)
         metadata["network_state"] = _network_state_of(network)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
@@ -362,11 +366,14 @@ def _read_metadata(path):
                 raise _invalid(
                     path, key, f"present in format version {RECURRENT_FORMAT_VERSION}", "missing"
                 )
-        if metadata["context_feature_names"] != list(features.CONTEXT_FEATURE_NAMES):
+        expected_context = list(
+            getattr(ARCHITECTURES.get(kind), "context_feature_names", features.CONTEXT_FEATURE_NAMES)
+        )
+        if metadata["context_feature_names"] != expected_context:
             raise _invalid(
                 path,
                 "context_feature_names",
-                f"this version's context features {list(features.CONTEXT_FEATURE_NAMES)}",
+                f"this version's context features {expected_context}",
                 metadata["context_feature_names"],
             )
     names = metadata["feature_names"]
@@ -400,14 +407,15 @@ def _build_network(path, metadata):
             path, "architecture.kind", f"one of {sorted(ARCHITECTURES)}", kind
         )
     config = dict(architecture.get("config") or {})
-    if config.get("magnitude_scale") != metadata["output"]["magnitude_scale"]:
+    network_class = ARCHITECTURES[kind]
+    configured_scale = config.get("magnitude_scale", getattr(network_class, "magnitude_scale", None))
+    if configured_scale != metadata["output"]["magnitude_scale"]:
         raise _invalid(
             path,
             "architecture.config.magnitude_scale",
             f"output.magnitude_scale={metadata['output']['magnitude_scale']}",
-            config.get("magnitude_scale"),
+            configured_scale,
         )
-    network_class = ARCHITECTURES[kind]
     if _is_recurrent(network_class):
         config["num_context_features"] = len(metadata["context_feature_names"])
     try:

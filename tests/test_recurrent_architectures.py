@@ -505,7 +505,7 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
 @pytest.mark.parametrize(
     "network, message",
     [
-        ({"architecture": "transformer"}, "`architecture` must be one of ('ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'"),
+        ({"architecture": "transformer"}, "`architecture` must be one of ('adaptive_mlp', 'ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'"),
         ({"architecture": "ffn_lstm", "lstm_hidden_size": 0}, "`lstm_hidden_size` must be a positive integer. Received: lstm_hidden_size=0"),
         ({"lstm_hidden_size": 4}, "`lstm_hidden_size` applies to the LSTM architectures only. Received: architecture='mlp', lstm_hidden_size=4"),
         ({"architecture": "ffn_lstm", "bank_size": 2}, "`bank_size` applies to architecture='hyper_lstm' only. Received: architecture='ffn_lstm', bank_size=2"),

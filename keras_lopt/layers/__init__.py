@@ -1,5 +1,6 @@
 """Learned-optimizer networks, as Keras layers."""
 
+from keras_lopt.layers.adaptive_mlp import AdaptiveMLPNetwork
 from keras_lopt.layers.bound import BoundNetwork
 from keras_lopt.layers.ffn_lstm import FFNLSTMNetwork
 from keras_lopt.layers.hyper_lstm import HyperLSTMNetwork
@@ -7,11 +8,13 @@ from keras_lopt.layers.mlp import MLPNetwork
 
 # Architecture kind (as written in a preset's metadata) -> layer class.
 ARCHITECTURES = {
-    cls.kind: cls for cls in (MLPNetwork, FFNLSTMNetwork, HyperLSTMNetwork)
+    cls.kind: cls
+    for cls in (MLPNetwork, FFNLSTMNetwork, HyperLSTMNetwork, AdaptiveMLPNetwork)
 }
 
 __all__ = [
     "ARCHITECTURES",
+    "AdaptiveMLPNetwork",
     "BoundNetwork",
     "FFNLSTMNetwork",
     "HyperLSTMNetwork",

@@ -22,6 +22,8 @@ class BoundNetwork:
         self.magnitude_scale = layer.magnitude_scale
         self.state_names = layer.state_names
         self.state_shapes = layer.state_shapes
+        self.reads_loss = layer.reads_loss
+        self.context_feature_names = getattr(layer, "context_feature_names", ())
 
     def __call__(self, *inputs):
         return self.layer.forward(self.weights, *inputs)

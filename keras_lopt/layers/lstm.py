@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lopt import features
+
 from keras_lopt.layers.mlp import MLPNetwork
 
 
@@ -74,6 +76,8 @@ class RecurrentNetwork(keras.layers.Layer):
     """
 
     state_names = ("lstm_hidden", "lstm_cell")
+    reads_loss = True
+    context_feature_names = features.CONTEXT_FEATURE_NAMES
     # The preset-metadata keys of `get_config()` (besides the optional
     # `max_log_multiplier`), extended by subclasses.
     config_keys = ("hidden_sizes", "activation", "magnitude_scale", "lstm_hidden_size")

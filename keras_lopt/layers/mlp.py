@@ -3,7 +3,53 @@
 import keras
 import tensorflow as tf
 
-_ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+
+
+def elementwise_mlp(weights, columns, activation):
+    """An MLP applied to every element of its input columns independently.
+
+    Args:
+        weights: `[kernel_0 [F, h0], bias_0 [h0], kernel_1, bias_1, ...]`.
+        columns: list of `F` float32 tensors broadcastable to one shape `S`.
+            Scalar (rank-0) columns are folded into the first layer's bias
+            before any per-element work.
+        activation: a key of `ACTIVATIONS`, applied after every layer but
+            the last.
+
+    Returns:
+        A list of the last layer's outputs, float32 tensors of shape `S`.
+    """
+    activation = ACTIVATIONS[activation]
+    kernel, bias = weights[0], weights[1]
+    scalar_idx = [i for i, c in enumerate(columns) if c.shape.rank == 0]
+    element_idx = [i for i, c in enumerate(columns) if c.shape.rank != 0]
+    first_bias = bias
+    if scalar_idx:
+        scalars = tf.stack([columns[i] for i in scalar_idx])
+        first_bias = bias + tf.linalg.matvec(
+            tf.gather(kernel, scalar_idx), scalars, transpose_a=True
+        )
+    num_layers = len(weights) // 2
+    # Unrolled over the tiny widths so XLA fuses the whole network (and the
+    # feature computation before it) into one elementwise pass.
+    hidden = []
+    for j in range(kernel.shape[1]):
+        acc = first_bias[j]
+        for i in element_idx:
+            acc = acc + columns[i] * kernel[i, j]
+        hidden.append(acc if num_layers == 1 else activation(acc))
+    for layer in range(1, num_layers):
+        kernel, bias = weights[2 * layer], weights[2 * layer + 1]
+        is_output = layer == num_layers - 1
+        outputs = []
+        for j in range(kernel.shape[1]):
+            acc = bias[j]
+            for i, h in enumerate(hidden):
+                acc = acc + h * kernel[i, j]
+            outputs.append(acc if is_output else activation(acc))
+        hidden = outputs
+    return hidden
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -35,6 +81,7 @@ class MLPNetwork(keras.layers.Layer):
     # No per-tensor recurrent state (see `layers/lstm.py` for networks with).
     state_names = ()
     state_shapes = ()
+    reads_loss = False
 
     def __init__(
         self,
@@ -57,9 +104,9 @@ class MLPNetwork(keras.layers.Layer):
                 "`hidden_sizes` must be a sequence of positive integers. "
                 f"Received: hidden_sizes={hidden_sizes!r}"
             )
-        if activation not in _ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(
-                f"`activation` must be one of {sorted(_ACTIVATIONS)}. "
+                f"`activation` must be one of {sorted(ACTIVATIONS)}. "
                 f"Received: activation={activation!r}"
             )
         if not float(magnitude_scale) > 0:
@@ -115,35 +162,7 @@ class MLPNetwork(keras.layers.Layer):
                 f"Expected {self.num_features} feature columns. "
                 f"Received: {len(columns)} columns"
             )
-        activation = _ACTIVATIONS[self.activation]
-        kernel, bias = weights[0], weights[1]
-        scalar_idx = [i for i, c in enumerate(columns) if c.shape.rank == 0]
-        element_idx = [i for i, c in enumerate(columns) if c.shape.rank != 0]
-        first_bias = bias
-        if scalar_idx:
-            scalars = tf.stack([columns[i] for i in scalar_idx])
-            first_bias = bias + tf.linalg.matvec(
-                tf.gather(kernel, scalar_idx), scalars, transpose_a=True
-            )
-        # Unrolled over the tiny hidden width so XLA fuses the whole network
-        # (and the feature computation before it) into one elementwise pass.
-        hidden = []
-        for j in range(kernel.shape[1]):
-            acc = first_bias[j]
-            for i in element_idx:
-                acc = acc + columns[i] * kernel[i, j]
-            hidden.append(activation(acc))
-        for layer in range(1, len(weights) // 2):
-            kernel, bias = weights[2 * layer], weights[2 * layer + 1]
-            is_output = layer == len(weights) // 2 - 1
-            outputs = []
-            for j in range(kernel.shape[1]):
-                acc = bias[j]
-                for i, h in enumerate(hidden):
-                    acc = acc + h * kernel[i, j]
-                outputs.append(acc if is_output else activation(acc))
-            hidden = outputs
-        direction, magnitude = hidden
+        direction, magnitude = elementwise_mlp(weights, columns, self.activation)
         if self.max_log_multiplier is not None:
             bound, scale = self.max_log_multiplier, self.magnitude_scale
             magnitude = (bound / scale) * tf.tanh(magnitude * (scale / bound))

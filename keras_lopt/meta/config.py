@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 ESTIMATORS = ("es", "truncated_es", "pes")
 # The architectures of `keras_lopt.layers.ARCHITECTURES` (a test keeps them
 # in sync).
-ARCHITECTURE_NAMES = ("ffn_lstm", "hyper_lstm", "mlp")
+ARCHITECTURE_NAMES = ("adaptive_mlp", "ffn_lstm", "hyper_lstm", "mlp")
 # The names of `keras_lopt.features.FEATURE_SETS` (a test keeps them in sync).
 FEATURE_SET_NAMES = ("full", "local")
 OBJECTIVES = ("mean", "final", "tail", "validation")
@@ -27,7 +27,9 @@ FAMILY_NAMES = (
     "mlp_digits",
     "mlp_mnist1d",
     "mlp_regression",
+    "mlp_wide_mnist1d",
     "quadratic",
+    "resmlp_digits",
     "rosenbrock",
     "transformer_chars",
 )
@@ -129,10 +131,15 @@ class NetworkConfig:
 
     Args:
         architecture: one of `ARCHITECTURE_NAMES`: `"mlp"` (`MLPNetwork`),
+            `"adaptive_mlp"` (`AdaptiveMLPNetwork`: a direction MLP and a
+            per-tensor step-size controller),
             `"ffn_lstm"` (`FFNLSTMNetwork`) or `"hyper_lstm"`
             (`HyperLSTMNetwork`).
         hidden_sizes, activation, magnitude_scale, max_log_multiplier: the
-            per-parameter MLP (of every architecture).
+            per-parameter MLP (of every architecture; `"adaptive_mlp"` has no
+            magnitude output and ignores the last two).
+        controller_hidden_size: the step-size controller's width
+            (`"adaptive_mlp"` only; None: 8).
         lstm_hidden_size: the per-tensor LSTM's width (LSTM architectures
             only; None: 4).
         bank_size: the number of mixed MLP weight sets (`"hyper_lstm"`
@@ -151,6 +158,7 @@ class NetworkConfig:
     lstm_hidden_size: Optional[int] = None
     bank_size: Optional[int] = None
     feature_set: str = "full"
+    controller_hidden_size: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -166,11 +174,20 @@ class NetworkConfig:
                 f"`architecture` must be one of {ARCHITECTURE_NAMES}. "
                 f"Received: architecture={self.architecture!r}"
             )
+        if self.controller_hidden_size is not None:
+            if self.architecture != "adaptive_mlp":
+                raise ValueError(
+                    "`controller_hidden_size` applies to architecture='adaptive_mlp' only. "
+                    f"Received: architecture={self.architecture!r}, "
+                    f"controller_hidden_size={self.controller_hidden_size!r}"
+                )
+            _positive_int("controller_hidden_size", self.controller_hidden_size)
         if self.lstm_hidden_size is not None:
-            if self.architecture == "mlp":
+            if self.architecture in ("mlp", "adaptive_mlp"):
                 raise ValueError(
                     "`lstm_hidden_size` applies to the LSTM architectures only. "
-                    f"Received: architecture='mlp', lstm_hidden_size={self.lstm_hidden_size!r}"
+                    f"Received: architecture={self.architecture!r}, "
+                    f"lstm_hidden_size={self.lstm_hidden_size!r}"
                 )
             _positive_int("lstm_hidden_size", self.lstm_hidden_size)
         if self.bank_size is not None:
@@ -210,6 +227,21 @@ class MetaTrainConfig:
         eval_every: outer steps between held-out evaluations (0: never).
         eval_tasks: held-out tasks per family in each evaluation.
         eval_horizon: inner steps of each held-out evaluation run.
+        eval_members: trajectories (seeds) of one held-out evaluation run,
+            trained together. `2 * num_pairs` reuses the training program
+            (no extra compilation per task structure).
+        parameter_scale_range: `(low, high)`: each trajectory trains its
+            task reparametrised as `theta = phi / c` with `c` log-uniform in
+            this range (drawn from the trajectory seed): the rule sees
+            parameters `c` times larger and gradients `c` times smaller, so
+            the step size it needs changes by `c`. `(1, 1)`: off.
+        init_pool_size: None: every trajectory builds its task's Keras model
+            afresh for its initial weights. N: N initialisations per task
+            structure are built once, and each trajectory starts from one of
+            them with every weight tensor of rank >= 2 permuted along each
+            axis and sign-flipped along its first and last (seeded), which
+            keeps the initialisers' distributions (symmetric i.i.d. or
+            orthogonal) and costs no model building.
     """
 
     name: str = "meta_trained_v1"
@@ -229,6 +261,9 @@ class MetaTrainConfig:
     eval_every: int = 50
     eval_tasks: int = 2
     eval_horizon: int = 200
+    eval_members: int = 1
+    parameter_scale_range: Tuple[float, float] = (1.0, 1.0)
+    init_pool_size: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "task_families", tuple(self.task_families))
@@ -239,8 +274,24 @@ class MetaTrainConfig:
                 raise ValueError(f"Unknown task family {family!r}. Valid names: {list(FAMILY_NAMES)}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
-        for name in ("outer_steps", "tasks_per_step", "checkpoint_every", "eval_tasks", "eval_horizon"):
+        for name in ("outer_steps", "tasks_per_step", "checkpoint_every", "eval_tasks", "eval_horizon", "eval_members"):
             _positive_int(name, getattr(self, name))
+        if self.init_pool_size is not None:
+            _positive_int("init_pool_size", self.init_pool_size)
+        scale_range = tuple(self.parameter_scale_range)
+        object.__setattr__(self, "parameter_scale_range", scale_range)
+        if len(scale_range) != 2:
+            raise ValueError(
+                "`parameter_scale_range` must be `(low, high)`. "
+                f"Received: parameter_scale_range={list(scale_range)!r}"
+            )
+        for value in scale_range:
+            _positive_float("parameter_scale_range[i]", value)
+        if scale_range[0] > scale_range[1]:
+            raise ValueError(
+                "`parameter_scale_range` must have low <= high. "
+                f"Received: parameter_scale_range={list(scale_range)!r}"
+            )
         if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"`eval_every` must be a non-negative integer. Received: eval_every={self.eval_every!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

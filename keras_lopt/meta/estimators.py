@@ -43,15 +43,18 @@ class TaskWorker:
         config: EstimatorConfig.
         unroll_for: `num_steps -> unroll` for the lengths in
             `config.es_horizons`; required when that is not empty.
+        init_pool_size: how new trajectories get their initial parameters
+            (`MetaTrainConfig.init_pool_size`).
     """
 
-    def __init__(self, task, unroll, config, unroll_for=None):
+    def __init__(self, task, unroll, config, unroll_for=None, init_pool_size=None):
         if config.es_horizons and unroll_for is None:
             raise ValueError("`unroll_for` is required when `es_horizons` is set.")
         self.task = task
         self.unroll = unroll
         self.unroll_for = unroll_for
         self.config = config
+        self.init_pool_size = init_pool_size
         self.horizon = None
         self.state = None
         self.accumulated_z = None
@@ -80,6 +83,7 @@ class TaskWorker:
             np.full(2 * c.num_pairs, horizon),
             np.concatenate([visible, visible]),
             network=getattr(self.unroll, "layer", None),
+            init_pool_size=self.init_pool_size,
         )
         self.accumulated_z = None
         self.horizon = horizon

@@ -3,6 +3,9 @@
 A `Task` is everything the inner loop needs, as pure functions of tensors:
 
 * `init_params(seed)` -> list of numpy arrays (fresh initial parameters),
+* `pooled_init_params(seed, pool_size)` -> the same from a pool of
+  `pool_size` initialisations per task, seeded-shuffled (optional; cheap
+  where `init_params` builds a model),
 * `loss(params, batch)` -> scalar, the training loss,
 * `sample_batch(data, seed)` -> a batch, drawn statelessly from `seed`,
 * `train_data` / `valid_data`: tuples of arrays held in memory.
@@ -17,7 +20,7 @@ Keras model without non-trainable state can be a task.
 
 import dataclasses
 import functools
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import keras
 import numpy as np
@@ -34,6 +37,14 @@ class Task:
     sample_batch: Callable
     train_data: Tuple
     valid_data: Tuple
+    pooled_init_params: Optional[Callable] = None
+
+    def initial_params(self, seed, pool_size=None):
+        """`init_params(seed)`, or `pooled_init_params(seed, pool_size)` when
+        a pool size is given and the task has a pool."""
+        if pool_size is None or self.pooled_init_params is None:
+            return self.init_params(seed)
+        return self.pooled_init_params(seed, pool_size)
 
 
 def _sample_rows(data, seed, batch_size):
@@ -71,6 +82,31 @@ LOSSES = {
 }
 
 
+# Random stream (with the trajectory seed) of a pooled initialisation's shuffle.
+_POOL_SHUFFLE_STREAM = 15485863
+
+
+def shuffled_like_init(weight, rng):
+    """`weight` permuted along every axis and sign-flipped along its first
+    and last, if its rank is >= 2 (else a copy).
+
+    For a tensor drawn i.i.d. from a symmetric distribution, or an
+    orthogonal matrix, the result is another draw of the same kind; vectors
+    (biases, LayerNorm scales, an LSTM's forget-gate bias) keep their
+    structured initial values.
+    """
+    weight = np.array(weight, np.float32)
+    if weight.ndim < 2:
+        return weight
+    for axis, size in enumerate(weight.shape):
+        weight = np.take(weight, rng.permutation(size), axis=axis)
+    for axis in (0, weight.ndim - 1):
+        shape = [1] * weight.ndim
+        shape[axis] = weight.shape[axis]
+        weight = weight * rng.choice(np.float32([-1.0, 1.0]), size=shape)
+    return weight
+
+
 def keras_task(structure, build_model, loss, train_data, valid_data, batch_size, init_scale_range=(1.0, 1.0)):
     """A Task over a Keras model.
 
@@ -93,11 +129,23 @@ def keras_task(structure, build_model, loss, train_data, valid_data, batch_size,
 
     low, high = init_scale_range
 
+    def init_scale(seed):
+        return np.float32(np.exp(np.random.default_rng(int(seed)).uniform(np.log(low), np.log(high))))
+
     def init_params(seed):
         keras.utils.set_random_seed(int(seed))
         model = build_model()
-        scale = np.exp(np.random.default_rng(int(seed)).uniform(np.log(low), np.log(high)))
-        return [np.float32(scale) * np.asarray(v.numpy(), np.float32) for v in model.trainable_variables]
+        return [init_scale(seed) * np.asarray(v.numpy(), np.float32) for v in model.trainable_variables]
+
+    pool = {}
+
+    def pooled_init_params(seed, pool_size):
+        index = int(seed) % pool_size
+        if index not in pool:
+            keras.utils.set_random_seed(index)
+            pool[index] = [np.asarray(v.numpy(), np.float32) for v in build_model().trainable_variables]
+        rng = np.random.default_rng([int(seed), _POOL_SHUFFLE_STREAM])
+        return [init_scale(seed) * shuffled_like_init(w, rng) for w in pool[index]]
 
     def task_loss(params, batch):
         x, y = batch
@@ -111,6 +159,7 @@ def keras_task(structure, build_model, loss, train_data, valid_data, batch_size,
         sample_batch=functools.partial(_sample_rows, batch_size=batch_size),
         train_data=tuple(np.asarray(a) for a in train_data),
         valid_data=tuple(np.asarray(a) for a in valid_data),
+        pooled_init_params=pooled_init_params,
     )
 
 
@@ -119,6 +168,20 @@ def _mlp(input_shape, widths, outputs, activation):
     layers += [keras.layers.Dense(w, activation=activation) for w in widths]
     layers.append(keras.layers.Dense(outputs))
     return keras.Sequential(layers)
+
+
+def _residual_mlp(input_shape, sizes, outputs, activation):
+    """`sizes = (width, blocks)`: pre-LayerNorm residual blocks
+    `h + Dense(width)(act(Dense(width)(LayerNorm(h))))`, then LayerNorm."""
+    width, blocks = sizes
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Dense(width)(keras.layers.Flatten()(inputs))
+    for _ in range(blocks):
+        branch = keras.layers.LayerNormalization()(h)
+        branch = keras.layers.Dense(width, activation=activation)(branch)
+        h = h + keras.layers.Dense(width)(branch)
+    h = keras.layers.LayerNormalization()(h)
+    return keras.Model(inputs, keras.layers.Dense(outputs)(h))
 
 
 def _conv(input_shape, channels, outputs, activation):
@@ -304,6 +367,16 @@ def _mlp_mnist1d_family():
     return _variant_family("mlp_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
 
 
+def _mlp_wide_mnist1d_family():
+    variants = [((128, 128), "relu", 64), ((256, 256), "gelu", 64)]
+    return _variant_family("mlp_wide_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
+
+
+def _resmlp_digits_family():
+    variants = [((32, 2), "gelu", 64), ((64, 3), "relu", 32)]
+    return _variant_family("resmlp_digits", "digits", _residual_mlp, (8, 8, 1), 10, "classification", variants)
+
+
 def _mlp_regression_family():
     variants = [((32,), "relu", 64), ((64, 64), "tanh", 32)]
     return _variant_family("mlp_regression", "synthetic_regression", _mlp, (16,), 4, "regression", variants)
@@ -400,6 +473,8 @@ _FAMILY_BUILDERS = {
     "mlp_digits": _mlp_digits_family,
     "conv_digits": _conv_digits_family,
     "mlp_mnist1d": _mlp_mnist1d_family,
+    "mlp_wide_mnist1d": _mlp_wide_mnist1d_family,
+    "resmlp_digits": _resmlp_digits_family,
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,
     "gru_parity": _gru_parity_family,

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lopt import features, presets, savedmodel
-from keras_lopt.layers import ARCHITECTURES, MLPNetwork
+from keras_lopt.layers import ARCHITECTURES, AdaptiveMLPNetwork, MLPNetwork
 from keras_lopt.meta import distributed, estimators, tasks, unroll
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -46,8 +46,20 @@ _EVAL_SEED_BASE = 2**31 - 1000
 
 def build_network(config):
     """The network a config describes (randomly initialised): an
-    `MLPNetwork`, `FFNLSTMNetwork` or `HyperLSTMNetwork`."""
+    `MLPNetwork`, `AdaptiveMLPNetwork`, `FFNLSTMNetwork` or `HyperLSTMNetwork`."""
     network = config.network
+    num_features = len(features.feature_names(network.feature_set))
+    if network.architecture == AdaptiveMLPNetwork.kind:
+        kwargs = {}
+        if network.controller_hidden_size is not None:
+            kwargs["controller_hidden_size"] = network.controller_hidden_size
+        return AdaptiveMLPNetwork(
+            num_features=num_features,
+            hidden_sizes=network.hidden_sizes,
+            activation=network.activation,
+            name=config.name,
+            **kwargs,
+        )
     kwargs = {}
     if network.architecture != MLPNetwork.kind:
         kwargs["num_context_features"] = features.NUM_CONTEXT_FEATURES
@@ -56,7 +68,7 @@ def build_network(config):
         if network.bank_size is not None:
             kwargs["bank_size"] = network.bank_size
     return ARCHITECTURES[network.architecture](
-        num_features=len(features.feature_names(network.feature_set)),
+        num_features=num_features,
         hidden_sizes=network.hidden_sizes,
         activation=network.activation,
         magnitude_scale=network.magnitude_scale,
@@ -209,6 +221,7 @@ class MetaTrainer:
                 min_loss_ratio=self.config.min_loss_ratio,
                 loss_visible_fraction=self.config.estimator.loss_visible_fraction,
                 feature_names=features.feature_names(self.config.network.feature_set),
+                parameter_scale_range=self.config.parameter_scale_range,
             )
         return self._unrolls[key].with_steps(num_steps)
 
@@ -225,6 +238,7 @@ class MetaTrainer:
             self._unroll_for(task, est.truncation_length, self.config.objective),
             est,
             unroll_for=lambda n: self._unroll_for(task, n, self.config.objective),
+            init_pool_size=self.config.init_pool_size,
         )
         worker.identity = (family_index, task_index)
         return worker
@@ -306,25 +320,29 @@ class MetaTrainer:
     def evaluate(self, theta=None):
         """Mean meta-loss of `theta` on held-out seeds of every family.
 
-        Each family contributes `eval_tasks` trajectories of `eval_horizon`
-        steps (variant `i % len(family)`, seed `_EVAL_SEED_BASE + i`), scored
-        with the run's objective ("mean" for "validation" runs) and
-        unperturbed meta-weights.
+        Each family contributes `eval_tasks` runs of `eval_horizon` steps
+        (variant `i % len(family)`), each of `eval_members` trajectories
+        (seeds from `_EVAL_SEED_BASE + i * eval_members`), scored with the
+        run's objective ("mean" for "validation" runs) and unperturbed
+        meta-weights.
         """
         theta = self.theta if theta is None else theta
         c = self.config
         objective = "mean" if c.objective == "validation" else c.objective
         runs = [(family, i) for family in self.families for i in range(c.eval_tasks)]
+        members = c.eval_members
 
         def score(k):
             family, i = runs[k]
             task = family.task(i % len(family))
             run = self._unroll_for(task, c.eval_horizon, objective)
+            seeds = _EVAL_SEED_BASE + i * members + np.arange(members)
             state = unroll.fresh_state(
-                task, [_EVAL_SEED_BASE + i], [c.eval_horizon], network=self.layer
+                task, seeds, [c.eval_horizon] * members, network=self.layer,
+                init_pool_size=c.init_pool_size,
             )
-            _, meta, _ = run(theta[None, :], state)
-            return [float(meta[0])]
+            _, meta, _ = run(np.tile(theta[None, :], (members, 1)), state)
+            return [float(np.mean(meta.numpy().astype(np.float64)))]
 
         return float(np.mean(self._sharded(len(runs), 1, score)))
 

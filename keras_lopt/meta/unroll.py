@@ -21,6 +21,8 @@ LOSS_CLIP_RATIO = 100.0
 # Random stream (with the trajectory seed) that decides whether a
 # trajectory's rule is told the training loss.
 _LOSS_VISIBILITY_STREAM = 7919
+# Random stream (with the trajectory seed) of its parameter scale.
+_PARAMETER_SCALE_STREAM = 104729
 
 
 def weight_shapes(layer):
@@ -82,7 +84,7 @@ class InnerState:
         return InnerState.from_tuple(tf.nest.pack_sequence_as(self.as_tuple(), [tf.constant(a) for a in flat]))
 
 
-def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None):
+def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None, init_pool_size=None):
     """Inner state at step 0 for trajectories with the given seeds.
 
     Args:
@@ -93,8 +95,10 @@ def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None):
         network: the learned-optimizer layer; needed for networks with
             per-tensor state (their slots `[M, *shape]` follow the
             per-parameter ones).
+        init_pool_size: see `MetaTrainConfig.init_pool_size`
+            (`Task.initial_params`).
     """
-    inits = [task.init_params(int(s)) for s in seeds]
+    inits = [task.initial_params(int(s), init_pool_size) for s in seeds]
     params = [tf.constant(np.stack(p)) for p in zip(*inits)]
     m = len(seeds)
     tensor_slots = tuple(
@@ -143,6 +147,26 @@ def loss_visible(seeds, fraction):
     )
 
 
+def parameter_scales(seeds, scale_range):
+    """`[M]` float32: each trajectory's reparametrisation scale `c`.
+
+    Log-uniform in `scale_range = (low, high)`, a function of the trajectory
+    seed alone (see `MetaTrainConfig.parameter_scale_range`).
+    """
+    low, high = (float(v) for v in scale_range)
+    return np.asarray(
+        [
+            np.exp(
+                np.random.default_rng([int(s), _PARAMETER_SCALE_STREAM]).uniform(
+                    np.log(low), np.log(high)
+                )
+            )
+            for s in np.asarray(seeds)
+        ],
+        np.float32,
+    )
+
+
 def _objective(objective, values, num_steps):
     """Meta-loss of one member from its per-step values `[K_max]`, of which
     the first `num_steps` (an int32 scalar tensor) were run."""
@@ -159,7 +183,7 @@ def _objective(objective, values, num_steps):
 
 def build_unroll(
     task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12,
-    loss_visible_fraction=0.5, feature_names=features.FEATURE_NAMES,
+    loss_visible_fraction=0.5, feature_names=features.FEATURE_NAMES, parameter_scale_range=(1.0, 1.0),
 ):
     """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
 
@@ -178,7 +202,11 @@ def build_unroll(
     without a loss. `jit_compile=False` gives a function that can be
     differentiated with respect to `thetas` (XLA cannot differentiate the
     while loop), which the estimator tests use as ground truth.
-    `feature_names` are the features `layer` reads (`rule.step`).
+    `feature_names` are the features `layer` reads (`rule.step`). With a
+    `parameter_scale_range` other than `(1, 1)`, each trajectory trains its
+    task reparametrised by its `parameter_scales` `c`: the state holds
+    `phi = c * theta` (scaled when the trajectory starts, at step 0) and the
+    task's loss is evaluated at `phi / c`.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
@@ -186,13 +214,22 @@ def build_unroll(
     if max_steps < 1:
         raise ValueError(f"`num_steps` must be a positive integer. Received: num_steps={num_steps!r}")
     shapes = weight_shapes(layer)
+    reparametrized = tuple(parameter_scale_range) != (1.0, 1.0)
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
     def member(
-        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known, steps
+        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known, scale, steps
     ):
         network = BoundNetwork(layer, unflatten_weights(theta, shapes))
+
+        def task_loss(params, batch):
+            if reparametrized:
+                params = [p / scale for p in params]
+            return task.loss(params, batch)
+
+        if reparametrized:
+            params = [tf.where(step == 0, p * scale, p) for p in params]
 
         def body(k, params, slots, loss_ref, train_losses, valid_losses):
             t = step + k
@@ -200,7 +237,7 @@ def build_unroll(
             batch = task.sample_batch(train_data, batch_seed)
             with tf.GradientTape() as tape:
                 tape.watch(params)
-                loss = task.loss(params, batch)
+                loss = task_loss(params, batch)
             grads = tape.gradient(loss, params)
             loss_ref = tf.where(t == 0, loss, loss_ref)
             new_params, new_slots = [], []
@@ -223,7 +260,7 @@ def build_unroll(
             train_losses = train_losses + one_hot * loss
             if objective == "validation":
                 valid_batch = task.sample_batch(valid_data, batch_seed + 1)
-                valid_losses = valid_losses + one_hot * task.loss(new_params, valid_batch)
+                valid_losses = valid_losses + one_hot * task_loss(new_params, valid_batch)
             return k + 1, new_params, new_slots, loss_ref, train_losses, valid_losses
 
         zeros = tf.zeros([max_steps])
@@ -247,11 +284,11 @@ def build_unroll(
     # the same values up to float rounding), so a resumed run would not
     # reproduce an uninterrupted one bit for bit.
     @tf.function(jit_compile=jit_compile)
-    def unroll(thetas, state_tuple, loss_known, steps):
+    def unroll(thetas, state_tuple, loss_known, scales, steps):
         # `steps` is captured, not mapped: the loop bound is the same for
         # every member, so the vectorised while loop needs no per-member mask.
         out = tf.vectorized_map(
-            lambda args: member(*args, steps), (thetas, *state_tuple, loss_known)
+            lambda args: member(*args, steps), (thetas, *state_tuple, loss_known, scales)
         )
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
@@ -266,6 +303,7 @@ def build_unroll(
             tf.convert_to_tensor(thetas, tf.float32),
             state.as_tuple(),
             tf.constant(loss_visible(state.seed.numpy(), loss_visible_fraction)),
+            tf.constant(parameter_scales(state.seed.numpy(), parameter_scale_range)),
             tf.constant(steps, tf.int32),
         )
         return InnerState.from_tuple(new_state), meta, losses[:, :steps]

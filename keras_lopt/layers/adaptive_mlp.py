@@ -1,0 +1,339 @@
+"""Per-parameter MLP with a learned per-tensor step-size controller."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt import features
+from keras_lopt.layers.mlp import ACTIVATIONS, elementwise_mlp
+
+# Decay of the controller's running averages of its alignment signals and
+# of the gradient's mean square.
+SIGNAL_AVERAGE_DECAY = 0.9
+# Bound on |log(gradient mean square / its average)| as a controller input.
+MAX_LOG_GRADIENT_RATIO = 3.0
+# The per-tensor state vector: the log step size, then the running averages.
+STATE_FIELDS = (
+    "log_step",
+    *(f"average_{name}" for name in features.ALIGNMENT_FEATURE_NAMES),
+)
+# What the controller reads, in order: this step's alignments, their
+# running averages, the log change of the gradient's mean square, the
+# current log step size, then the tensor features.
+CONTROLLER_INPUT_NAMES = (
+    *features.ALIGNMENT_FEATURE_NAMES[:-1],
+    *(f"average_{n}" for n in features.ALIGNMENT_FEATURE_NAMES[:-1]),
+    "log_gradient_mean_square_ratio",
+    "log_step",
+    *features.TENSOR_FEATURE_NAMES,
+)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+
+
+def _positive_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0 < value < float("inf")
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive finite number. Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_lopt")
+class AdaptiveMLPNetwork(keras.layers.Layer):
+    """A per-parameter direction and a learned per-tensor step size.
+
+    Per element, an MLP on the features (`F` columns, scalars folded into its
+    first bias, as `MLPNetwork`) gives the direction `d`. Per tensor, a
+    small controller MLP keeps a log step size `s` in its state and moves it
+    every step by at most `max_step_change`:
+
+        s <- clip(s + max_step_change * tanh(controller(inputs)), *log_step_range)
+        update = learning_rate * d * exp(s)
+
+    The controller reads `CONTROLLER_INPUT_NAMES`: how this step's gradient
+    aligns with the previous Adam-like directions (and running averages of
+    that), how its mean square compares with its running average, `s`
+    itself, and the tensor features (progress, tensor size). So the step
+    size of every tensor grows while steps agree and shrinks when they
+    overshoot or the gradient spikes, across orders of magnitude, instead of
+    being a fixed multiple of the learning rate.
+
+    The per-element cost is the direction MLP only; the controller costs a
+    few hundred flops per tensor, and its signals one reduction pass.
+
+    Weights, in order: `kernel_0 [F, h0]`, `bias_0`, ..., `kernel_n [h, 1]`,
+    `bias_n [1]` (direction MLP), then `controller_kernel_0 [I, K]`,
+    `controller_bias_0 [K]`, `controller_kernel_1 [K, 1]`,
+    `controller_bias_1 [1]`.
+
+    Args:
+        num_features: `F`, the number of per-element input features.
+        hidden_sizes: widths of the direction MLP's hidden layers.
+        activation: `"relu"` or `"tanh"`, for both MLPs.
+        controller_hidden_size: `K`, the controller's hidden width.
+        max_step_change: the largest change of `s` in one step.
+        log_step_range: `(low, high)`, the bounds of `s`.
+    """
+
+    kind = "adaptive_mlp"
+    state_names = ("step_control",)
+    state_shapes = ((len(STATE_FIELDS),),)
+    context_feature_names = (
+        features.ALIGNMENT_FEATURE_NAMES + features.TENSOR_FEATURE_NAMES
+    )
+    reads_loss = False
+    # `update = learning_rate * direction * exp(magnitude_scale * s)`.
+    magnitude_scale = 1.0
+    max_log_multiplier = None
+    config_keys = (
+        "hidden_sizes",
+        "activation",
+        "controller_hidden_size",
+        "max_step_change",
+        "log_step_range",
+    )
+
+    def __init__(
+        self,
+        num_features,
+        hidden_sizes=(8,),
+        activation="relu",
+        controller_hidden_size=8,
+        max_step_change=0.05,
+        log_step_range=(-7.0, 5.0),
+        num_context_features=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _positive_int("num_features", num_features)
+        hidden_sizes = tuple(hidden_sizes)
+        if not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0
+            for h in hidden_sizes
+        ):
+            raise ValueError(
+                "`hidden_sizes` must be a sequence of positive integers. "
+                f"Received: hidden_sizes={hidden_sizes!r}"
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be one of {sorted(ACTIVATIONS)}. "
+                f"Received: activation={activation!r}"
+            )
+        _positive_int("controller_hidden_size", controller_hidden_size)
+        _positive_number("max_step_change", max_step_change)
+        low, high = (float(v) for v in log_step_range)
+        if not (np.isfinite(low) and np.isfinite(high) and low <= 0.0 <= high):
+            raise ValueError(
+                "`log_step_range` must be finite `(low, high)` with "
+                f"low <= 0 <= high. Received: log_step_range={log_step_range!r}"
+            )
+        if num_context_features is not None and num_context_features != len(
+            self.context_feature_names
+        ):
+            raise ValueError(
+                f"`num_context_features` must be {len(self.context_feature_names)} "
+                f"for {type(self).__name__}. "
+                f"Received: num_context_features={num_context_features!r}"
+            )
+        self.num_features = num_features
+        self.num_context_features = len(self.context_feature_names)
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.controller_hidden_size = controller_hidden_size
+        self.max_step_change = float(max_step_change)
+        self.log_step_range = (low, high)
+        sizes = (num_features, *hidden_sizes, 1)
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.add_weight(
+                shape=(fan_in, fan_out), initializer="glorot_uniform", name=f"kernel_{i}"
+            )
+            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"bias_{i}")
+        self._num_direction_weights = 2 * (len(sizes) - 1)
+        controller_sizes = (len(CONTROLLER_INPUT_NAMES), controller_hidden_size, 1)
+        for i, (fan_in, fan_out) in enumerate(
+            zip(controller_sizes[:-1], controller_sizes[1:])
+        ):
+            self.add_weight(
+                shape=(fan_in, fan_out),
+                initializer="glorot_uniform",
+                name=f"controller_kernel_{i}",
+            )
+            self.add_weight(
+                shape=(fan_out,), initializer="zeros", name=f"controller_bias_{i}"
+            )
+        self.built = True
+
+    def weight_names(self):
+        """Names of `self.weights`, in order."""
+        return [w.name for w in self.weights]
+
+    def controller_inputs(self, context, state):
+        """`([I] controller inputs, new running averages [3])` of one tensor."""
+        count = len(features.ALIGNMENT_FEATURE_NAMES)
+        signals = tf.unstack(context[:count], num=count)
+        tensor_columns = tf.unstack(context[count:], num=len(features.TENSOR_FEATURE_NAMES))
+        log_step = state[0]
+        averages = tf.unstack(state[1:], num=count)
+        new_averages = [
+            average + (signal - average) * (1.0 - SIGNAL_AVERAGE_DECAY)
+            for signal, average in zip(signals[:-1], averages[:-1])
+        ]
+        square, square_average = signals[-1], averages[-1]
+        seen = square_average > 0.0
+        # The first gradient starts the average: no ratio to report yet.
+        new_averages.append(
+            tf.where(
+                seen,
+                square_average + (square - square_average) * (1.0 - SIGNAL_AVERAGE_DECAY),
+                square,
+            )
+        )
+        ratio = tf.where(
+            seen,
+            tf.math.log(
+                (square + features.ALIGNMENT_EPSILON)
+                / (square_average + features.ALIGNMENT_EPSILON)
+            ),
+            0.0,
+        )
+        ratio = tf.clip_by_value(ratio, -MAX_LOG_GRADIENT_RATIO, MAX_LOG_GRADIENT_RATIO)
+        inputs = tf.stack(
+            [*signals[:-1], *new_averages[:-1], ratio, log_step, *tensor_columns]
+        )
+        return inputs, new_averages
+
+    def forward(self, weights, columns, context, state):
+        """Applies the network with explicit weights.
+
+        Args:
+            weights: list of float32 tensors shaped like `self.weights`.
+            columns: list of `F` float32 feature columns (scalars for tensor
+                features), as for `MLPNetwork.forward`.
+            context: float32 `[C]`, `context_feature_names` of the tensor.
+            state: `(step_control [len(STATE_FIELDS)],)`.
+
+        Returns:
+            `(direction, log_step, new_state)`: the direction (the columns'
+            shape), the new log step size `s` (a scalar) and the new state.
+        """
+        if len(columns) != self.num_features:
+            raise ValueError(
+                f"Expected {self.num_features} feature columns. "
+                f"Received: {len(columns)} columns"
+            )
+        direction_weights = weights[: self._num_direction_weights]
+        controller = weights[self._num_direction_weights :]
+        (step_control,) = state
+        inputs, new_averages = self.controller_inputs(context, step_control)
+        hidden = ACTIVATIONS[self.activation](
+            tf.linalg.matvec(controller[0], inputs, transpose_a=True) + controller[1]
+        )
+        change = tf.linalg.matvec(controller[2], hidden, transpose_a=True)[0] + controller[3][0]
+        low, high = self.log_step_range
+        log_step = tf.clip_by_value(
+            step_control[0] + self.max_step_change * tf.tanh(change), low, high
+        )
+        (direction,) = elementwise_mlp(direction_weights, columns, self.activation)
+        new_state = tf.stack([log_step, *new_averages])
+        return direction, log_step, (new_state,)
+
+    def call(self, features_matrix, context, step_control):
+        """features `[N, F]`, context `[C]`, state `[4]` ->
+        (direction `[N]`, log step `[]`, (step_control `[4]`,))."""
+        features_matrix = tf.convert_to_tensor(features_matrix, tf.float32)
+        columns = tf.unstack(features_matrix, num=self.num_features, axis=-1)
+        return self.forward(
+            [w.value for w in self.weights],
+            columns,
+            tf.convert_to_tensor(context, tf.float32),
+            (tf.convert_to_tensor(step_control, tf.float32),),
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_features": self.num_features,
+                "hidden_sizes": list(self.hidden_sizes),
+                "activation": self.activation,
+                "controller_hidden_size": self.controller_hidden_size,
+                "max_step_change": self.max_step_change,
+                "log_step_range": list(self.log_step_range),
+            }
+        )
+        return config
+
+    def hypergradient_weights(self, feature_names, seed=0, alignment_gain=2.0, bias=0.5):
+        """Hand-set weights: Adam's direction with a hypergradient-style controller.
+
+        The direction MLP passes the Adam-normalised fast momentum through
+        (`relu(x) - relu(-x)`), so with `s = 0` the update is exactly Adam's
+        at `learning_rate`. The controller moves `s` by
+        `max_step_change * tanh(alignment_gain * (alignment + its average)
+        + bias)` for the fast momentum's alignment. The other hidden units get
+        seeded random input weights and zero output weights, so they start
+        silent but can be learned. A starting point for meta-training.
+
+        Args:
+            feature_names: the network's `F` feature names (they must include
+                `momentum_0p9_normalized`).
+            seed: seeds the silent units' weights.
+            alignment_gain, bias: the controller's hand-set rule.
+
+        Returns:
+            A list of numpy arrays shaped like `self.weights`.
+        """
+        rng = np.random.default_rng(seed)
+        names = list(feature_names)
+        fast = f"{features.momentum_slot_names()[0]}_normalized"
+        if len(names) != self.num_features or fast not in names:
+            raise ValueError(
+                f"Expected {self.num_features} feature names including {fast!r}. "
+                f"Received: {names}"
+            )
+        if len(self.hidden_sizes) != 1 or self.hidden_sizes[0] < 2 or self.controller_hidden_size < 2:
+            raise ValueError(
+                "Hand-set weights need one hidden layer of width >= 2 in both "
+                f"MLPs. Received: hidden_sizes={self.hidden_sizes}, "
+                f"controller_hidden_size={self.controller_hidden_size}"
+            )
+
+        def silent(fan_in, fan_out):
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-limit, limit, (fan_in, fan_out)).astype("float32")
+
+        width = self.hidden_sizes[0]
+        kernel_0 = silent(self.num_features, width)
+        kernel_0[:, :2] = 0.0
+        kernel_0[names.index(fast), :2] = (1.0, -1.0)
+        kernel_1 = np.zeros((width, 1), "float32")
+        kernel_1[:2, 0] = (1.0, -1.0)
+        inputs = list(CONTROLLER_INPUT_NAMES)
+        k = self.controller_hidden_size
+        controller_0 = silent(len(inputs), k)
+        controller_0[:, :2] = 0.0
+        for name in (
+            f"alignment_{features.momentum_slot_names()[0]}",
+            f"average_alignment_{features.momentum_slot_names()[0]}",
+        ):
+            controller_0[inputs.index(name), :2] = (alignment_gain, -alignment_gain)
+        controller_1 = np.zeros((k, 1), "float32")
+        controller_1[:2, 0] = (1.0, -1.0)
+        return [
+            kernel_0,
+            np.zeros(width, "float32"),
+            kernel_1,
+            np.zeros(1, "float32"),
+            controller_0,
+            np.zeros(k, "float32"),
+            controller_1,
+            np.full(1, bias, "float32"),
+        ]

@@ -1,0 +1,275 @@
+"""The adaptive architecture: a direction MLP and a per-tensor step-size controller."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lopt
+from conftest import unroll_and_optimizer_losses
+from keras_lopt import adam_equivalent, features, presets, rule, savedmodel
+from keras_lopt.layers import AdaptiveMLPNetwork, BoundNetwork
+from keras_lopt.layers.adaptive_mlp import CONTROLLER_INPUT_NAMES, STATE_FIELDS
+
+LOCAL = features.FEATURE_SETS["local"]
+PRESET = adam_equivalent.HYPERGRADIENT_PRESET_NAME
+
+
+def _random_network(seed=3, **kwargs):
+    network = AdaptiveMLPNetwork(num_features=len(LOCAL), name="adaptive_random", **kwargs)
+    rng = np.random.default_rng(seed)
+    network.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights])
+    return network
+
+
+def _export(network, path):
+    return savedmodel.export(
+        network,
+        path,
+        savedmodel.PresetInfo(
+            name="adaptive_random_v1", learning_rate=1e-3,
+            provenance={"method": "random for tests"}, feature_set="local",
+        ),
+    )
+
+
+def test_alignment_features_match_numpy():
+    """Cosines with the momenta before the step, read from the moments after it."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(5, 3)).astype("float32")
+    previous = tuple(rng.normal(size=(5, 3)).astype("float32") for _ in features.MOMENTUM_DECAYS)
+    old_v = rng.uniform(0.1, 2.0, size=(5, 3)).astype("float32")
+    new = rule.update_moments(rule.RuleState(momenta=previous, second_moment=old_v), g)
+    got = [float(c) for c in features.alignment_features(g, new.momenta, new.second_moment)]
+    v = new.second_moment.numpy()
+    expected = []
+    for m in previous:
+        d = m / (np.sqrt(v) + features.EPSILON)
+        expected.append(np.sum(g * d) / np.sqrt(np.sum(g * g) * np.sum(d * d)))
+    expected.append(np.mean(g * g))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert features.ALIGNMENT_FEATURE_NAMES == (
+        "alignment_momentum_0p9", "alignment_momentum_0p99", "gradient_mean_square",
+    )
+
+
+def test_alignment_features_sample_large_tensors():
+    assert features.alignment_sample_stride(features.ALIGNMENT_SAMPLE_SIZE) == 1
+    stride = features.alignment_sample_stride(1024 * 1024)
+    assert stride == 257  # the smallest prime >= 1024 * 1024 / 4096 = 256
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(1024, 1024)).astype("float32")
+    m = (0.5 * g + rng.normal(size=g.shape)).astype("float32")
+    v = np.ones_like(g)
+    got = [float(c) for c in features.alignment_features(g, (m, m), v)]
+    flat_g, flat_m = g.ravel()[::stride], m.ravel()[::stride]
+    previous = (flat_m - 0.1 * flat_g) / 0.9
+    expected = np.sum(flat_g * previous) / np.sqrt(np.sum(flat_g**2) * np.sum(previous**2))
+    assert got[0] == pytest.approx(expected, rel=1e-4)
+    assert got[2] == pytest.approx(np.mean(flat_g**2), rel=1e-5)
+
+
+def test_alignment_features_are_finite_for_zero_state_and_overflow():
+    g = np.ones(4, "float32")
+    # The first step: the moments hold only (1 - decay) * g, the previous ones are zero.
+    first = rule.update_moments(rule.init_state(tf.zeros(4)), tf.constant(g))
+    columns = features.alignment_features(g, first.momenta, first.second_moment)
+    assert [float(c) for c in columns] == [0.0, 0.0, 1.0]
+    huge = np.full((4,), 1e19, "float32")  # finite, but the sum of squares overflows
+    columns = features.alignment_features(huge, (huge, huge), np.ones(4, "float32"))
+    values = [float(c) for c in columns]
+    assert values[:2] == [0.0, 0.0]
+    assert values[2] == pytest.approx(features.MAX_MEAN_SQUARE)
+
+
+def _numpy_controller(weights, context, state, network):
+    """The controller of `AdaptiveMLPNetwork.forward`, written out in numpy."""
+    decay = 0.9
+    signals, tensor = context[:3], context[3:]
+    log_step, averages = state[0], state[1:]
+    new_averages = averages[:2] + (signals[:2] - averages[:2]) * (1 - decay)
+    if averages[2] > 0:
+        square_average = averages[2] + (signals[2] - averages[2]) * (1 - decay)
+        ratio = np.clip(np.log((signals[2] + 1e-30) / (averages[2] + 1e-30)), -3, 3)
+    else:
+        square_average, ratio = signals[2], 0.0
+    inputs = np.concatenate([signals[:2], new_averages, [ratio, log_step], tensor])
+    hidden = np.maximum(inputs @ weights[4] + weights[5], 0.0)
+    change = (hidden @ weights[6] + weights[7])[0]
+    low, high = network.log_step_range
+    new_log_step = np.clip(log_step + network.max_step_change * np.tanh(change), low, high)
+    return new_log_step, np.concatenate([[new_log_step], new_averages, [square_average]])
+
+
+@pytest.mark.parametrize("square_average", [0.0, 0.7])
+def test_forward_matches_numpy(square_average):
+    network = _random_network()
+    weights = [w.numpy() for w in network.weights]
+    rng = np.random.default_rng(1)
+    columns = [rng.normal(size=(6,)).astype("float32") for _ in range(3)] + [
+        np.float32(v) for v in rng.uniform(0, 1, len(LOCAL) - 3)
+    ]
+    context = np.concatenate([rng.uniform(-1, 1, 2), [0.3], rng.uniform(0, 1, 7)]).astype("float32")
+    state = np.array([0.4, 0.1, -0.2, square_average], "float32")
+    direction, log_step, (new_state,) = network.forward(
+        network.weights, [tf.constant(c) for c in columns], tf.constant(context), (tf.constant(state),)
+    )
+    expected_log_step, expected_state = _numpy_controller(weights, context, state, network)
+    assert float(log_step) == pytest.approx(expected_log_step, rel=1e-5)
+    np.testing.assert_allclose(new_state.numpy(), expected_state, rtol=1e-5, atol=1e-6)
+    # The direction MLP: tensor columns fold into the first bias.
+    x = np.stack(columns[:3], axis=-1)
+    bias = weights[1] + np.asarray(columns[3:]) @ weights[0][3:]
+    hidden = np.maximum(x @ weights[0][:3] + bias, 0.0)
+    np.testing.assert_allclose(direction.numpy(), (hidden @ weights[2] + weights[3])[:, 0], rtol=1e-5, atol=1e-6)
+    assert len(CONTROLLER_INPUT_NAMES) == weights[4].shape[0]
+    assert len(STATE_FIELDS) == network.state_shapes[0][0]
+
+
+def test_log_step_is_bounded():
+    network = _random_network(max_step_change=2.0, log_step_range=(-1.0, 0.5))
+    state = (tf.constant([0.0, 0.0, 0.0, 0.0]),)
+    columns = [tf.ones((3,))] * 3 + [tf.constant(0.5)] * (len(LOCAL) - 3)
+    context = tf.constant([1.0, 1.0, 1.0] + [0.5] * 7)
+    seen = []
+    for _ in range(20):
+        _, log_step, state = network.forward(network.weights, columns, context, state)
+        seen.append(float(log_step))
+    assert -1.0 <= min(seen) and max(seen) <= 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"controller_hidden_size": 0}, "`controller_hidden_size` must be a positive integer. Received: controller_hidden_size=0"),
+        ({"max_step_change": -1.0}, "`max_step_change` must be a positive finite number. Received: max_step_change=-1.0"),
+        ({"log_step_range": (0.5, 2.0)}, "`log_step_range` must be finite `(low, high)` with low <= 0 <= high. Received: log_step_range=(0.5, 2.0)"),
+        ({"hidden_sizes": (4, "8")}, "`hidden_sizes` must be a sequence of positive integers. Received: hidden_sizes=(4, '8')"),
+        ({"activation": "gelu"}, "`activation` must be one of ['relu', 'tanh']. Received: activation='gelu'"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        AdaptiveMLPNetwork(num_features=len(LOCAL), **kwargs)
+    assert str(info.value) == message
+
+
+def test_state_slots_and_shapes():
+    network = _random_network()
+    assert rule.state_slot_names(network) == (*rule.state_slot_names(), "step_control")
+    assert rule.tensor_state_shapes(network) == ((4,),)
+    assert not rule.reads_loss(network)
+
+
+def test_hand_set_preset_is_adam_with_a_hypergradient_step_size():
+    """Golden: the shipped hand-set preset against its formula in numpy."""
+    loaded = presets.load_preset(PRESET)
+    network = loaded.network
+    variable = tf.Variable(np.zeros((3, 2), "float32"))
+    optimizer = keras_lopt.LearnedOptimizer(preset=PRESET)
+    rng = np.random.default_rng(5)
+    grads = [rng.normal(size=(3, 2)).astype("float32") for _ in range(12)]
+    p = np.zeros((3, 2))
+    m = np.zeros((3, 2))
+    v = np.zeros((3, 2))
+    s, average = 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        v = 0.999 * v + 0.001 * g * g
+        direction = m / (np.sqrt(v) + 1e-7)
+        cosine = np.sum(g * direction) / np.sqrt(np.sum(g * g) * np.sum(direction * direction) + 1e-30)
+        average = 0.9 * average + 0.1 * cosine
+        change = adam_equivalent.HYPERGRADIENT_RULE["alignment_gain"] * (cosine + average)
+        s = np.clip(s + network.max_step_change * np.tanh(change + adam_equivalent.HYPERGRADIENT_RULE["bias"]), -7, 5)
+        m = 0.9 * m + 0.1 * g
+        m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
+        p = p - 1e-3 * np.exp(s) * m_hat / (np.sqrt(v_hat) + 1e-7)
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+    np.testing.assert_allclose(variable.numpy(), p, rtol=2e-4, atol=1e-7)
+    assert loaded.metadata["provenance"]["method"] == "hand-initialised"
+
+
+def test_preset_round_trip_and_serving_function(tmp_path):
+    network = _random_network()
+    loaded = _export(network, tmp_path / "adaptive")
+    assert loaded.network.kind == "adaptive_mlp"
+    assert loaded.metadata["format_version"] == savedmodel.RECURRENT_FORMAT_VERSION
+    assert loaded.metadata["context_feature_names"] == list(AdaptiveMLPNetwork.context_feature_names)
+    assert loaded.metadata["network_state"] == {"names": ["step_control"], "shapes": [[4]]}
+    for a, b in zip(loaded.weights, network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    served = tf.saved_model.load(str(tmp_path / "adaptive")).signatures["serving_default"]
+    rng = np.random.default_rng(2)
+    matrix = rng.normal(size=(5, len(LOCAL))).astype("float32")
+    context = rng.uniform(-1, 1, len(AdaptiveMLPNetwork.context_feature_names)).astype("float32")
+    state = np.array([0.1, 0.2, 0.3, 0.4], "float32")
+    out = served(feature_matrix=tf.constant(matrix), context=tf.constant(context), step_control=tf.constant(state))
+    direction, log_step, (new_state,) = network.call(matrix, context, state)
+    np.testing.assert_allclose(out["direction"].numpy(), direction.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out["step_control"].numpy(), new_state.numpy(), rtol=1e-6)
+    assert float(out["magnitude"]) == pytest.approx(float(log_step))
+
+
+def test_metadata_with_wrong_context_features_is_refused(tmp_path):
+    path = tmp_path / "adaptive"
+    _export(_random_network(), path)
+    metadata_path = path / savedmodel.METADATA_FILE
+    metadata = json.loads(metadata_path.read_text())
+    metadata["context_feature_names"] = metadata["context_feature_names"][::-1]
+    metadata_path.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="field `context_feature_names` is wrong"):
+        savedmodel.load(path)
+
+
+def test_unroll_matches_optimizer(tmp_path):
+    path = tmp_path / "adaptive"
+    _export(_random_network(), path)
+    expected, got = unroll_and_optimizer_losses(str(path), steps=25, learning_rate=1e-2)
+    np.testing.assert_allclose(got, expected, rtol=2e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_non_finite_gradient_keeps_every_slot(tmp_path, jit_compile):
+    path = tmp_path / "adaptive"
+    _export(_random_network(), path)
+    optimizer = keras_lopt.LearnedOptimizer(preset=str(path))
+    variable = tf.Variable(np.ones((4,), "float32"))
+
+    @tf.function(jit_compile=jit_compile)
+    def apply(g):
+        optimizer.apply_gradients([(g, variable)])
+
+    apply(tf.constant([0.1, -0.2, 0.3, 0.4]))
+    before = [v.numpy().copy() for v in optimizer.variables if "iteration" not in v.name]
+    apply(tf.constant([0.1, np.nan, 0.3, 0.4]))
+    after = [v.numpy() for v in optimizer.variables if "iteration" not in v.name]
+    names = [v.name for v in optimizer.variables if "iteration" not in v.name]
+    for name, a, b in zip(names, before, after):
+        if name != "skipped_updates":
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert optimizer.skipped_updates == 1
+    apply(tf.constant([0.1, -0.2, 0.3, 0.4]))
+    assert np.all(np.isfinite(variable.numpy()))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_fit_with_the_hand_set_preset_learns_faster_than_adam(jit_compile):
+    """Convergence: the step size grows on an easy regression problem."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    y = (x @ rng.normal(size=(8, 1))).astype("float32")
+    losses = {}
+    for name, optimizer in (("adam", keras.optimizers.Adam(1e-3)), ("learned", keras_lopt.LearnedOptimizer(preset=PRESET))):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
+        losses[name] = model.fit(x, y, epochs=4, batch_size=32, verbose=0).history["loss"][-1]
+    assert losses["learned"] < 0.5 * losses["adam"]
+
+
+def test_bound_network_forwards_the_protocol():
+    network = _random_network()
+    bound = BoundNetwork(network, network.weights)
+    assert not bound.reads_loss
+    assert bound.context_feature_names == network.context_feature_names
