@@ -21,7 +21,7 @@ def _fit(optimizer, steps, jit_compile=True, seed=0):
 
 
 def test_adam_equivalent_preset_matches_adam_for_100_fit_steps():
-    learned, _ = _fit(LearnedOptimizer("adam_equivalent_v1"), steps=100)
+    learned, _ = _fit(LearnedOptimizer(preset="adam_equivalent_v1"), steps=100)
     adam, _ = _fit(keras.optimizers.Adam(learning_rate=1e-3), steps=100)
     assert int(learned.optimizer.iterations.numpy()) == 100
     initial = small_classifier(0).get_weights()
@@ -31,9 +31,9 @@ def test_adam_equivalent_preset_matches_adam_for_100_fit_steps():
 
 
 def test_fit_under_xla_matches_fit_without(random_preset):
-    xla_model, xla_loss = _fit(LearnedOptimizer(random_preset), steps=20, jit_compile=True)
+    xla_model, xla_loss = _fit(LearnedOptimizer(preset=random_preset), steps=20, jit_compile=True)
     assert xla_model.jit_compile is True
-    plain_model, plain_loss = _fit(LearnedOptimizer(random_preset), steps=20, jit_compile=False)
+    plain_model, plain_loss = _fit(LearnedOptimizer(preset=random_preset), steps=20, jit_compile=False)
     assert np.isfinite(xla_loss)
     for a, b in zip(xla_model.get_weights(), plain_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -41,7 +41,7 @@ def test_fit_under_xla_matches_fit_without(random_preset):
 
 def test_custom_loop_compiles_with_xla_and_does_not_retrace(random_preset):
     model = small_classifier()
-    optimizer = LearnedOptimizer(random_preset)
+    optimizer = LearnedOptimizer(preset=random_preset)
     x, y = classification_data(n=64)
 
     train_step = xla_train_step(model, optimizer, LOSS)
@@ -68,7 +68,7 @@ def test_default_optimizer_converges_on_a_tiny_problem():
 def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
     x, y = classification_data(n=96)
     model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(random_preset, total_steps=50), loss=LOSS, jit_compile=True)
+    model.compile(optimizer=LearnedOptimizer(preset=random_preset, total_steps=50), loss=LOSS, jit_compile=True)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, shuffle=False, verbose=0)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -87,7 +87,7 @@ def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
 
 def test_keras_file_with_a_moved_preset_path_fails_clearly(tmp_path, random_preset):
     model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(random_preset), loss=LOSS)
+    model.compile(optimizer=LearnedOptimizer(preset=random_preset), loss=LOSS)
     path = str(tmp_path / "model.keras")
     model.save(path)
     shutil.rmtree(random_preset)

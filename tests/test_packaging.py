@@ -28,7 +28,7 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
         "import keras_lopt, numpy as np, keras; "
         "assert keras_lopt.__file__.startswith(%r), keras_lopt.__file__; "
         "keras_lopt.LearnedOptimizer(); "
-        "opt = keras_lopt.LearnedOptimizer('adam_equivalent_v1'); "
+        "opt = keras_lopt.LearnedOptimizer(preset='adam_equivalent_v1'); "
         "v = keras.Variable(np.ones(3, 'float32')); "
         "opt.apply_gradients([(np.ones(3, 'float32'), v)]); "
         "print(keras_lopt.list_presets(), v.numpy())" % str(site)

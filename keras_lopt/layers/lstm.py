@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt.layers.mlp import MLPNetwork
+from keras_lopt.layers.mlp import MLPNetwork, PresetNetworkLayer
 
 
 class _Untracked:
@@ -56,7 +56,7 @@ def _positive_int(name, value):
         )
 
 
-class RecurrentNetwork(keras.layers.Layer):
+class RecurrentNetwork(PresetNetworkLayer):
     """Base of the per-tensor-LSTM architectures (not used on its own).
 
     Subclasses add the per-parameter weights after the LSTM's (in their

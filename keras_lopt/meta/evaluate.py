@@ -54,7 +54,7 @@ def make_optimizer(spec):
     if spec == "learned":
         return keras_lopt.LearnedOptimizer()
     if spec.startswith("learned:"):
-        return keras_lopt.LearnedOptimizer(spec.split(":", 1)[1])
+        return keras_lopt.LearnedOptimizer(preset=spec.split(":", 1)[1])
     if spec == "adam":
         return keras.optimizers.Adam(1e-3)
     if spec == "adamw":
