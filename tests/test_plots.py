@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import keras_lopt_cli as cli
 from keras_lopt import plots, probes, toy_problems
-from keras_lopt.meta import cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
