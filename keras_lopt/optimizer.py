@@ -182,8 +182,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         m_0.9, m_0.99 = momenta of g at decays 0.9 and 0.99
         v = second moment of g (decay 0.999), as in Adam
         features = [g, m_0.9, m_0.99] / (sqrt(v) + epsilon)  (bias-corrected),
-                   training progress, step-count encodings, tensor size
-                   (and, for the "full" feature set, statistics of the tensor)
+                   training progress, step-count encodings, tensor size,
+                   and for the "full" feature set also g, the variable and
+                   sqrt(v), each divided by its tensor's RMS
         direction, magnitude = network(features)
         variable -= learning_rate * direction * exp(magnitude_scale * magnitude)
 

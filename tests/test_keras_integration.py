@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lopt
-from keras_lopt import LearnedOptimizer, TrainingHorizon, rule, savedmodel
+from keras_lopt import LearnedOptimizer, TrainingHorizon, rule, saved_state, savedmodel
 
 from conftest import classification_data, small_classifier
 from reference import rule_step
@@ -568,7 +568,9 @@ def test_checkpoint_with_another_state_layout_is_refused(
         checkpoint.restore(path)
 
 
-def test_keras_file_from_changed_preset_weights_is_refused(tmp_path, random_preset, random_network):
+def test_keras_file_from_changed_preset_weights_is_skipped_with_a_warning(
+    tmp_path, random_preset, random_network
+):
     model = small_classifier()
     model.compile(optimizer=LearnedOptimizer(preset=random_preset), loss=LOSS)
     model.fit(*classification_data(n=32), verbose=0)
@@ -580,8 +582,11 @@ def test_keras_file_from_changed_preset_weights_is_refused(tmp_path, random_pres
         random_network, random_preset,
         savedmodel.PresetInfo(name="random_v1", learning_rate=1e-3, provenance={}),
     )
-    with pytest.raises(ValueError, match="saved with other network weights than preset"):
-        keras.models.load_model(path)
+    with pytest.warns(UserWarning, match=r"written with preset 'random_v1' \(fingerprint [0-9a-f]{16}\), but this optimizer uses preset 'random_v1' \(fingerprint"):
+        restored = keras.models.load_model(path)
+    assert int(restored.optimizer.iterations.numpy()) == 0  # nothing restored
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keras_file_saved_before_training_loads_and_trains(tmp_path):
@@ -594,13 +599,15 @@ def test_keras_file_saved_before_training_loads_and_trains(tmp_path):
     assert int(restored.optimizer.iterations.numpy()) == 1
 
 
-def test_keras_state_with_another_variable_count_is_refused():
+def test_keras_state_with_another_variable_count_is_skipped_with_a_warning():
     model = small_classifier()
     optimizer = LearnedOptimizer()
     optimizer.build(model.trainable_variables)
-    store = {str(i): np.asarray(v) for i, v in enumerate(optimizer.variables[:-1])}
-    with pytest.raises(ValueError, match=r"the file holds \d+ optimizer variables, this optimizer has \d+"):
+    store = {str(i): np.ones_like(v) for i, v in enumerate(optimizer.variables[:-1])}
+    store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(optimizer._state_identity.identity)
+    with pytest.warns(UserWarning, match=r"the file holds \d+ optimizer variables, this optimizer has \d+"):
         optimizer.load_own_variables(store)
+    assert int(optimizer.iterations.numpy()) == 0
 
 
 def test_saved_model_export_with_the_optimizer_still_works(tmp_path):
