@@ -133,7 +133,7 @@ def read_keras_store(store, expected):
         return values, (
             f"the file holds {len(values)} optimizer variables and no "
             "LearnedOptimizer state identity: it is the state of another "
-            "optimizer (such as Adam), or of none"
+            "optimizer (such as Adam), or of a keras_lopt that saved none"
         )
     try:
         stored = json.loads(np.asarray(store[IDENTITY_KEY], np.uint8).tobytes())

@@ -333,7 +333,7 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
 def test_weight_decay_honours_exclusions():
     runs = []
     for make in (
-        functools.partial(LearnedOptimizer, "adam_equivalent_v1"),
+        functools.partial(LearnedOptimizer, preset="adam_equivalent_v1"),
         keras.optimizers.AdamW,
     ):
         optimizer = make(learning_rate=LR, weight_decay=0.5)
