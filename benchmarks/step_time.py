@@ -3,7 +3,7 @@
     python benchmarks/step_time.py [--preset NAME_OR_PATH] [--rounds 6] [--steps 20]
                                    [--quick] [--breakdown]
 
-For each model it trains one copy with `keras_lopt.LearnedOptimizer(preset)`
+For each model it trains one copy with `keras_lopt.LearnedOptimizer(preset=preset)`
 (default: the package's default preset) and
 one with `keras.optimizers.Adam()` (`model.fit`, `jit_compile=True`), in
 alternating rounds of `--steps` steps so that both see the same machine
@@ -91,7 +91,7 @@ PRESET = None  # set from --preset in `main`
 
 def optimizers():
     return {
-        "learned": keras_lopt.LearnedOptimizer(PRESET),
+        "learned": keras_lopt.LearnedOptimizer(preset=PRESET),
         "adam": keras.optimizers.Adam(),
     }
 
@@ -311,8 +311,8 @@ def breakdown(repeats, shape=(1024, 1024)):
         f"LearnedOptimizer() (keras, {presets.DEFAULT_PRESET})": keras_variant(
             keras_lopt.LearnedOptimizer()
         ),
-        "LearnedOptimizer('mlp_es_v4') (keras)": keras_variant(
-            keras_lopt.LearnedOptimizer("mlp_es_v4")
+        "LearnedOptimizer(preset='mlp_es_v4') (keras)": keras_variant(
+            keras_lopt.LearnedOptimizer(preset="mlp_es_v4")
         ),
         "1. state update (3 slots) + Adam-like step": compile_variant(adam_like),
         "L2. + local element features (linear read-out)": compile_variant(

@@ -1,16 +1,16 @@
 """LearnedOptimizer: a Keras optimizer whose update rule is a neural network."""
 
-import hashlib
-import json
 import math
 import numbers
+import os
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_lopt import guard as guard_lib
-from keras_lopt import presets, rule
+from keras_lopt import presets, rule, saved_state, savedmodel
 from keras_lopt.layers import BoundNetwork
 
 # Version of the optimizer-state layout: the variables `build` creates, their
@@ -47,10 +47,18 @@ def _validate_learning_rate(learning_rate):
         # Schedules and callables are checked by Keras when they are called.
         return learning_rate
     if not _is_number(learning_rate):
+        # `learning_rate` is the first argument, as in every Keras optimizer;
+        # the preset used to be, so say where a preset name goes.
+        hint = (
+            f" To choose a preset, pass it by keyword: "
+            f"LearnedOptimizer(preset={learning_rate!r})."
+            if isinstance(learning_rate, str)
+            else ""
+        )
         raise ValueError(
             "`learning_rate` must be a positive number, a "
             "`keras.optimizers.schedules.LearningRateSchedule` or a callable. "
-            f"Received: learning_rate={learning_rate!r}"
+            f"Received: learning_rate={learning_rate!r}.{hint}"
         )
     if not learning_rate > 0:
         raise ValueError(
@@ -130,27 +138,6 @@ def _validate_base_arguments(
         )
 
 
-def _preset_fingerprint(loaded):
-    """A short hash of what a preset computes: architecture, features, weights.
-
-    The preset's name, path and default learning rate are left out: the same
-    network under another name or path is the same rule.
-    """
-    digest = hashlib.sha256()
-    metadata = loaded.metadata
-    digest.update(
-        json.dumps(
-            [metadata["architecture"], metadata["feature_names"]],
-            sort_keys=True,
-        ).encode()
-    )
-    for value in loaded.weights:
-        value = np.ascontiguousarray(value, dtype="<f4")
-        digest.update(repr(value.shape).encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _finite_gradient_gives_finite_update(loaded):
     """Whether a preset's update is finite whenever its gradient and the
     gradient's square are.
@@ -187,154 +174,76 @@ def _all_finite(*tensors):
     return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
 
 
-class _StateIdentity(tf.Module):
-    """What wrote an optimizer's state, checked when a checkpoint is restored.
-
-    `tf.train.Checkpoint` saves it next to the optimizer's variables (as one
-    string) and hands it back through `_restore_from_tensors` before the
-    optimizer runs again. A checkpoint written by another preset or another
-    state layout raises there, in `checkpoint.restore(...)`, whether or not
-    the optimizer has been built yet.
-    """
-
-    def __init__(self, optimizer_name, identity):
-        super().__init__(name="state_identity")
-        self._optimizer_name = optimizer_name
-        # A JSON string: tf.Module would wrap a dict attribute for tracking.
-        self._identity = json.dumps(identity, sort_keys=True)
-
-    def _serialize_to_tensors(self):
-        return {"identity": tf.constant(self._identity)}
-
-    def _restore_from_tensors(self, restored_tensors):
-        stored = restored_tensors["identity"]
-        if tf.executing_eagerly():
-            _check_identity(
-                self._optimizer_name,
-                json.loads(stored.numpy().decode()),
-                json.loads(self._identity),
-            )
-            return tf.no_op()
-        # Traced restore functions (e.g. of a SavedModel) compare in-graph.
-        return tf.debugging.assert_equal(
-            stored,
-            tf.constant(self._identity),
-            message=f"LearnedOptimizer '{self._optimizer_name}': the "
-            "checkpoint was written by another preset or state layout.",
-        )
-
-
-def _check_identity(optimizer_name, stored, expected):
-    prefix = (
-        f"Cannot restore the state of LearnedOptimizer '{optimizer_name}': "
-    )
-    layout_keys = ("state_format", "slots", "state_dtype")
-    if any(stored.get(k) != expected[k] for k in layout_keys):
-        raise ValueError(
-            prefix + "the checkpoint holds optimizer state in an incompatible "
-            f"layout. Expected: {[(k, expected[k]) for k in layout_keys]}. "
-            f"Received: {[(k, stored.get(k)) for k in layout_keys]}"
-        )
-    if stored.get("preset_fingerprint") != expected["preset_fingerprint"]:
-        raise ValueError(
-            prefix + f"it was written with preset {stored.get('preset')!r} "
-            f"(fingerprint {stored.get('preset_fingerprint')}), but this "
-            f"optimizer uses preset {expected['preset']!r} (fingerprint "
-            f"{expected['preset_fingerprint']}). The network weights and "
-            "momenta in the checkpoint belong to the other preset; create "
-            "the optimizer with that preset to resume training."
-        )
-
-
 @keras.saving.register_keras_serializable(package="keras_lopt")
 class LearnedOptimizer(keras.optimizers.Optimizer):
-    """Optimizer that applies a meta-trained learned update rule.
+    """Optimizer whose update rule is a small meta-trained network.
 
-    For every variable, per-element features (gradient, momenta, second
-    moment, parameter, training progress) go through a small network whose
-    outputs give the update
+    For every element of every variable, features of its gradient `g` go
+    through a small network (the same for all elements) whose two outputs
+    give the step:
 
-        update = learning_rate * direction * exp(magnitude_scale * magnitude)
+        m_0.9, m_0.99 = momenta of g at decays 0.9 and 0.99
+        v = second moment of g (decay 0.999), as in Adam
+        features = [g, m_0.9, m_0.99] / (sqrt(v) + epsilon)  (bias-corrected),
+                   training progress, step-count encodings, tensor size,
+                   and for the "full" feature set also g, the variable and
+                   sqrt(v), each divided by its tensor's RMS
+        direction, magnitude = network(features)
+        variable -= learning_rate * direction * exp(magnitude_scale * magnitude)
 
-    The network and its default learning rate come from a preset: a
-    SavedModel directory with validated metadata (see `keras_lopt.savedmodel`).
-    Its weights are held as (non-trainable) optimizer variables, so they are
-    saved in `.keras` files and checkpoints with the slots.
-
-    Pass `jit_compile=True` to `model.compile` to run the step under XLA:
-    Keras does not pick XLA on CPU-only machines by itself.
-
-    Behaviour worth knowing:
-
-    * Dtypes: variables may be float16, bfloat16, float32 or float64. The
-      rule runs in float32; the update is cast to the variable's dtype and
-      subtracted in it. The state (three slots per variable) is float32.
-    * Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) are
-      densified: rows without a gradient in a step get gradient 0, so their
-      momenta decay and they keep moving while momentum remains, exactly
-      like Keras' `Adam` (repeated rows are summed first, which is the
-      gradient; Keras' `Adam` squares repeated slices before summing them).
-      The rule was meta-trained on dense gradients and its per-tensor
-      features are statistics of the whole tensor, so a "lazy" update of
-      the touched rows only would run a different rule.
-    * Non-finite steps are skipped per variable: if a variable's gradient
-      (after clipping) has a NaN or inf, or the update computed from it
-      would make the variable non-finite, that variable and its slots keep
-      their values for that step (weight decay included) and
-      `skipped_updates` grows by one. For presets on the `"local"` features
-      with a bounded step multiplier a finite gradient always gives a finite
-      update, so the check reads the gradient alone (a gradient whose square
-      overflows float32 is skipped too), which saves a pass over the
-      tensor. Other variables update normally and
-      `iterations` still advances. `global_clipnorm` turns one non-finite
-      gradient into non-finite gradients everywhere (Keras' semantics), so
-      then every variable skips the step.
-    * Weight decay is decoupled, as in `AdamW`:
-      `variable -= variable * weight_decay * learning_rate` before the
-      learned update, honouring `exclude_from_weight_decay`.
-    * Checkpoints: the optimizer records which preset (a fingerprint of its
-      architecture, features and weights) and which state layout wrote its
-      state. `tf.train.Checkpoint.restore` and `keras.models.load_model`
-      raise a `ValueError` for state written by another preset or layout
-      instead of running one preset's network on another's momenta. The
-      check runs inside `restore`: what it restored before reaching the
-      optimizer's identity (the model, `iterations`) may already hold the
-      checkpoint's values, so start from fresh objects after the error. A
-      checkpoint with no identity at all (written by another optimizer)
-      follows TensorFlow's rules: it fails on mismatched shapes or dtypes,
-      and `status.assert_existing_objects_matched()` reports it.
-    * Guard: with `guard="adam"` (or a `keras_lopt.AdamGuard`), a variable
-      whose learned update is non-finite or whose norm is far from that of
-      `keras.optimizers.Adam`'s step on the same gradients takes Adam's step
-      instead, computed from the same slots (see `keras_lopt.guard`).
-      `guard_fallbacks` counts such (variable, step) pairs; it is saved in
-      checkpoints and `.keras` files. Without a guard (the default) the
-      learned update is applied as it is.
+    The network, its weights and the default `learning_rate` come from a
+    preset, a SavedModel directory: see `keras_lopt.list_presets()` and
+    `keras_lopt.preset_info(name)`. Some presets also keep a per-tensor LSTM
+    state and read the training loss. Everything else works as in Keras'
+    optimizers; dtypes, sparse gradients, non-finite steps, weight decay,
+    saving and loading, and the guard are described in docs/optimizer.md.
+    Pass `jit_compile=True` to `model.compile` for XLA: Keras does not choose
+    it on CPU by itself.
 
     Args:
-        preset: name of a shipped preset (see `keras_lopt.list_presets()`) or
-            path to a preset directory. Defaults to
-            `keras_lopt.presets.DEFAULT_PRESET`.
-        learning_rate: float, schedule or callable scaling the learned step.
-            Defaults to the preset's own learning rate; leave it unset unless
-            you have a reason.
+        learning_rate: float, a `keras.optimizers.schedules.LearningRateSchedule`
+            or a callable; scales the learned step. Defaults to the preset's
+            own rate, the one it was meta-trained with.
+        preset: name of a shipped preset or path to a preset directory.
+            Defaults to the default preset (`keras_lopt.presets.DEFAULT_PRESET`).
+            A shipped name wins over a local directory of the same name:
+            write such a directory as a path (`"./name"`).
         total_steps: training horizon in optimizer steps, if known. Lets the
             rule use training progress; the `keras_lopt.TrainingHorizon`
             callback sets it from `fit`. Without it the rule uses a
             horizon-free step encoding.
         guard: None (default), `"adam"`, a `keras_lopt.AdamGuard` or its
-            config dict: falls back to Adam's step where the learned step
-            misbehaves (see above).
+            config dict: takes Adam's step where the learned step is not
+            finite or its norm is far from Adam's.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
         gradient_accumulation_steps, name: the base
             `keras.optimizers.Optimizer` arguments, with the same meaning.
+
+    Example:
+
+    >>> import keras, keras_lopt, numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras_lopt.LearnedOptimizer(), loss="mse")
+    >>> history = model.fit(np.ones((32, 4)), np.ones((32, 1)), verbose=0)
+    >>> int(model.optimizer.iterations.numpy())
+    1
+
+    References:
+        - [Metz et al., 2020](https://arxiv.org/abs/2009.11243): Tasks,
+          stability, architecture, and compute: Training more effective
+          learned optimizers, and using them to train themselves.
+        - [Metz et al., 2022](https://arxiv.org/abs/2211.09760): VeLO:
+          Training Versatile Learned Optimizers by Scaling Up.
+        - [Vicol et al., 2021](https://arxiv.org/abs/2112.13835): Unbiased
+          Gradient Estimation in Unrolled Computation Graphs with Persistent
+          Evolution Strategies.
     """
 
     def __init__(
         self,
-        preset=None,
         learning_rate=None,
+        preset=None,
         total_steps=None,
         guard=None,
         weight_decay=None,
@@ -349,9 +258,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         name="learned_optimizer",
         **kwargs,
     ):
-        preset = presets.DEFAULT_PRESET if preset is None else preset
-        loaded = presets.load_preset(preset)
         learning_rate = _validate_learning_rate(learning_rate)
+        preset = presets.DEFAULT_PRESET if preset is None else preset
+        directory = presets.resolve(preset)
+        loaded = savedmodel.load(directory)
         if learning_rate is None:
             learning_rate = float(loaded.learning_rate)
         total_steps = _validate_total_steps(total_steps)
@@ -370,7 +280,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         )
         _validate_base_arguments(**base)
         super().__init__(learning_rate=learning_rate, **base, **kwargs)
-        self.preset = str(preset)
+        # The config holds a shipped preset's name, which is portable, or the
+        # directory's absolute path, which does not depend on the working
+        # directory of whoever loads a saved model.
+        self.preset = preset if presets.is_shipped(preset) else directory
         self._preset = loaded
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
@@ -392,14 +305,17 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             )
         self._unbuilt_variable_count = len(self.variables)
         self._initial_total_steps = total_steps
-        self._state_identity = _StateIdentity(
+        # State read from a Keras file before the optimizer was built; it is
+        # restored when `build` has made the variables.
+        self._pending_state = None
+        self._state_identity = saved_state.StateIdentity(
             name,
             {
                 "state_format": STATE_FORMAT,
                 "slots": list(rule.state_slot_names(loaded.network)),
                 "state_dtype": STATE_DTYPE,
                 "preset": loaded.name,
-                "preset_fingerprint": _preset_fingerprint(loaded),
+                "preset_fingerprint": saved_state.preset_fingerprint(loaded),
             },
         )
 
@@ -484,6 +400,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 aggregation="only_first_replica",
                 name="guard_fallbacks",
             )
+        self._restore_pending_state()
 
     def _add_state_slots(self, var_list):
         """Like `add_optimizer_variables`, but always of `STATE_DTYPE`.
@@ -654,44 +571,76 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             # A loss serves one step: the next needs a new one.
             self._loss_known.assign(0.0)
 
-    def load_own_variables(self, store):
-        """Loads the state from a `.keras` file, refusing what does not fit.
+    def save_own_variables(self, store):
+        """Saves the variables and the state identity into a Keras store."""
+        super().save_own_variables(store)
+        store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(
+            self._state_identity.identity
+        )
 
-        Keras' default skips the optimizer's variables with a warning when
-        their number differs; here that, and network weights that differ
-        from this optimizer's preset, raise a `ValueError`.
+    def load_own_variables(self, store):
+        """Restores the state saved in a `.keras` or `.weights.h5` file.
+
+        State that another optimizer, preset or state layout wrote is skipped
+        with a warning that says why, as Keras' optimizers skip state that
+        does not fit, and this optimizer keeps its own. Nothing is restored
+        in part. An optimizer that is not built yet restores the state when
+        it is built: at the first training step, or at
+        `optimizer.build(model.trainable_variables)`.
         """
-        if len(store.keys()) == self._unbuilt_variable_count:
-            # Saved before it was built: there is no state to restore beyond
-            # `iterations` and the learning rate, created first in both.
-            for i in range(self._unbuilt_variable_count):
-                self.variables[i].assign(store[str(i)])
+        values, reason = saved_state.read_keras_store(
+            store, self._state_identity.identity
+        )
+        if reason is None and len(values) == self._unbuilt_variable_count:
+            # Saved before it was built: `iterations`, the learning rate
+            # (and the loss inputs), created first in both.
+            values = values + [
+                np.asarray(v) for v in self.variables[len(values) :]
+            ]
+        elif reason is None and not self.built:
+            self._pending_state = values
             return
-        if len(store.keys()) != len(self.variables):
-            raise ValueError(
-                f"Cannot load the state of LearnedOptimizer '{self.name}': "
-                f"the file holds {len(store.keys())} optimizer variables, "
-                f"this optimizer has {len(self.variables)}"
-                + (
-                    " (it is not built yet)."
-                    if not self.built
-                    else ". The file was written by another state layout "
-                    f"than this version's (state format {STATE_FORMAT})."
-                )
+        self._restore_state(values, reason)
+
+    def _restore_state(self, values, reason=None):
+        """Assigns `values` to all variables, or warns and assigns none."""
+        reason = reason or saved_state.variables_mismatch(self.variables, values)
+        if reason:
+            warnings.warn(
+                f"Skipping the saved state of LearnedOptimizer '{self.name}': "
+                f"{reason}. The optimizer keeps its current state.",
+                stacklevel=3,
             )
-        position = {id(v): i for i, v in enumerate(self.variables)}
-        for weight, value in zip(self._network_weights, self._preset.weights):
-            if not np.array_equal(
-                np.asarray(store[str(position[id(weight)])]), value
-            ):
-                raise ValueError(
-                    f"Cannot load the state of LearnedOptimizer "
-                    f"'{self.name}': the file was saved with other network "
-                    f"weights than preset {self.preset!r} holds now "
-                    f"(first difference in `{weight.name}`). The state "
-                    "belongs to the preset that wrote it."
-                )
-        super().load_own_variables(store)
+            return
+        # Eager even when `build` runs inside a traced function: the values
+        # are assigned once, not at every call of that function.
+        with tf.init_scope():
+            for variable, value in zip(self.variables, values):
+                variable.assign(value)
+
+    def _restore_pending_state(self):
+        if self._pending_state is not None:
+            values, self._pending_state = self._pending_state, None
+            self._restore_state(values)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        preset = config.get("preset")
+        if (
+            isinstance(preset, str)
+            and os.path.isabs(preset)
+            and not os.path.isdir(preset)
+        ):
+            raise ValueError(
+                f"The saved LearnedOptimizer (e.g. in the `.keras` file being "
+                f"loaded) uses the preset directory {preset!r}, which does not "
+                "exist here. If the preset moved, load the model with "
+                "`keras.models.load_model(path, compile=False)`, compile it "
+                "with `LearnedOptimizer(preset=NEW_DIRECTORY)` and call "
+                "`model.load_weights(path)`: that restores the optimizer's "
+                "state too (docs/optimizer.md, 'A moved preset')."
+            )
+        return super().from_config(config, custom_objects)
 
     def get_config(self):
         config = super().get_config()
@@ -705,3 +654,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             }
         )
         return config
+
+
+# The names users type: `keras.optimizers.get("learned_optimizer")`, and
+# `model.compile(optimizer="LearnedOptimizer")`, as for Keras' own optimizers.
+# Saved configs keep the registered name "keras_lopt>LearnedOptimizer".
+keras.saving.get_custom_objects().update(
+    {"LearnedOptimizer": LearnedOptimizer, "learned_optimizer": LearnedOptimizer}
+)

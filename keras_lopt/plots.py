@@ -120,8 +120,10 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
     return data
 
 
-def plot_probes(path, presets=("mlp_pes_v2",), gradient_range=3.0, momenta=(-1.0, 0.0, 1.0), step=1000, total_steps=10000):
+def plot_probes(path, presets=None, gradient_range=3.0, momenta=(-1.0, 0.0, 1.0), step=1000, total_steps=10000):
     """The learned update against the gradient and against progress, with Adam's.
+
+    `presets`: preset names or directories; default: the default preset.
 
     Left panels: update (in units of the learning rate) against the
     gradient `g` for each momentum `m` (slots before the step; RMS 1, step
@@ -134,8 +136,10 @@ def plot_probes(path, presets=("mlp_pes_v2",), gradient_range=3.0, momenta=(-1.0
         "progress_sweep": {preset: probe dict of [T] arrays}}` (see
         `keras_lopt.probes.probe`; Adam's values are in every probe dict).
     """
+    from keras_lopt import presets as presets_lib
     from keras_lopt import probes
 
+    presets = [presets_lib.DEFAULT_PRESET] if presets is None else list(presets)
     if not (isinstance(total_steps, int) and total_steps >= 2):
         raise ValueError(f"`total_steps` must be an integer >= 2. Received: total_steps={total_steps!r}")
     if not (gradient_range > 0 and math.isfinite(gradient_range)):

@@ -325,7 +325,8 @@ def _invalid(path, field, expected, received):
     )
 
 
-def _read_metadata(path):
+def read_metadata(path):
+    """The validated `metadata.json` of a preset directory (a dict)."""
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(metadata_path):
         raise ValueError(
@@ -501,7 +502,7 @@ def load(path):
         raise ValueError(
             f"No learned-optimizer SavedModel directory at {path!r}."
         )
-    metadata = _read_metadata(path)
+    metadata = read_metadata(path)
     network = _build_network(path, metadata)
     weights = _read_weights(path, network)
     network.set_weights(weights)

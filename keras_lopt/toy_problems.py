@@ -106,7 +106,7 @@ def make_optimizer(spec, problem):
         return keras.optimizers.SGD(learning_rate or problem.sgd_learning_rate)
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate or problem.learning_rate)
-    return keras_lopt.LearnedOptimizer(preset, learning_rate=learning_rate)
+    return keras_lopt.LearnedOptimizer(preset=preset, learning_rate=learning_rate)
 
 
 def describe(spec, problem):

@@ -131,7 +131,7 @@ def unroll_and_optimizer_losses(preset, steps, seed=77, learning_rate=1e-2):
     state = unroll.fresh_state(task, [seed], [steps], [1.0], network=loaded.network)
     _, _, losses = run(unroll.flatten_weights(loaded.weights)[None], state)
 
-    optimizer = keras_lopt.LearnedOptimizer(preset, learning_rate=learning_rate, total_steps=steps)
+    optimizer = keras_lopt.LearnedOptimizer(preset=preset, learning_rate=learning_rate, total_steps=steps)
     x = tf.Variable(task.init_params(seed)[0])
     expected = []
     for t in range(steps):

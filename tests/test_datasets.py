@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -187,3 +188,16 @@ def test_import_keras_lopt_skips_tensorflow_datasets():
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_preparing_says_preparing_with_the_real_size(tmp_path, capfd):
+    datasets.load_numpy("synthetic_regression", "test", str(tmp_path))
+    out = capfd.readouterr().out
+    assert "Downloading" not in out and "Unknown size" not in out, out
+    assert f"Preparing data set 'synthetic_regression' (generated locally, no download) in {tmp_path}" in out
+    size = re.search(r"Prepared data set 'synthetic_regression': ([0-9.]+) (KiB|MiB) in ", out)
+    assert size, out
+    # tfds counts the serialized examples; the files add record framing.
+    reported = float(size.group(1)) * {"KiB": 1024, "MiB": 1024**2}[size.group(2)]
+    written = sum(f.stat().st_size for f in tmp_path.rglob("*.tfrecord*"))
+    assert 0.8 * written <= reported <= written, (reported, written)

@@ -122,7 +122,7 @@ def test_adam_equivalent_local_network_matches_adam(tmp_path):
     )
     x, y = classification_data(n=32 * 30)
     models = []
-    for optimizer in (keras_lopt.LearnedOptimizer(str(path)), keras.optimizers.Adam(1e-3)):
+    for optimizer in (keras_lopt.LearnedOptimizer(preset=str(path)), keras.optimizers.Adam(1e-3)):
         model = small_classifier(0)
         model.compile(optimizer=optimizer, loss=LOSS, jit_compile=True)
         model.fit(x, y, batch_size=32, shuffle=False, verbose=0)
@@ -136,7 +136,7 @@ def test_adam_equivalent_local_network_matches_adam(tmp_path):
 
 def _reductions(preset):
     model = small_classifier(0)
-    optimizer = keras_lopt.LearnedOptimizer(preset)
+    optimizer = keras_lopt.LearnedOptimizer(preset=preset)
     optimizer.build(model.trainable_variables)
     grads = [tf.ones_like(v) for v in model.trainable_variables]
 

@@ -63,7 +63,7 @@ def adam_run():
 def test_guard_rescues_an_out_of_distribution_rule(tmp_path, adam_run, log_multiplier, guard):
     preset = _scaled_adam_preset(tmp_path, log_multiplier)
     adam_weights, adam_loss = adam_run
-    guarded, guarded_loss = _fit(LearnedOptimizer(preset, guard=guard))
+    guarded, guarded_loss = _fit(LearnedOptimizer(preset=preset, guard=guard))
     # Every variable fell back on every step: it trained exactly like Adam.
     variables = len(guarded.trainable_variables)
     assert guarded.optimizer.guard_fallbacks == STEPS * variables
@@ -72,7 +72,7 @@ def test_guard_rescues_an_out_of_distribution_rule(tmp_path, adam_run, log_multi
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     assert guarded_loss == pytest.approx(adam_loss, rel=1e-4)
 
-    unguarded, unguarded_loss = _fit(LearnedOptimizer(preset))
+    unguarded, unguarded_loss = _fit(LearnedOptimizer(preset=preset))
     initial = small_classifier(0).get_weights()
     if log_multiplier > 50:
         assert unguarded.optimizer.skipped_updates == STEPS * variables
@@ -94,8 +94,8 @@ def test_guard_changes_nothing_when_the_learned_step_is_healthy(random_preset, p
     differently by one ulp once the guard's ops are in the graph.)
     """
     preset = random_preset if preset == "random" else preset
-    plain, _ = _fit(LearnedOptimizer(preset))
-    guarded, _ = _fit(LearnedOptimizer(preset, guard=AdamGuard(max_ratio=1e4)))
+    plain, _ = _fit(LearnedOptimizer(preset=preset))
+    guarded, _ = _fit(LearnedOptimizer(preset=preset, guard=AdamGuard(max_ratio=1e4)))
     assert guarded.optimizer.guard_fallbacks == 0
     for a, b in zip(plain.get_weights(), guarded.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -115,7 +115,7 @@ def test_guard_decides_per_variable_and_compiles_once():
         train_step(x, y)
         return model, train_step
 
-    learned = [w.numpy() for w in one_step(LearnedOptimizer("mlp_pes_v2"))[0].weights]
+    learned = [w.numpy() for w in one_step(LearnedOptimizer(preset="mlp_pes_v2"))[0].weights]
     adam = [w.numpy() for w in one_step(keras.optimizers.Adam(1e-3))[0].weights]
     ratios = [
         np.linalg.norm(l - w0) / np.linalg.norm(a - w0)
@@ -126,7 +126,7 @@ def test_guard_decides_per_variable_and_compiles_once():
     assert high > 1.2 * low, ratios
     bound = math.sqrt(low * high)
 
-    optimizer = LearnedOptimizer("mlp_pes_v2", guard=AdamGuard(max_ratio=bound))
+    optimizer = LearnedOptimizer(preset="mlp_pes_v2", guard=AdamGuard(max_ratio=bound))
     model, train_step = one_step(optimizer)
     expected_fallbacks = 0
     for got, l, a, ratio in zip(model.weights, learned, adam, ratios):
@@ -144,7 +144,7 @@ def test_guard_decides_per_variable_and_compiles_once():
 
 def test_guard_round_trips_through_config_keras_files_and_checkpoints(tmp_path, random_preset):
     guard = AdamGuard(max_ratio=50.0, min_ratio=0.1, learning_rate=3e-4)
-    optimizer = LearnedOptimizer(random_preset, guard=guard)
+    optimizer = LearnedOptimizer(preset=random_preset, guard=guard)
     config = optimizer.get_config()
     assert config["guard"] == {
         "name": "adam", "max_ratio": 50.0, "min_ratio": 0.1, "learning_rate": 3e-4,
@@ -153,12 +153,12 @@ def test_guard_round_trips_through_config_keras_files_and_checkpoints(tmp_path, 
     assert clone.guard == guard and clone.get_config() == config
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert restored.guard == guard
-    assert LearnedOptimizer(random_preset).get_config()["guard"] is None
+    assert LearnedOptimizer(preset=random_preset).get_config()["guard"] is None
     assert LearnedOptimizer(guard="adam").guard == AdamGuard()
 
     # A guard that always falls back, so that the counter is non-zero.
     always = AdamGuard(max_ratio=1e-6)
-    model, _ = _fit(LearnedOptimizer(random_preset, guard=always), steps=2, jit_compile=False)
+    model, _ = _fit(LearnedOptimizer(preset=random_preset, guard=always), steps=2, jit_compile=False)
     assert model.optimizer.guard_fallbacks == 2 * len(model.trainable_variables)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -167,14 +167,14 @@ def test_guard_round_trips_through_config_keras_files_and_checkpoints(tmp_path, 
     assert loaded.optimizer.guard_fallbacks == model.optimizer.guard_fallbacks
 
     checkpoint = tf.train.Checkpoint(optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
-    fresh = LearnedOptimizer(random_preset, guard=always)
+    fresh = LearnedOptimizer(preset=random_preset, guard=always)
     fresh.build(small_classifier().trainable_variables)
     tf.train.Checkpoint(optimizer=fresh).restore(checkpoint).assert_consumed()
     assert fresh.guard_fallbacks == model.optimizer.guard_fallbacks
 
     # An unguarded checkpoint restores into a guarded optimizer (the counter
     # is created last, so every other variable keeps its place).
-    plain, _ = _fit(LearnedOptimizer(random_preset), steps=3, jit_compile=False)
+    plain, _ = _fit(LearnedOptimizer(preset=random_preset), steps=3, jit_compile=False)
     unguarded = tf.train.Checkpoint(optimizer=plain.optimizer).save(str(tmp_path / "plain"))
     tf.train.Checkpoint(optimizer=fresh).restore(unguarded).expect_partial()
     assert len(fresh.variables) == len(plain.optimizer.variables) + 1

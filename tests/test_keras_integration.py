@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lopt
-from keras_lopt import LearnedOptimizer, TrainingHorizon, rule, savedmodel
+from keras_lopt import LearnedOptimizer, TrainingHorizon, rule, saved_state, savedmodel
 
 from conftest import classification_data, small_classifier
 from reference import rule_step
@@ -93,7 +93,7 @@ def test_every_rank_and_dtype_matches_the_numpy_reference(
     assert {len(v.shape) for v in variables} == {0, 1, 2, 3, 4}
     assert {v.dtype for v in variables} == {dtype}
     lr, total_steps = 0.05, 4
-    optimizer = LearnedOptimizer(random_preset, learning_rate=lr, total_steps=total_steps)
+    optimizer = LearnedOptimizer(preset=random_preset, learning_rate=lr, total_steps=total_steps)
     optimizer.build(variables)
     apply = tf.function(lambda grads: optimizer.apply(grads, variables), jit_compile=True)
     weights = [w.numpy() for w in random_network.weights]
@@ -158,7 +158,7 @@ def test_sparse_embedding_gradients_are_densified_like_adam():
     high_rows = np.array([[6, 7, 8], [9, 10, 11]], "int32")
     runs = {}
     for name, optimizer in (
-        ("learned", LearnedOptimizer("adam_equivalent_v1")),
+        ("learned", LearnedOptimizer(preset="adam_equivalent_v1")),
         ("adam", keras.optimizers.Adam(learning_rate=1e-3)),
     ):
         model = _embedding_model()
@@ -190,7 +190,7 @@ def test_sparse_gradient_with_repeated_rows_equals_its_dense_sum(random_preset):
     results = []
     for densify in (False, True):
         model = _embedding_model()
-        optimizer = LearnedOptimizer(random_preset)
+        optimizer = LearnedOptimizer(preset=random_preset)
         for _ in range(2):
             grads = _embedding_gradients(model, ids)
             assert isinstance(grads[0], tf.IndexedSlices)
@@ -216,7 +216,7 @@ def test_non_finite_gradient_skips_that_variable_and_its_slots(preset, request):
     preset = request.getfixturevalue(preset)
     model = small_classifier()
     variables = model.trainable_variables
-    optimizer = LearnedOptimizer(preset, weight_decay=0.1, total_steps=10)
+    optimizer = LearnedOptimizer(preset=preset, weight_decay=0.1, total_steps=10)
     optimizer.build(variables)
     x, y = classification_data(n=32)
 
@@ -306,13 +306,13 @@ LR = 0.01
 
 @pytest.fixture(scope="module")
 def plain_learned_weights():
-    return _fit(LearnedOptimizer("adam_equivalent_v1", learning_rate=LR)).get_weights()
+    return _fit(LearnedOptimizer(preset="adam_equivalent_v1", learning_rate=LR)).get_weights()
 
 
 @pytest.mark.parametrize("option", sorted(BASE_OPTIONS))
 def test_base_option_has_its_keras_effect(option, plain_learned_weights):
     kwargs, reference_class = BASE_OPTIONS[option]
-    learned = _fit(LearnedOptimizer("adam_equivalent_v1", learning_rate=LR, **kwargs))
+    learned = _fit(LearnedOptimizer(preset="adam_equivalent_v1", learning_rate=LR, **kwargs))
     reference = _fit(reference_class(learning_rate=LR, **kwargs))
     for got, want in zip(learned.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
@@ -333,7 +333,7 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
 def test_weight_decay_honours_exclusions():
     runs = []
     for make in (
-        functools.partial(LearnedOptimizer, "adam_equivalent_v1"),
+        functools.partial(LearnedOptimizer, preset="adam_equivalent_v1"),
         keras.optimizers.AdamW,
     ):
         optimizer = make(learning_rate=LR, weight_decay=0.5)
@@ -410,7 +410,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
         # device), and "auto" resolves to False there.
         with strategy.scope():
             model = small_classifier(0)
-            optimizer = LearnedOptimizer(preset, total_steps=10)
+            optimizer = LearnedOptimizer(preset=preset, total_steps=10)
             model.compile(optimizer=optimizer, loss=loss)
         initial = model.get_weights()
         model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
@@ -499,7 +499,7 @@ def test_checkpoint_restore_continues_bit_identically(
     def compiled(seed):
         model = small_classifier(seed)
         model.compile(
-            optimizer=LearnedOptimizer(random_preset, total_steps=6),
+            optimizer=LearnedOptimizer(preset=random_preset, total_steps=6),
             loss=LOSS, jit_compile=jit_compile,
         )
         return model
@@ -527,7 +527,7 @@ def test_checkpoint_restore_continues_bit_identically(
 
 def _checkpoint_path(tmp_path, preset):
     model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(preset), loss=LOSS)
+    model.compile(optimizer=LearnedOptimizer(preset=preset), loss=LOSS)
     model.fit(*classification_data(n=32), verbose=0)
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
         str(tmp_path / "ckpt")
@@ -540,7 +540,7 @@ def test_checkpoint_from_another_preset_is_refused(
 ):
     path = _checkpoint_path(tmp_path, random_preset)
     model = small_classifier()
-    optimizer = LearnedOptimizer("adam_equivalent_v1")
+    optimizer = LearnedOptimizer(preset="adam_equivalent_v1")
     model.compile(optimizer=optimizer, loss=LOSS)
     if built_before_restore:
         optimizer.build(model.trainable_variables)
@@ -561,16 +561,18 @@ def test_checkpoint_with_another_state_layout_is_refused(
         patch.setattr(keras_lopt.optimizer, "STATE_FORMAT", 0)
         path = _checkpoint_path(tmp_path, random_preset)
     model = small_classifier()
-    optimizer = LearnedOptimizer(random_preset)
+    optimizer = LearnedOptimizer(preset=random_preset)
     model.compile(optimizer=optimizer, loss=LOSS)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     with pytest.raises(ValueError, match="incompatible layout.*'state_format', 1.*'state_format', 0"):
         checkpoint.restore(path)
 
 
-def test_keras_file_from_changed_preset_weights_is_refused(tmp_path, random_preset, random_network):
+def test_keras_file_from_changed_preset_weights_is_skipped_with_a_warning(
+    tmp_path, random_preset, random_network
+):
     model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(random_preset), loss=LOSS)
+    model.compile(optimizer=LearnedOptimizer(preset=random_preset), loss=LOSS)
     model.fit(*classification_data(n=32), verbose=0)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -580,8 +582,11 @@ def test_keras_file_from_changed_preset_weights_is_refused(tmp_path, random_pres
         random_network, random_preset,
         savedmodel.PresetInfo(name="random_v1", learning_rate=1e-3, provenance={}),
     )
-    with pytest.raises(ValueError, match="saved with other network weights than preset"):
-        keras.models.load_model(path)
+    with pytest.warns(UserWarning, match=r"written with preset 'random_v1' \(fingerprint [0-9a-f]{16}\), but this optimizer uses preset 'random_v1' \(fingerprint"):
+        restored = keras.models.load_model(path)
+    assert int(restored.optimizer.iterations.numpy()) == 0  # nothing restored
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keras_file_saved_before_training_loads_and_trains(tmp_path):
@@ -594,13 +599,15 @@ def test_keras_file_saved_before_training_loads_and_trains(tmp_path):
     assert int(restored.optimizer.iterations.numpy()) == 1
 
 
-def test_keras_state_with_another_variable_count_is_refused():
+def test_keras_state_with_another_variable_count_is_skipped_with_a_warning():
     model = small_classifier()
     optimizer = LearnedOptimizer()
     optimizer.build(model.trainable_variables)
-    store = {str(i): np.asarray(v) for i, v in enumerate(optimizer.variables[:-1])}
-    with pytest.raises(ValueError, match=r"the file holds \d+ optimizer variables, this optimizer has \d+"):
+    store = {str(i): np.ones_like(v) for i, v in enumerate(optimizer.variables[:-1])}
+    store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(optimizer._state_identity.identity)
+    with pytest.warns(UserWarning, match=r"the file holds \d+ optimizer variables, this optimizer has \d+"):
         optimizer.load_own_variables(store)
+    assert int(optimizer.iterations.numpy()) == 0
 
 
 def test_saved_model_export_with_the_optimizer_still_works(tmp_path):
@@ -624,7 +631,7 @@ def test_total_steps_changes_the_update_through_progress(random_preset, random_n
     updates = {}
     for total_steps in (None, 2, 1000):
         model.set_weights(initial)
-        optimizer = LearnedOptimizer(random_preset, total_steps=total_steps)
+        optimizer = LearnedOptimizer(preset=random_preset, total_steps=total_steps)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         updates[total_steps] = initial[0] - kernel.numpy()
         want, _ = rule_step(

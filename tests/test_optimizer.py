@@ -1,5 +1,3 @@
-import shutil
-
 import keras
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ def _fit(optimizer, steps, jit_compile=True, seed=0):
 
 
 def test_adam_equivalent_preset_matches_adam_for_100_fit_steps():
-    learned, _ = _fit(LearnedOptimizer("adam_equivalent_v1"), steps=100)
+    learned, _ = _fit(LearnedOptimizer(preset="adam_equivalent_v1"), steps=100)
     adam, _ = _fit(keras.optimizers.Adam(learning_rate=1e-3), steps=100)
     assert int(learned.optimizer.iterations.numpy()) == 100
     initial = small_classifier(0).get_weights()
@@ -31,9 +29,9 @@ def test_adam_equivalent_preset_matches_adam_for_100_fit_steps():
 
 
 def test_fit_under_xla_matches_fit_without(random_preset):
-    xla_model, xla_loss = _fit(LearnedOptimizer(random_preset), steps=20, jit_compile=True)
+    xla_model, xla_loss = _fit(LearnedOptimizer(preset=random_preset), steps=20, jit_compile=True)
     assert xla_model.jit_compile is True
-    plain_model, plain_loss = _fit(LearnedOptimizer(random_preset), steps=20, jit_compile=False)
+    plain_model, plain_loss = _fit(LearnedOptimizer(preset=random_preset), steps=20, jit_compile=False)
     assert np.isfinite(xla_loss)
     for a, b in zip(xla_model.get_weights(), plain_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -41,7 +39,7 @@ def test_fit_under_xla_matches_fit_without(random_preset):
 
 def test_custom_loop_compiles_with_xla_and_does_not_retrace(random_preset):
     model = small_classifier()
-    optimizer = LearnedOptimizer(random_preset)
+    optimizer = LearnedOptimizer(preset=random_preset)
     x, y = classification_data(n=64)
 
     train_step = xla_train_step(model, optimizer, LOSS)
@@ -68,7 +66,7 @@ def test_default_optimizer_converges_on_a_tiny_problem():
 def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
     x, y = classification_data(n=96)
     model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(random_preset, total_steps=50), loss=LOSS, jit_compile=True)
+    model.compile(optimizer=LearnedOptimizer(preset=random_preset, total_steps=50), loss=LOSS, jit_compile=True)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, shuffle=False, verbose=0)
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -85,16 +83,6 @@ def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
         np.testing.assert_array_equal(a, b)
 
 
-def test_keras_file_with_a_moved_preset_path_fails_clearly(tmp_path, random_preset):
-    model = small_classifier()
-    model.compile(optimizer=LearnedOptimizer(random_preset), loss=LOSS)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    shutil.rmtree(random_preset)
-    with pytest.raises(ValueError, match="neither a shipped preset nor a SavedModel"):
-        keras.models.load_model(path)
-
-
 def test_config_round_trip():
     optimizer = LearnedOptimizer(total_steps=1000, weight_decay=0.01, clipnorm=1.0)
     config = optimizer.get_config()
@@ -104,6 +92,53 @@ def test_config_round_trip():
     assert clone.get_config() == config
     serialized = keras.optimizers.serialize(optimizer)
     assert isinstance(keras.optimizers.deserialize(serialized), LearnedOptimizer)
+
+
+def test_learning_rate_is_the_first_argument_as_in_keras_optimizers():
+    variable = keras.Variable(np.ones(3, "float32"))
+    learned = LearnedOptimizer(1e-2, "adam_equivalent_v1")  # like Adam(1e-2)
+    assert learned.preset == "adam_equivalent_v1"
+    learned.apply_gradients([(np.ones(3, "float32"), variable)])
+    adam_variable = keras.Variable(np.ones(3, "float32"))
+    keras.optimizers.Adam(1e-2).apply_gradients([(np.ones(3, "float32"), adam_variable)])
+    np.testing.assert_allclose(variable.numpy(), adam_variable.numpy(), rtol=1e-6)
+    default = LearnedOptimizer(1e-3)
+    assert default.preset == keras_lopt.presets.DEFAULT_PRESET
+    assert float(default.learning_rate.numpy()) == pytest.approx(1e-3)
+    with pytest.raises(
+        ValueError,
+        match=r"Received: learning_rate='mlp_es_v4'. To choose a preset, pass it by keyword: "
+        r"LearnedOptimizer\(preset='mlp_es_v4'\)",
+    ):
+        LearnedOptimizer("mlp_es_v4")
+
+
+@pytest.mark.parametrize("identifier", ["learned_optimizer", "LearnedOptimizer", "keras_lopt>LearnedOptimizer"])
+def test_keras_finds_the_optimizer_by_the_names_users_type(identifier, tmp_path):
+    optimizer = keras.optimizers.get(identifier)
+    assert isinstance(optimizer, LearnedOptimizer)
+    assert optimizer.preset == keras_lopt.presets.DEFAULT_PRESET
+    model = small_classifier()
+    model.compile(optimizer=identifier, loss=LOSS)
+    model.fit(*classification_data(n=32), verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    # Saved configs keep the registered name, which loads anywhere.
+    assert keras.optimizers.serialize(model.optimizer)["registered_name"] == "keras_lopt>LearnedOptimizer"
+
+
+def test_docstring_is_in_keras_form_and_its_example_runs():
+    import doctest
+
+    doc = LearnedOptimizer.__doc__
+    for section in ("Args:", "Example:", "References:", "docs/optimizer.md"):
+        assert section in doc, section
+    for reference in ("arxiv.org/abs/2009.11243", "arxiv.org/abs/2211.09760", "arxiv.org/abs/2112.13835"):
+        assert reference in doc, reference
+    (test,) = [t for t in doctest.DocTestFinder().find(LearnedOptimizer, "LearnedOptimizer", globs={})
+               if t.name == "LearnedOptimizer"]
+    assert len(test.examples) >= 4
+    result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test)
+    assert result.failed == 0, result
 
 
 def test_public_api(random_preset):

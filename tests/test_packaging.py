@@ -28,7 +28,7 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
         "import keras_lopt, numpy as np, keras; "
         "assert keras_lopt.__file__.startswith(%r), keras_lopt.__file__; "
         "keras_lopt.LearnedOptimizer(); "
-        "opt = keras_lopt.LearnedOptimizer('adam_equivalent_v1'); "
+        "opt = keras_lopt.LearnedOptimizer(preset='adam_equivalent_v1'); "
         "v = keras.Variable(np.ones(3, 'float32')); "
         "opt.apply_gradients([(np.ones(3, 'float32'), v)]); "
         "print(keras_lopt.list_presets(), v.numpy())" % str(site)
@@ -41,3 +41,17 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "adam_equivalent_v1" in result.stdout
     assert "0.999" in result.stdout  # one Adam-like step of 1e-3
+    assert "presets.json" in " ".join(names)
+
+    # The console script: help and version without TensorFlow.
+    script = site / "bin" / "keras-lopt"
+    for argv, expected in ((["--help"], "usage: keras-lopt"), (["--version"], "keras-lopt ")):
+        result = subprocess.run(
+            [sys.executable, str(script), *argv], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0 and result.stdout.startswith(expected), result.stdout + result.stderr
+    result = subprocess.run(
+        [sys.executable, str(script), "presets"], cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0 and "| `mlp_local_es_v1` | default |" in result.stdout, result.stderr[-2000:]

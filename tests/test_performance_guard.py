@@ -97,7 +97,7 @@ def _count(hlo, pattern, shape):
 def test_compiled_update_is_float32_with_one_network_and_four_reductions_per_variable():
     # A preset on the "full" features (the default reads the "local" ones:
     # see the next test).
-    optimizer = LearnedOptimizer("mlp_es_v4")
+    optimizer = LearnedOptimizer(preset="mlp_es_v4")
     apply, grads = _jitted_apply(optimizer)
     optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
     lowered = apply.experimental_get_compiler_ir(grads)(stage="hlo")
@@ -157,7 +157,7 @@ def test_local_preset_update_has_one_reduction_and_copies_no_slot(preset, reques
     XLA writes the slots in place: the network reads the moments as stored
     (`rule.step_with_moments`), so no old slot value needs a copy. None: the
     default preset, which is a local one."""
-    optimizer = LearnedOptimizer(preset and request.getfixturevalue(preset))
+    optimizer = LearnedOptimizer(preset=preset and request.getfixturevalue(preset))
     assert optimizer._preset.feature_set == "local"
     apply, grads = _jitted_apply(optimizer)
     optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import keras_lopt_cli as cli
 from keras_lopt import plots, probes, toy_problems
-from keras_lopt.meta import cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,6 +87,20 @@ def test_plot_probes_command_and_data(tmp_path):
     assert data["progress_sweep"]["mlp_pes_v2"]["learned"].shape == data["steps"].shape
     assert data["steps"][0] == 1 and data["steps"][-1] == 50
     assert np.all(np.isfinite(sweep["learned"]))
+
+
+def test_plot_probes_defaults_to_the_default_preset_and_says_it_created_a_directory(tmp_path, capsys):
+    from keras_lopt import presets
+
+    out = tmp_path / "new" / "probes.png"
+    assert cli.main(["plot", "probes", "--total-steps", "20", "--output", str(out)]) == 0
+    _assert_png(out, min_width=1000)
+    printed = capsys.readouterr().out
+    assert f"Wrote {out} (created the directory {tmp_path / 'new'})" in printed
+    assert cli.main(["plot", "probes", "--total-steps", "20", "--output", str(out)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"Wrote {out}")  # the directory exists now
+    data = plots.plot_probes(tmp_path / "default.png", total_steps=20)
+    assert list(data["gradient_sweep"]) == [presets.DEFAULT_PRESET]
 
 
 def _results_file(path):

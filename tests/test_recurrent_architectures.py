@@ -263,7 +263,7 @@ def test_mlp_preset_claiming_the_recurrent_format_is_refused(random_preset):
 
 
 def test_shipped_presets_keep_their_format():
-    for name in presets.list_presets():
+    for name in presets.list_presets(include_unstable=True):
         loaded = presets.load_preset(name)
         expected = (
             savedmodel.RECURRENT_FORMAT_VERSION if loaded.network.state_names else savedmodel.FORMAT_VERSION
@@ -277,7 +277,7 @@ def test_shipped_presets_keep_their_format():
 def _fit(preset, steps, jit_compile=True, callbacks=()):
     x, y = classification_data(n=32 * steps)
     model = small_classifier(0)
-    optimizer = keras_lopt.LearnedOptimizer(preset)
+    optimizer = keras_lopt.LearnedOptimizer(preset=preset)
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
     model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks))
     return model, optimizer
@@ -304,7 +304,7 @@ def test_fit_under_xla_matches_fit_without(recurrent_preset):
         )
     # fit gave the optimizer the loss of every step (through `scale_loss`).
     assert _slot(xla_optimizer, 0, "loss_statistics")[-1] == 12.0
-    assert xla_optimizer.uses_loss and not keras_lopt.LearnedOptimizer("adam_equivalent_v1").uses_loss
+    assert xla_optimizer.uses_loss and not keras_lopt.LearnedOptimizer(preset="adam_equivalent_v1").uses_loss
 
 
 class _EpochMeanRecorder(keras.callbacks.Callback):
@@ -339,7 +339,7 @@ def test_fit_feeds_the_batch_loss_not_the_epoch_mean_of_callback_logs(recurrent_
 
 def test_custom_loop_set_loss_xla_no_retrace_and_fallback(recurrent_preset):
     model = small_classifier()
-    optimizer = keras_lopt.LearnedOptimizer(recurrent_preset)
+    optimizer = keras_lopt.LearnedOptimizer(preset=recurrent_preset)
     x, y = classification_data(n=64)
 
     @tf.function(jit_compile=True)
@@ -385,7 +385,7 @@ def _apply(model, optimizer, x, y):
 def test_checkpoint_mid_training_resumes_bit_identically_with_recurrent_state(recurrent_preset, tmp_path):
     x, y = classification_data(n=16 * 10)
     model = small_classifier(1)
-    optimizer = keras_lopt.LearnedOptimizer(recurrent_preset)
+    optimizer = keras_lopt.LearnedOptimizer(preset=recurrent_preset)
     _train(model, optimizer, x, y, 5)
     hidden = _slot(optimizer, 0, "lstm_hidden")
     assert hidden.shape == (4,) and np.any(hidden != 0)
@@ -393,7 +393,7 @@ def test_checkpoint_mid_training_resumes_bit_identically_with_recurrent_state(re
     _train(model, optimizer, x[80:], y[80:], 5)
 
     restored_model = small_classifier(2)
-    restored = keras_lopt.LearnedOptimizer(recurrent_preset)
+    restored = keras_lopt.LearnedOptimizer(preset=recurrent_preset)
     restored.build(restored_model.trainable_variables)
     tf.train.Checkpoint(model=restored_model, optimizer=restored).read(path).assert_consumed()
     np.testing.assert_array_equal(_slot(restored, 0, "lstm_hidden"), hidden)
@@ -407,7 +407,7 @@ def test_checkpoint_mid_training_resumes_bit_identically_with_recurrent_state(re
 def test_keras_file_round_trip_mid_training(recurrent_preset, tmp_path):
     x, y = classification_data(n=32 * 8)
     model = small_classifier(0)
-    model.compile(optimizer=keras_lopt.LearnedOptimizer(recurrent_preset), loss=LOSS, jit_compile=True)
+    model.compile(optimizer=keras_lopt.LearnedOptimizer(preset=recurrent_preset), loss=LOSS, jit_compile=True)
     model.fit(x[:128], y[:128], batch_size=32, shuffle=False, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
@@ -424,10 +424,10 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     ffn = _export(_random_network(FFNLSTMNetwork, seed=1), tmp_path / "ffn").path
     hyper = _export(_random_network(HyperLSTMNetwork, seed=1), tmp_path / "hyper").path
     model = small_classifier()
-    optimizer = keras_lopt.LearnedOptimizer(ffn)
+    optimizer = keras_lopt.LearnedOptimizer(preset=ffn)
     optimizer.build(model.trainable_variables)
     path = tf.train.Checkpoint(optimizer=optimizer).write(str(tmp_path / "ckpt"))
-    other = keras_lopt.LearnedOptimizer(hyper)
+    other = keras_lopt.LearnedOptimizer(preset=hyper)
     other.build(model.trainable_variables)
     with pytest.raises(ValueError, match="incompatible layout|written with preset"):
         tf.train.Checkpoint(optimizer=other).read(path)
@@ -497,7 +497,7 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
     assert preset.metadata["provenance"]["config"]["network"]["architecture"] == architecture
     x, y = classification_data(n=64)
     model = small_classifier()
-    model.compile(optimizer=keras_lopt.LearnedOptimizer(preset.path), loss=LOSS, jit_compile=True)
+    model.compile(optimizer=keras_lopt.LearnedOptimizer(preset=preset.path), loss=LOSS, jit_compile=True)
     history = model.fit(x, y, batch_size=32, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
 
@@ -551,7 +551,7 @@ def test_architectures_doc_example_runs(tmp_path):
 def test_guard_works_with_recurrent_presets(recurrent_preset):
     x, y = classification_data(n=32 * 6)
     model = small_classifier(0)
-    optimizer = keras_lopt.LearnedOptimizer(recurrent_preset, guard=keras_lopt.AdamGuard(max_ratio=1e-3))
+    optimizer = keras_lopt.LearnedOptimizer(preset=recurrent_preset, guard=keras_lopt.AdamGuard(max_ratio=1e-3))
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=True)
     model.fit(x, y, batch_size=32, shuffle=False, verbose=0)
     # A learned step 1000x smaller than Adam's is unlikely: every update falls back.

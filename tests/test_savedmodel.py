@@ -32,7 +32,7 @@ def test_serving_function_matches_layer(random_network, random_preset):
 
 def test_shipped_presets_load_and_adam_preset_is_golden():
     assert presets.DEFAULT_PRESET in presets.list_presets()
-    for name in presets.list_presets():
+    for name in presets.list_presets(include_unstable=True):
         assert presets.load_preset(name).name == name
     loaded = presets.load_preset("adam_equivalent_v1")
     golden = adam_equivalent.adam_equivalent_weights(loaded.network)

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from keras_lopt.meta import cli
+import keras_lopt_cli as cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIAL = os.path.join(REPO, "docs", "tutorial.md")
@@ -55,7 +55,7 @@ def test_tutorial_code_blocks_run_in_order(tmp_path, monkeypatch):
     assert sum(kind == "python" for kind, _ in blocks) >= 8
     monkeypatch.chdir(tmp_path)
     # The commands read the committed benchmark results, relative to the
-    # repository root; their PNGs go to tmp_path/docs/images.
+    # repository root; their PNGs go to tmp_path/figures.
     os.symlink(os.path.join(REPO, "benchmarks"), tmp_path / "benchmarks")
     namespace = {"__name__": "tutorial"}
     for index, (kind, code) in enumerate(blocks):
@@ -66,8 +66,8 @@ def test_tutorial_code_blocks_run_in_order(tmp_path, monkeypatch):
                 assert cli.main(argv) == 0, argv
 
     for png in ("digits_loss.png", "trajectories.png", "probes.png", "my_probes.png",
-                "docs/images/trajectories.png", "docs/images/probes.png",
-                "docs/images/benchmark_curves.png"):
+                "figures/trajectories.png", "figures/probes.png",
+                "figures/benchmark_curves.png"):
         assert (tmp_path / png).stat().st_size > 10_000, png
     assert namespace["preset"].metadata["provenance"]["task_families"] == ["my_regression"]
     assert namespace["mine"].guard is not None

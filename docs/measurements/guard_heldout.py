@@ -2,7 +2,7 @@
 
     python docs/measurements/guard_heldout.py [OUTPUT.jsonl]
 
-Trains `LearnedOptimizer("mlp_pes_v2", guard="adam")` with the benchmark
+Trains `LearnedOptimizer(preset="mlp_pes_v2", guard="adam")` with the benchmark
 harness (`keras_lopt.meta.evaluate.train_once`: 2000 steps, XLA) on the
 (task, seed) pairs below, and appends to OUTPUT (default
 `guard_heldout.jsonl`) its records next to the unguarded `mlp_pes_v2` and
@@ -35,7 +35,7 @@ def main(output="guard_heldout.jsonl"):
     def with_guard(spec):
         if spec != GUARDED:
             return make_optimizer(spec)
-        created.append(keras_lopt.LearnedOptimizer("mlp_pes_v2", guard="adam"))
+        created.append(keras_lopt.LearnedOptimizer(preset="mlp_pes_v2", guard="adam"))
         return created[-1]
 
     evaluate.make_optimizer = with_guard

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lopt import features
-from keras_lopt.layers.mlp import ACTIVATIONS, elementwise_mlp
+from keras_lopt.layers.mlp import ACTIVATIONS, PresetNetworkLayer, elementwise_mlp
 
 # Decay of the controller's running averages of its alignment signals and
 # of the gradient's mean square.
@@ -46,7 +46,7 @@ def _positive_number(name, value):
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
-class AdaptiveMLPNetwork(keras.layers.Layer):
+class AdaptiveMLPNetwork(PresetNetworkLayer):
     """A per-parameter direction and a learned per-tensor step size.
 
     Per element, an MLP on the features (`F` columns, scalars folded into its

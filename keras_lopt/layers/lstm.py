@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lopt import features
-
-from keras_lopt.layers.mlp import MLPNetwork
+from keras_lopt.layers.mlp import MLPNetwork, PresetNetworkLayer
 
 
 class _Untracked:
@@ -58,7 +57,7 @@ def _positive_int(name, value):
         )
 
 
-class RecurrentNetwork(keras.layers.Layer):
+class RecurrentNetwork(PresetNetworkLayer):
     """Base of the per-tensor-LSTM architectures (not used on its own).
 
     Subclasses add the per-parameter weights after the LSTM's (in their

@@ -52,8 +52,26 @@ def elementwise_mlp(weights, columns, activation):
     return hidden
 
 
+class PresetNetworkLayer(keras.layers.Layer):
+    """Base of the learned-optimizer networks: an architecture whose weights
+    are a preset's.
+
+    Keras files do not hold these weights. Keras saves every Keras object an
+    optimizer exposes, so `LearnedOptimizer.network` would otherwise put a
+    second copy of the network into `.keras` files and load it apart from
+    the optimizer's state; the optimizer saves the weights as its own
+    `network_*` variables, restored with the rest of its state or not at all.
+    """
+
+    def save_own_variables(self, store):
+        del store
+
+    def load_own_variables(self, store):
+        del store
+
+
 @keras.saving.register_keras_serializable(package="keras_lopt")
-class MLPNetwork(keras.layers.Layer):
+class MLPNetwork(PresetNetworkLayer):
     """Per-parameter MLP: features `[N, F]` -> (direction `[N]`, magnitude `[N]`).
 
     The same small MLP is applied to every parameter element independently,

@@ -1,5 +1,5 @@
 import sys
 
-from keras_lopt.meta.cli import main
+from keras_lopt_cli import main
 
 sys.exit(main())

@@ -82,6 +82,23 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_arrays(self):
         """Returns {split: {feature: array [N, ...]}}."""
 
+    # tfds' own lines announce "Downloading and preparing dataset Unknown
+    # size" and "downloaded": nothing is downloaded here, and the size is
+    # known once the data is written. (tfds has no public hook for these.)
+    def _log_download_bytes(self):
+        print(
+            f"Preparing data set {self.name!r} (generated locally, no download) "
+            f"in {os.fspath(self.data_dir)}...",
+            flush=True,
+        )
+
+    def _log_download_done(self):
+        print(
+            f"Prepared data set {self.name!r}: {self.info.dataset_size} in "
+            f"{os.fspath(self.data_dir)}. Later calls reuse it.",
+            flush=True,
+        )
+
     def _split_generators(self, dl_manager):
         del dl_manager  # Everything is generated locally.
         return {

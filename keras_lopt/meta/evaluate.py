@@ -3,7 +3,7 @@
 Optimizer specs (strings, so they fit on a command line):
 
     learned              LearnedOptimizer() with the default preset
-    learned:NAME_OR_PATH LearnedOptimizer(NAME_OR_PATH)
+    learned:NAME_OR_PATH LearnedOptimizer(preset=NAME_OR_PATH)
     adam, adamw, sgdm    Adam(1e-3), AdamW(1e-3), SGD(1e-2, momentum=0.9)
     adam@LR              Adam(LR), e.g. adam@3e-3
     NAME                 any other Keras optimizer identifier at its Keras
@@ -54,7 +54,7 @@ def make_optimizer(spec):
     if spec == "learned":
         return keras_lopt.LearnedOptimizer()
     if spec.startswith("learned:"):
-        return keras_lopt.LearnedOptimizer(spec.split(":", 1)[1])
+        return keras_lopt.LearnedOptimizer(preset=spec.split(":", 1)[1])
     if spec == "adam":
         return keras.optimizers.Adam(1e-3)
     if spec == "adamw":

@@ -1,0 +1,162 @@
+"""What identifies a `LearnedOptimizer`'s saved state, and checks on restoring it.
+
+The state (slots, network weights, counters) only makes sense for the preset
+and the state layout that wrote it: one preset's network run on another's
+momenta is a silent wrong result. So the optimizer saves an identity with
+its variables: the state layout and a fingerprint of the preset.
+
+- `tf.train.Checkpoint` saves `StateIdentity` (a trackable) beside the
+  variables; `checkpoint.restore(...)` raises a `ValueError` on a mismatch.
+- Keras files (`.keras`, `.weights.h5`) hold the identity as one more entry
+  of the optimizer's variables (`IDENTITY_KEY`, JSON as uint8 bytes). State
+  that does not fit is skipped with a warning, as Keras' own optimizers skip
+  it, and the optimizer keeps its state.
+"""
+
+import hashlib
+import json
+
+import numpy as np
+import tensorflow as tf
+
+IDENTITY_KEY = "state_identity"
+_LAYOUT_KEYS = ("state_format", "slots", "state_dtype")
+
+
+def preset_fingerprint(loaded):
+    """A short hash of what a preset computes: architecture, features, weights.
+
+    The preset's name, path and default learning rate are left out: the same
+    network under another name or path is the same rule.
+    """
+    digest = hashlib.sha256()
+    metadata = loaded.metadata
+    digest.update(
+        json.dumps(
+            [metadata["architecture"], metadata["feature_names"]],
+            sort_keys=True,
+        ).encode()
+    )
+    for value in loaded.weights:
+        value = np.ascontiguousarray(value, dtype="<f4")
+        digest.update(repr(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def identity_mismatch(stored, expected):
+    """Why state saved with identity `stored` does not fit an optimizer whose
+    identity is `expected` (a sentence), or None when it fits."""
+    if any(stored.get(k) != expected[k] for k in _LAYOUT_KEYS):
+        return (
+            "the state is in an incompatible layout. Expected: "
+            f"{[(k, expected[k]) for k in _LAYOUT_KEYS]}. "
+            f"Received: {[(k, stored.get(k)) for k in _LAYOUT_KEYS]}"
+        )
+    if stored.get("preset_fingerprint") != expected["preset_fingerprint"]:
+        return (
+            f"it was written with preset {stored.get('preset')!r} "
+            f"(fingerprint {stored.get('preset_fingerprint')}), but this "
+            f"optimizer uses preset {expected['preset']!r} (fingerprint "
+            f"{expected['preset_fingerprint']}). The network weights and "
+            "momenta in it belong to the other preset; create the optimizer "
+            "with that preset to resume training"
+        )
+    return None
+
+
+class StateIdentity(tf.Module):
+    """What wrote an optimizer's state, checked when a checkpoint is restored.
+
+    `tf.train.Checkpoint` saves it next to the optimizer's variables (as one
+    string) and hands it back through `_restore_from_tensors` before the
+    optimizer runs again. A checkpoint written by another preset or another
+    state layout raises there, in `checkpoint.restore(...)`, whether or not
+    the optimizer has been built yet.
+    """
+
+    def __init__(self, optimizer_name, identity):
+        super().__init__(name="state_identity")
+        self._optimizer_name = optimizer_name
+        # A JSON string: tf.Module would wrap a dict attribute for tracking.
+        self._identity = json.dumps(identity, sort_keys=True)
+
+    @property
+    def identity(self):
+        """The identity, a dict of JSON values."""
+        return json.loads(self._identity)
+
+    def _serialize_to_tensors(self):
+        return {"identity": tf.constant(self._identity)}
+
+    def _restore_from_tensors(self, restored_tensors):
+        stored = restored_tensors["identity"]
+        if tf.executing_eagerly():
+            reason = identity_mismatch(
+                json.loads(stored.numpy().decode()), self.identity
+            )
+            if reason:
+                raise ValueError(
+                    "Cannot restore the state of LearnedOptimizer "
+                    f"'{self._optimizer_name}': {reason}."
+                )
+            return tf.no_op()
+        # Traced restore functions (e.g. of a SavedModel) compare in-graph.
+        return tf.debugging.assert_equal(
+            stored,
+            tf.constant(self._identity),
+            message=f"LearnedOptimizer '{self._optimizer_name}': the "
+            "checkpoint was written by another preset or state layout.",
+        )
+
+
+def encode_identity(identity):
+    """The identity as a uint8 array [B] (JSON bytes) for a Keras store."""
+    return np.frombuffer(json.dumps(identity, sort_keys=True).encode(), np.uint8)
+
+
+def read_keras_store(store, expected):
+    """The variable values of a Keras store and why they do not fit, if so.
+
+    Args:
+        store: what Keras hands to `load_own_variables`: `str(i)` -> value,
+            and `IDENTITY_KEY` when a `LearnedOptimizer` wrote it.
+        expected: the loading optimizer's identity.
+
+    Returns:
+        `(values, reason)`: the arrays in variable order, and None or a
+        sentence saying why the state must be skipped.
+    """
+    keys = set(store.keys())
+    values = [np.asarray(store[str(i)]) for i in range(len(keys - {IDENTITY_KEY}))]
+    if IDENTITY_KEY not in keys:
+        return values, (
+            f"the file holds {len(values)} optimizer variables and no "
+            "LearnedOptimizer state identity: it is the state of another "
+            "optimizer (such as Adam), or of a keras_lopt that saved none"
+        )
+    try:
+        stored = json.loads(np.asarray(store[IDENTITY_KEY], np.uint8).tobytes())
+    except (ValueError, UnicodeDecodeError):
+        return values, "its LearnedOptimizer state identity is unreadable"
+    if not isinstance(stored, dict):
+        return values, "its LearnedOptimizer state identity is unreadable"
+    return values, identity_mismatch(stored, expected)
+
+
+def variables_mismatch(variables, values):
+    """Why `values` cannot be assigned to `variables` one by one, or None."""
+    if len(values) != len(variables):
+        return (
+            f"the file holds {len(values)} optimizer variables, this optimizer "
+            f"has {len(variables)} (another model, or other `use_ema`, "
+            "`gradient_accumulation_steps` or `guard` settings)"
+        )
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != value.shape:
+            return (
+                f"optimizer variable {variable.path!r} has shape "
+                f"{tuple(variable.shape)}, the file holds {value.shape} for it "
+                "(another model)"
+            )
+    return None
