@@ -1,7 +1,12 @@
-"""Evaluating optimizers: suites of held-out tasks, the benchmark harness
-and its report, and tuning searches (needs the `meta` extra).
+"""Evaluating optimizers on tasks that meta-training never sees (needs the
+`meta` extra).
 
-Modules: `suites` (selection and test suites), `specs` (optimizer specs),
-`harness` (training runs, results files), `report` (per-metric tuned Adam,
-counts against the targets, tables), `tuning` (KerasTuner searches).
+    suites.py           the selection and test suites by name
+    selection_suite.py  tasks that choose checkpoints, recipes and presets
+    test_suite.py       tasks that report a candidate and choose nothing
+    tasks.py            `EvalTask` and the data helpers the suites share
+    specs.py            optimizer specs (`learned+horizon`, `adam@LR`, ...)
+    harness.py          training runs with `model.fit`, resumable results files
+    report.py           Adam tuned per metric, counts against the targets, tables
+    tuning.py           KerasTuner searches and the trials-to-match report
 """

@@ -50,8 +50,8 @@ def _grid(records_of_task):
 
 def tuned_rates(records_of_task, seeds):
     """`{"train": spec, "valid": spec}`: the grid rate with the lowest mean
-    final loss over `seeds` per metric, among rates run on all of them; {}
-    without such a rate."""
+    final loss over `seeds` (the task's) per metric, among rates run on all
+    of them; {} without such a rate."""
     complete = [s for s in _grid(records_of_task) if all(seed in records_of_task[s] for seed in seeds)]
     if not complete:
         return {}
@@ -100,7 +100,7 @@ def build(records, candidates, tasks=None, seeds=None):
     for task in tasks:
         runs = table.get(task, {})
         report["tasks"][task] = {
-            "tuned": tuned_rates(runs, seeds),
+            "tuned": tuned_rates(runs, sorted({seed for by_seed in runs.values() for seed in by_seed})),
             "losses": {
                 spec: {
                     "train": float(np.mean([_loss(r["final_train_loss"]) for r in by_seed.values()])),
@@ -131,7 +131,8 @@ def build(records, candidates, tasks=None, seeds=None):
                     counts[name]["wins"] += _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
             if _ladder(task):
                 adam = runs.get(specs.ADAM_DEFAULT, {})
-                ratios = [_ratio(r["final_train_loss"], adam[s]["final_train_loss"]) for s, r in mine.items() if s in adam]
+                ratios = [_ratio(r["final_train_loss"], adam[seed]["final_train_loss"])
+                          for seed, r in mine.items() if seed in adam]
                 if ratios:
                     counts["ladders"][task] = max(ratios)
         report["counts"][candidate] = counts

@@ -6,9 +6,11 @@ task settings or steps. It covers what a learned optimizer must transfer to
 largest over 1M parameters), a length ladder (one task at 1k, 5k and 10k
 steps), a pre-LayerNorm transformer, a residual network with LayerNorm, a
 recurrent language model, an ill-conditioned low-dimensional problem, a
-small tabular set and a conv net with batch normalization. No data set /
-architecture pair here is in a meta-training family or in the selection
-suite.
+small tabular set and a conv net with batch normalization. Some data sets
+are shared with meta-training families (digits, mnist1d, Python sources)
+and the selection suite, the models on them are not: batch normalization,
+residual LayerNorm blocks, pre-LN attention, byte-level MLP and LSTM
+language models. A meta-training family must not add these pairs.
 """
 
 import keras

@@ -5,7 +5,7 @@
     keras-lopt export --config FILE --run DIR --output DIR [--final] [--name NAME]
     keras-lopt benchmark --suite {selection,test} | --tasks A,B | --quick | --yes
                          [--optimizers learned,learned+horizon,...] [--steps N]
-                         [--seeds 0,1,2] [--output DIR]
+                         [--seeds 0,1,2] [--output DIR] [--report-only]
     keras-lopt tune-benchmark [--tasks A,B] [--optimizers learned,classic]
                          [--searches adam_grid,adamw_bayes] [--budget 1,3,10,30]
                          [--reference learned,...] [--steps N] [--seed S] [--output DIR]
@@ -85,7 +85,7 @@ def _benchmark_plan(args):
             suites.get_task(name)
     else:
         tasks = suites.task_names(args.suite or "test")
-    steps = args.steps or (suites.QUICK_STEPS if args.quick else None)
+    steps = args.steps if args.steps is not None else (suites.QUICK_STEPS if args.quick else None)
     if steps is not None and steps < 1:
         raise ValueError(f"`--steps` must be a positive integer. Received: {steps}")
     try:
@@ -94,6 +94,8 @@ def _benchmark_plan(args):
         raise ValueError(f"`--seeds` must be comma-separated integers. Received: {args.seeds!r}") from None
     if seeds is None:
         seeds = [0] if args.quick else list(suites.default_seeds(tasks))
+    if not seeds:
+        raise ValueError(f"`--seeds` must name at least one seed. Received: {args.seeds!r}")
     # The Adam grid is every report's baseline: it always runs (once per
     # results file; later candidates reuse it).
     runs = specs.expand([*_csv(args.optimizers), "adam_tuned"])
@@ -107,24 +109,34 @@ def _benchmark(args):
     tasks, runs, seeds, steps, confirmed = _benchmark_plan(args)
     planned = harness.plan(tasks, runs, seeds, steps)
     results_path = os.path.join(args.output, "results.jsonl")
-    done = {harness.result_key(r) for r in harness.read_results(results_path)}
+    done = {harness.result_key(r): r for r in harness.read_results(results_path)}
     todo = [run for run in planned if run not in done]
     steps_text = f"{steps} each" if steps else ", ".join(f"{t} {s}" for t, s in
                                                           dict((run[0], run[3]) for run in planned).items())
     print(f"Tasks ({len(tasks)}): {', '.join(tasks)}\nSteps: {steps_text}\nSeeds: {', '.join(map(str, seeds))}\n"
           f"Optimizers ({len(runs)}): {', '.join(runs)}\nRuns: {len(planned)}, {len(todo)} not yet in "
           f"{results_path}; roughly {harness.estimate_seconds(todo) / 3600:.1f} hours on a 2-core CPU.", flush=True)
-    if not confirmed:
+    if args.report_only:
+        if not done:
+            raise ValueError(f"`--report-only` needs earlier results: {results_path!r} holds none.")
+        results = [done[run] for run in planned if run in done]
+    elif not confirmed:
         raise ValueError(
             "no suite or tasks given: pass `--suite test` (or `--suite selection`) or `--tasks A,B` to choose "
             "what to run, `--quick` for a CI-sized check, or `--yes` to run the plan above."
         )
-    os.makedirs(args.output, exist_ok=True)
-    results = harness.run_benchmark(tasks, runs, seeds, steps, output_path=results_path)
+    else:
+        os.makedirs(args.output, exist_ok=True)
+        results = harness.run_benchmark(tasks, runs, seeds, steps, output_path=results_path)
+        todo = []
     candidates = [s for s in runs if specs.adam_rate(s) is None]
     references = [f"adam@{lr:g}" for lr in specs.ADAM_GRID if f"adam@{lr:g}" != specs.ADAM_DEFAULT]
     summary = report.build(results, candidates + references, tasks, seeds)
+    summary["missing_runs"] = todo
     table = report.markdown(summary, references)
+    if todo:
+        table = (f"**Incomplete: {len(todo)} of the {len(planned)} planned runs are missing** "
+                 "(`summary.json`, `missing_runs`).\n\n" + table)
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(args.output, "table.md"), "w") as f:
@@ -295,11 +307,13 @@ def build_parser():
              "the grid always runs too, once per results file (default: learned,learned+horizon)",
     )
     bench.add_argument("--steps", type=int, help="training steps of every run (default: each task's own; --quick: 100)")
-    bench.add_argument("--seeds", help="comma-separated seeds (default: the suite's, test 0,1,2, selection 0,1; --quick: 0)")
+    bench.add_argument("--seeds", help="comma-separated seeds (default: test 0,1,2; selection 0,1; --quick: 0)")
     bench.add_argument("--output", default="benchmark_results",
-                       help="directory for results.jsonl, summary.json, table.md, curves.png (default: benchmark_results)")
+                       help="directory for results.jsonl, summary.json, table.md, curves.png")
     bench.add_argument("--quick", action="store_true", help="2 tiny test-suite tasks, 100 steps, seed 0 (for CI)")
     bench.add_argument("--yes", action="store_true", help="run the default plan (the test suite) without --suite")
+    bench.add_argument("--report-only", action="store_true",
+                       help="train nothing: report the planned runs already in --output")
     bench.set_defaults(handler=_benchmark)
     tune = commands.add_parser(
         "tune-benchmark", help="classic optimizers and KerasTuner searches against a learned optimizer"
