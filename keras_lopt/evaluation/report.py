@@ -4,9 +4,10 @@ Baselines, per task: Adam(1e-3) (`specs.ADAM_DEFAULT`), and Adam tuned per
 metric over `specs.ADAM_GRID`: for training-loss comparisons the rate with
 the lowest mean final training loss over the seeds, for validation-loss
 comparisons the rate with the lowest mean final validation loss (a user
-tunes once per task, on the metric they care about).
+tunes once per task, on the metric they care about). Only the seeds on which
+the whole grid ran count for tuning and for comparisons with tuned Adam.
 
-Counts, per candidate (every spec that is not an `adam@LR` of the grid), over
+Counts, per candidate (the specs asked for; fixed Adam rates for scale), over
 task-seeds: a candidate wins a comparison when its final loss is lower than
 the baseline's of the same seed by more than `TIE_TOLERANCE` (relative). A
 non-finite loss counts as infinite. Each rung of a ladder also gets the worst
@@ -44,21 +45,23 @@ def _loss(value):
     return value if value is not None and math.isfinite(value) else math.inf
 
 
-def _grid(records_of_task):
-    return [s for s in (f"adam@{lr:g}" for lr in specs.ADAM_GRID) if s in records_of_task]
+GRID = tuple(f"adam@{lr:g}" for lr in specs.ADAM_GRID)
 
 
-def tuned_rates(records_of_task, seeds):
-    """`{"train": spec, "valid": spec}`: the grid rate with the lowest mean
-    final loss over `seeds` (the task's) per metric, among rates run on all
-    of them; {} without such a rate."""
-    complete = [s for s in _grid(records_of_task) if all(seed in records_of_task[s] for seed in seeds)]
-    if not complete:
-        return {}
-    return {
-        metric: min(complete, key=lambda s: np.mean([_loss(records_of_task[s][seed][key]) for seed in seeds]))
+def tuned_rates(records_of_task):
+    """`({"train": spec, "valid": spec}, seeds)`: the grid rate with the
+    lowest mean final loss per metric, over the seeds on which every rate of
+    the grid ran (a partial grid would tune on fewer rates); `({}, [])`
+    when there is no such seed."""
+    seeds = sorted({seed for by_seed in records_of_task.values() for seed in by_seed})
+    seeds = [seed for seed in seeds if all(seed in records_of_task.get(s, {}) for s in GRID)]
+    if not seeds:
+        return {}, []
+    tuned = {
+        metric: min(GRID, key=lambda s: np.mean([_loss(records_of_task[s][seed][key]) for seed in seeds]))
         for metric, key in METRICS.items()
     }
+    return tuned, seeds
 
 
 def _ladder(task):
@@ -82,8 +85,8 @@ def build(records, candidates, tasks=None, seeds=None):
         tasks, seeds: restrict to these (default: all in `records`).
 
     Returns:
-        A dict: `tasks` {task: {"tuned": {metric: spec}, "losses": {spec:
-        {"train", "valid", "diverged", "seeds"}}}}, `counts` {candidate:
+        A dict: `tasks` {task: {"tuned": {metric: spec}, "tuned_seeds",
+        "losses": {spec: {"train", "valid", "diverged", "seeds"}}}}, `counts` {candidate:
         {comparison: {"wins", "runs"}, "nonfinite": n, "runs": n, "ladders":
         {task: worst ratio}}}, `targets`, and the tasks, seeds and steps.
     """
@@ -99,8 +102,10 @@ def build(records, candidates, tasks=None, seeds=None):
               "targets": dict(TARGETS, ladder_worst_ratio=LADDER_LIMIT)}
     for task in tasks:
         runs = table.get(task, {})
+        tuned, tuned_seeds = tuned_rates(runs)
         report["tasks"][task] = {
-            "tuned": tuned_rates(runs, sorted({seed for by_seed in runs.values() for seed in by_seed})),
+            "tuned": tuned,
+            "tuned_seeds": tuned_seeds,
             "losses": {
                 spec: {
                     "train": float(np.mean([_loss(r["final_train_loss"]) for r in by_seed.values()])),
@@ -117,14 +122,14 @@ def build(records, candidates, tasks=None, seeds=None):
         for task in tasks:
             runs = table.get(task, {})
             mine = runs.get(candidate, {})
-            tuned = report["tasks"][task]["tuned"]
+            tuned, tuned_seeds = report["tasks"][task]["tuned"], report["tasks"][task]["tuned_seeds"]
             counts["runs"] += len(mine)
             counts["nonfinite"] += sum(bool(r["diverged"]) for r in mine.values())
             for name, baseline, metric, _ in COMPARISONS:
                 spec = specs.ADAM_DEFAULT if baseline == "adam" else tuned.get(metric)
                 for seed, record in mine.items():
                     other = runs.get(spec, {}).get(seed) if spec else None
-                    if other is None:
+                    if other is None or (baseline == "tuned" and seed not in tuned_seeds):
                         continue
                     counts[name]["runs"] += 1
                     key = METRICS[metric]
