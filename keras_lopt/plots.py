@@ -239,9 +239,9 @@ def plot_benchmark_curves(results_path, path, optimizers=None, tasks=None):
 
 
 def draw_benchmark_curves(records, summary, candidates, path):
-    """One panel per task: mean training-loss curve over seeds of each
-    candidate, of Adam(1e-3) (black, dashed, drawn on top) and of Adam tuned
-    per metric (labelled with its rate).
+    """One panel per task with results: mean training-loss curve over seeds
+    of each candidate, of Adam(1e-3) (black, dashed, drawn on top) and of
+    Adam tuned per metric (labelled with its rate).
 
     Args:
         records: benchmark result dicts.
@@ -251,7 +251,7 @@ def draw_benchmark_curves(records, summary, candidates, path):
     """
     from keras_lopt.evaluation import specs
 
-    tasks = list(summary["tasks"])
+    tasks = [task for task, entry in summary["tasks"].items() if entry["losses"]]
     if not tasks:
         raise ValueError("No benchmark results to draw.")
     cols = min(3, len(tasks))

@@ -197,7 +197,7 @@ def markdown(report, references=()):
         shown = spec if spec in candidates else f"{specs.label(spec)} (reference)"
         out.append(f"| {shown} | " + " | ".join(_fraction(c[n]) + _meets(c[n], n) for n in names)
                    + f" | {nonfinite} | {_worst_ladder(c)} |")
-    ladder_tasks = sorted({t for c in candidates for t in report["counts"][c]["ladders"]})
+    ladder_tasks = [t for t in report["tasks"] if any(t in report["counts"][c]["ladders"] for c in candidates)]
     if ladder_tasks:
         out += ["", "Ladder rungs, worst ratio over seeds of final training loss to Adam(1e-3)'s (flagged above 2):",
                 "", "| rung | " + " | ".join(candidates) + " |", "|---|" + "---|" * len(candidates)]
