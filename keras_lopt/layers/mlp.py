@@ -6,6 +6,13 @@ import tensorflow as tf
 _ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
 
 
+def _scalars(kernel):
+    """`[I, J]` tensor -> nested lists `[I][J]` of its scalars."""
+    rows, columns = kernel.shape
+    flat = tf.unstack(tf.reshape(kernel, [-1]), num=rows * columns)
+    return [flat[i * columns : (i + 1) * columns] for i in range(rows)]
+
+
 @keras.saving.register_keras_serializable(package="keras_lopt")
 class MLPNetwork(keras.layers.Layer):
     """Per-parameter MLP: features `[N, F]` -> (direction `[N]`, magnitude `[N]`).
@@ -127,20 +134,26 @@ class MLPNetwork(keras.layers.Layer):
             )
         # Unrolled over the tiny hidden width so XLA fuses the whole network
         # (and the feature computation before it) into one elementwise pass.
+        # Each weight tensor is split into its scalars by one op, not one
+        # slice per scalar: the traced program, and so tracing and XLA
+        # compilation, stay small.
+        kernel = _scalars(kernel)
+        first_bias = tf.unstack(first_bias)
         hidden = []
-        for j in range(kernel.shape[1]):
+        for j in range(len(first_bias)):
             acc = first_bias[j]
             for i in element_idx:
-                acc = acc + columns[i] * kernel[i, j]
+                acc = acc + columns[i] * kernel[i][j]
             hidden.append(activation(acc))
         for layer in range(1, len(weights) // 2):
-            kernel, bias = weights[2 * layer], weights[2 * layer + 1]
+            kernel = _scalars(weights[2 * layer])
+            bias = tf.unstack(weights[2 * layer + 1])
             is_output = layer == len(weights) // 2 - 1
             outputs = []
-            for j in range(kernel.shape[1]):
+            for j in range(len(bias)):
                 acc = bias[j]
                 for i, h in enumerate(hidden):
-                    acc = acc + h * kernel[i, j]
+                    acc = acc + h * kernel[i][j]
                 outputs.append(acc if is_output else activation(acc))
             hidden = outputs
         direction, magnitude = hidden
