@@ -1,6 +1,7 @@
 """Time to first step and step time of LearnedOptimizer against Adam, in one run.
 
     python benchmarks/step_time.py [--preset NAME_OR_PATH] [--pin CORE] [--quick]
+                                   [--sections first-call,fit,optimizer-only]
                                    [--repeats 2] [--rounds 6] [--steps 20]
                                    [--apply-repeats 60] [--large] [--breakdown]
 
@@ -31,7 +32,8 @@ run, under the same load; the ratios LearnedOptimizer / Adam are the result.
 * State: the optimizer's variables in floats per model parameter, without
   its scalars and the learned network's weights (1M MLP).
 
-The last lines are the ratios, then the state. `--pin CORE` pins the run
+The last lines are the ratios, then the state. `--sections` runs some of
+the three parts only (the state comes with `fit`). `--pin CORE` pins the run
 (and its child processes) to one core; by default it uses every core it is
 given, as a user's training would. `--quick` runs small models, one repeat
 and few steps, with all first calls in one child process (the test runs
@@ -65,6 +67,7 @@ FIRST_CALL_SIZES = (10, 50, 200)
 QUICK_FIRST_CALL_SIZES = (6, 10, 14)
 FIRST_CALL_BATCH = 32
 CHILD_TAG = "first call: "
+SECTIONS = ("first-call", "fit", "optimizer-only")
 
 
 def residual_mlp(num_variables, width=128, inputs=64):
@@ -479,11 +482,20 @@ def main():
         "--large", action="store_true", help="also the fit step of a 12.6M-parameter MLP"
     )
     parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, from {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="also time the parts of the learned step"
     )
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
     parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown --sections {unknown}; expected names from {SECTIONS}")
     if args.pin is not None:
         # Before the first TensorFlow op sizes its thread pools; children
         # inherit it.
@@ -531,9 +543,10 @@ def main():
         ratios.append((label, ratio))
 
     construction = []
-    for (num_variables, jit_compile), entry in time_first_calls(
-        args.quick, args.repeats
-    ).items():
+    first_calls = {}
+    if "first-call" in sections:
+        first_calls = time_first_calls(args.quick, args.repeats)
+    for (num_variables, jit_compile), entry in first_calls.items():
         report(
             f"first fit call, {num_variables} variables, {xla_label(jit_compile)}",
             float(np.median(entry["learned"])),
@@ -542,7 +555,8 @@ def main():
         )
         construction += entry["learned_construction"]
     state = {}
-    for label, (build, batch_size) in fit_models(args.quick, args.large).items():
+    fits = fit_models(args.quick, args.large) if "fit" in sections else {}
+    for label, (build, batch_size) in fits.items():
         for jit_compile in (True, False):
             medians, models = time_fit(
                 build, batch_size, jit_compile, args.rounds, args.steps
@@ -558,7 +572,8 @@ def main():
                 state = {
                     k: state_floats(m.optimizer) / params for k, m in models.items()
                 }
-    for size, shapes in apply_shapes(args.quick).items():
+    applies = apply_shapes(args.quick) if "optimizer-only" in sections else {}
+    for size, shapes in applies.items():
         for jit_compile in (True, False):
             medians = time_apply(shapes, args.apply_repeats, jit_compile)
             report(
@@ -567,17 +582,19 @@ def main():
                 medians["adam"],
                 "ms",
             )
-    print(
-        "\nLearnedOptimizer construction (loads the preset; not in the first "
-        f"fit call): median {np.median(construction):.2f} s"
-    )
+    if construction:
+        print(
+            "\nLearnedOptimizer construction (loads the preset; not in the first "
+            f"fit call): median {np.median(construction):.2f} s"
+        )
     print()
     for label, ratio in ratios:
         print(f"ratio LearnedOptimizer/Adam, {label}: {ratio:.2f}")
-    print(
-        "optimizer state, floats per parameter: "
-        f"LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
-    )
+    if state:
+        print(
+            "optimizer state, floats per parameter: "
+            f"LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -428,52 +428,58 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def build(self, var_list):
         if self.built:
             return
-        super().build(var_list)
-        self._total_steps = self.add_variable(
-            shape=(),
-            initializer=keras.initializers.Constant(
-                float(self._initial_total_steps or 0)
-            ),
-            dtype="float32",
-            aggregation="only_first_replica",
-            name="total_steps",
-        )
-        self._skipped_updates = self.add_variable(
-            shape=(),
-            dtype="int64",
-            aggregation="only_first_replica",
-            name="skipped_updates",
-        )
-        self._network_weights = []
-        # Initializers, not assigns: Keras may build the optimizer inside a
-        # traced function or a scope where assignments are deferred.
-        for weight, value in zip(self.network.weights, self._preset.weights):
-            self._network_weights.append(
-                self.add_variable(
-                    shape=weight.shape,
-                    initializer=lambda shape, dtype, value=value: value,
-                    dtype="float32",
-                    aggregation="only_first_replica",
-                    name=f"network_{weight.name}",
-                )
+        # Eagerly, also when Keras builds the optimizer while it traces the
+        # first train step (it does without a distribution strategy): a
+        # variable created inside a traced function gets a conditional
+        # initialiser of its own, a large part of the first call with three
+        # slots per variable.
+        with tf.init_scope():
+            super().build(var_list)
+            self._total_steps = self.add_variable(
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    float(self._initial_total_steps or 0)
+                ),
+                dtype="float32",
+                aggregation="only_first_replica",
+                name="total_steps",
             )
-        self._slots = self._add_state_slots(var_list)
-        self._variable_step = compiled_update.VariableStep(
-            self.network,
-            self._preset.feature_names,
-            self._check_gradient_only,
-            self._guard,
-            self.weight_decay,
-        )
-        if self._guard is not None:
-            # Created last: every other variable keeps its position, so
-            # unguarded checkpoints restore into a guarded optimizer.
-            self._guard_fallbacks = self.add_variable(
+            self._skipped_updates = self.add_variable(
                 shape=(),
                 dtype="int64",
                 aggregation="only_first_replica",
-                name="guard_fallbacks",
+                name="skipped_updates",
             )
+            self._network_weights = []
+            # Initializers, not assigns: Keras may build the optimizer inside a
+            # traced function or a scope where assignments are deferred.
+            for weight, value in zip(self.network.weights, self._preset.weights):
+                self._network_weights.append(
+                    self.add_variable(
+                        shape=weight.shape,
+                        initializer=lambda shape, dtype, value=value: value,
+                        dtype="float32",
+                        aggregation="only_first_replica",
+                        name=f"network_{weight.name}",
+                    )
+                )
+            self._slots = self._add_state_slots(var_list)
+            self._variable_step = compiled_update.VariableStep(
+                self.network,
+                self._preset.feature_names,
+                self._check_gradient_only,
+                self._guard,
+                self.weight_decay,
+            )
+            if self._guard is not None:
+                # Created last: every other variable keeps its position, so
+                # unguarded checkpoints restore into a guarded optimizer.
+                self._guard_fallbacks = self.add_variable(
+                    shape=(),
+                    dtype="int64",
+                    aggregation="only_first_replica",
+                    name="guard_fallbacks",
+                )
 
     def _add_state_slots(self, var_list):
         """Like `add_optimizer_variables`, but always of `STATE_DTYPE`.
