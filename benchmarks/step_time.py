@@ -2,8 +2,9 @@
 
     python benchmarks/step_time.py [--preset NAME_OR_PATH] [--pin CORE] [--quick]
                                    [--sections first-call,fit,optimizer-only]
-                                   [--repeats 2] [--rounds 6] [--steps 20]
-                                   [--apply-repeats 60] [--large] [--breakdown]
+                                   [--sizes 10,50,200] [--repeats 2]
+                                   [--rounds 6] [--steps 20] [--apply-repeats 60]
+                                   [--large] [--breakdown]
 
 Every figure is measured for `keras_lopt.LearnedOptimizer(preset)` (default:
 the package's default preset) and for `keras.optimizers.Adam()` in the same
@@ -227,9 +228,8 @@ def first_call_child(cases, order, quick):
     ]
 
 
-def time_first_calls(quick, repeats):
+def time_first_calls(sizes, quick, repeats):
     """`{(num_variables, jit_compile): {name: [seconds per repeat]}}`."""
-    sizes = QUICK_FIRST_CALL_SIZES if quick else FIRST_CALL_SIZES
     cases = [(n, jit) for n in sizes for jit in (True, False)]
     times = {}
     for repeat in range(repeats):
@@ -474,6 +474,11 @@ def main():
     )
     parser.add_argument("--pin", type=int, metavar="CORE", help="run on this core only")
     parser.add_argument("--repeats", type=int, default=2, help="first-call repeats")
+    parser.add_argument(
+        "--sizes",
+        help="first-call model sizes in variables, comma-separated "
+        f"(default: {','.join(map(str, FIRST_CALL_SIZES))})",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="alternating fit rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit round")
     parser.add_argument("--apply-repeats", type=int, default=60)
@@ -545,7 +550,10 @@ def main():
     construction = []
     first_calls = {}
     if "first-call" in sections:
-        first_calls = time_first_calls(args.quick, args.repeats)
+        sizes = QUICK_FIRST_CALL_SIZES if args.quick else FIRST_CALL_SIZES
+        if args.sizes:
+            sizes = [int(n) for n in args.sizes.split(",")]
+        first_calls = time_first_calls(sizes, args.quick, args.repeats)
     for (num_variables, jit_compile), entry in first_calls.items():
         report(
             f"first fit call, {num_variables} variables, {xla_label(jit_compile)}",
