@@ -25,7 +25,7 @@ def unroll_rate(family, members=8, steps=20, repeats=5):
     task = tasks.get_family(family).task(0)
     layer = adam_equivalent.build_network()
     theta = np.tile(unroll.flatten_weights(layer.get_weights()), (members, 1))
-    run = unroll.build_unroll(task, layer, steps, "mean", 1e-3)
+    run = unroll.Unroll(task, layer, steps, "mean", 1e-3)
     state = unroll.fresh_state(task, np.arange(members), np.full(members, 10**6))
     state, _, _ = run(theta, state)  # compile
     start = time.perf_counter()

@@ -194,7 +194,7 @@ def test_preset_round_trip_and_serving_function(tmp_path):
     network = _random_network()
     loaded = _export(network, tmp_path / "adaptive")
     assert loaded.network.kind == "adaptive_mlp"
-    assert loaded.metadata["format_version"] == savedmodel.RECURRENT_FORMAT_VERSION
+    assert loaded.metadata["format_version"] == savedmodel.TENSOR_STATE_VERSION == 2
     assert loaded.metadata["context_feature_names"] == list(AdaptiveMLPNetwork.context_feature_names)
     assert loaded.metadata["network_state"] == {"names": ["step_control"], "shapes": [[4]]}
     for a, b in zip(loaded.weights, network.get_weights()):

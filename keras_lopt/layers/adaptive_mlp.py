@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features
+from keras_lopt import features, validation
 from keras_lopt.layers.mlp import ACTIVATIONS, PresetNetworkLayer, elementwise_mlp
 
 # Decay of the controller's running averages of its alignment signals and
@@ -27,22 +27,6 @@ CONTROLLER_INPUT_NAMES = (
     "log_step",
     *features.TENSOR_FEATURE_NAMES,
 )
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0 < value < float("inf")
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -112,23 +96,11 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _positive_int("num_features", num_features)
-        hidden_sizes = tuple(hidden_sizes)
-        if not all(
-            isinstance(h, int) and not isinstance(h, bool) and h > 0
-            for h in hidden_sizes
-        ):
-            raise ValueError(
-                "`hidden_sizes` must be a sequence of positive integers. "
-                f"Received: hidden_sizes={hidden_sizes!r}"
-            )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`activation` must be one of {sorted(ACTIVATIONS)}. "
-                f"Received: activation={activation!r}"
-            )
-        _positive_int("controller_hidden_size", controller_hidden_size)
-        _positive_number("max_step_change", max_step_change)
+        validation.positive_int("num_features", num_features)
+        hidden_sizes = validation.positive_ints("hidden_sizes", hidden_sizes)
+        validation.one_of("activation", activation, sorted(ACTIVATIONS))
+        validation.positive_int("controller_hidden_size", controller_hidden_size)
+        validation.positive_number("max_step_change", max_step_change)
         low, high = (float(v) for v in log_step_range)
         if not (np.isfinite(low) and np.isfinite(high) and low <= 0.0 <= high):
             raise ValueError(
