@@ -89,26 +89,40 @@ def build_parser():
     export.add_argument("--output", required=True, help="preset directory to write")
     export.add_argument("--final", action="store_true", help="export the latest weights, not the best evaluated")
     export.add_argument("--name", help="the preset's name (default: the config's name)")
-    bench = _add_command(commands, "benchmark", "compare optimizers on the evaluation tasks")
-    bench.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
-    bench.add_argument(
-        "--optimizers", default="learned,adam,adamw,sgdm,adam_tuned",
-        help="comma-separated optimizer specs (see keras_lopt.meta.evaluate)",
+    bench = _add_command(
+        commands, "benchmark", "the evaluation protocol: learned optimizers against Adam tuned per metric"
     )
-    bench.add_argument("--steps", type=int, help="training steps per run (default: 2000; --quick: 100)")
-    bench.add_argument("--seeds", help="comma-separated seeds (default: 0,1; --quick: 0)")
-    bench.add_argument("--output", default="benchmark_results", help="directory for results.jsonl, summary.json, table.md, curves.png")
-    bench.add_argument("--quick", action="store_true", help="3 small tasks, 100 steps, 1 seed (for CI)")
+    bench.add_argument(
+        "--suite", choices=("selection", "test"),
+        help="selection: tasks that choose presets; test: tasks that report them",
+    )
+    bench.add_argument("--tasks", help="comma-separated evaluation tasks (instead of --suite)")
+    bench.add_argument(
+        "--optimizers", default="learned,learned+horizon",
+        help="comma-separated optimizer specs (see keras_lopt.evaluation.specs); Adam at the 7 rates of "
+             "the grid always runs too, once per results file",
+    )
+    bench.add_argument("--steps", type=int, help="training steps of every run (default: each task's own; --quick: 100)")
+    bench.add_argument("--seeds", help="comma-separated seeds (default: test 0,1,2; selection 0,1; --quick: 0)")
+    bench.add_argument(
+        "--output", default="benchmark_results",
+        help="directory for results.jsonl, summary.json, table.md, curves.png",
+    )
+    bench.add_argument("--quick", action="store_true", help="2 tiny test-suite tasks, 100 steps, seed 0 (for CI)")
+    bench.add_argument("--yes", action="store_true", help="run the default plan (the test suite) without --suite")
+    bench.add_argument(
+        "--report-only", action="store_true", help="train nothing: report the planned runs already in --output"
+    )
     tune = _add_command(commands, "tune-benchmark", "classic optimizers and KerasTuner searches against a learned optimizer")
-    tune.add_argument("--tasks", help="comma-separated evaluation tasks (default: all)")
+    tune.add_argument("--tasks", help="comma-separated evaluation tasks (default: the selection suite)")
     tune.add_argument("--optimizers", default="learned,classic", help="optimizer specs run at fixed settings")
-    tune.add_argument("--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.meta.tuning)")
+    tune.add_argument("--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.evaluation.tuning)")
     tune.add_argument("--budget", default="1,3,10,30", help="comma-separated trial budgets")
     tune.add_argument(
         "--reference", default="learned",
         help="comma-separated specs the searches must match (plots of the first: trials_to_match*.png)",
     )
-    tune.add_argument("--steps", type=int, default=2000, help="training steps per run and per trial")
+    tune.add_argument("--steps", type=int, help="training steps per run and per trial (default: each task's own)")
     tune.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
     tune.add_argument(
         "--output", default="benchmark_results/tuning",

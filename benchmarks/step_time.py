@@ -1,34 +1,54 @@
-"""Step time of LearnedOptimizer against Adam, measured in the same run.
+"""Time to first step and step time of LearnedOptimizer against Adam, in one run.
 
-    python benchmarks/step_time.py [--preset NAME_OR_PATH] [--rounds 6] [--steps 20]
-                                   [--quick] [--breakdown]
+    python benchmarks/step_time.py [--preset NAME_OR_PATH] [--pin CORE] [--quick]
+                                   [--sections first-call,fit,optimizer-only]
+                                   [--sizes 10,50,200] [--repeats 2]
+                                   [--rounds 6] [--steps 20] [--apply-repeats 60]
+                                   [--large] [--breakdown]
 
-For each model it trains one copy with `keras_lopt.LearnedOptimizer(preset=preset)`
-(default: the package's default preset) and
-one with `keras.optimizers.Adam()` (`model.fit`, `jit_compile=True`), in
-alternating rounds of `--steps` steps so that both see the same machine
-load, and reports the median time of a train step. A callback reads the loss
-as a float at the end of every batch, so each timed step includes the wait
-for its result (unsynchronised timings were bimodal on a loaded CPU). The
-first `fit` of each model (tracing and XLA compilation) is timed apart.
+Every figure is measured for `keras_lopt.LearnedOptimizer(preset=preset)` (default:
+the package's default preset) and for `keras.optimizers.Adam()` in the same
+run, under the same load; the ratios LearnedOptimizer / Adam are the result.
 
-It also times the optimizer alone: `apply_gradients` on fixed random
-gradients inside `tf.function(jit_compile=True)`, alternating the two
-optimizers call by call, at about 1M and 10M parameters.
+* First `fit` call: tracing, compilation and one step of `model.fit` on
+  residual MLPs with LayerNorm of 10, 50 and 200 trainable variables, with
+  `jit_compile=True` (XLA) and `False` (Keras' default on CPU). Keras keeps
+  a model's traced train function and the optimizer its compiled programs,
+  so a first call needs a fresh model and a fresh optimizer. Each (size,
+  XLA) case runs in a fresh process, which first trains an unrelated small
+  model with SGD (so that TensorFlow's and Keras' one-time start-up is
+  charged to neither side), then times Adam's and the learned optimizer's
+  first call, each on a fresh model, in an order that alternates between
+  repeats. The optimizers are built before the clock starts (loading a
+  preset is timed apart). Median over `--repeats`.
+* Steady step: the median train step of `model.fit` on the 20-variable
+  residual MLP (batch 32) and on a 1.07M-parameter MLP (batch 128), with and
+  without XLA. The two optimizers alternate in rounds of `--steps` steps; a
+  callback reads the loss as a float at the end of every batch, so each
+  timed step includes the wait for its result (unsynchronised timings were
+  bimodal on a loaded CPU).
+* Optimizer only: `apply_gradients` on fixed random gradients inside a
+  `tf.function`, with and without XLA, alternating the two optimizers call
+  by call, at about 1M and 10M parameters.
+* State: the optimizer's variables in floats per model parameter, without
+  its scalars and the learned network's weights (1M MLP).
 
-The last lines are the ratios LearnedOptimizer / Adam (medians), then the
-optimizer state in floats per model parameter: the sizes of the optimizer's
-variables, without its scalars and the learned network's weights, divided
-by the number of model parameters.
-
+The last lines are the ratios, then the state. `--sections` runs some of
+the three parts only (the state comes with `fit`). `--pin CORE` pins the run
+(and its child processes) to one core; by default it uses every core it is
+given, as a user's training would. `--quick` runs small models, one repeat
+and few steps, with all first calls in one child process (the test runs
+it). `--large` adds the fit step of a 12.6M-parameter MLP (batch 128).
 `--breakdown` first times the parts of the learned step on one 1024x1024
 tensor under XLA, as cumulative variants of the update, for the default's
 "local" rule and for the "full" rule of mlp_es_v4 (see `breakdown`).
-Pin the process to one core (`taskset -c 1`) on a shared machine.
 """
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,61 +59,85 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lopt  # noqa: E402
-from keras_lopt import features, optimizer, presets, rule  # noqa: E402
+from keras_lopt import compiled_update, features, presets, rule  # noqa: E402
 from keras_lopt.layers import BoundNetwork  # noqa: E402
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+CLASSES = 10
+FIRST_CALL_SIZES = (10, 50, 200)
+QUICK_FIRST_CALL_SIZES = (6, 10, 14)
+FIRST_CALL_BATCH = 32
+CHILD_TAG = "first call: "
+SECTIONS = ("first-call", "fit", "optimizer-only")
 
 
-def mlp(quick):
-    """784 -> 1024 -> 256 -> 10: 1.07M parameters (quick: 784 -> 32 -> 10)."""
-    hidden = (32,) if quick else (1024, 256)
-    layers = [keras.Input((784,))]
-    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
-    layers += [keras.layers.Dense(10)]
-    return keras.Sequential(layers), (784,), 10, None
+def residual_mlp(num_variables, width=128, inputs=64):
+    """A residual MLP with LayerNorm and exactly `num_variables` variables.
 
-
-def conv(quick):
-    """Three 3x3 convolutions (32, 64, 64 filters) on 32x32x3 images.
-
-    quick: one convolution with 4 filters on 8x8x3 images.
+    Dense(width) stem, blocks `x + Dense(width, relu)(LayerNorm(x))` (4
+    variables each), a final LayerNorm when the count needs two more, and a
+    Dense(10) head: `num_variables` = 4 + 4 * blocks (+ 2).
     """
-    size, widths = (8, (4,)) if quick else (32, (32, 64, 64))
-    layers = [keras.Input((size, size, 3))]
-    for i, width in enumerate(widths):
-        if i:
-            layers.append(keras.layers.MaxPooling2D())
-        layers.append(keras.layers.Conv2D(width, 3, activation="relu", padding="same"))
-    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
-    return keras.Sequential(layers), (size, size, 3), 10, None
+    blocks, rest = divmod(num_variables - 4, 4)
+    if num_variables < 6 or rest not in (0, 2):
+        raise ValueError(
+            "`num_variables` must be 4 + 4k or 6 + 4k (k >= 0), at least 6. "
+            f"Received: num_variables={num_variables}"
+        )
+    x_in = keras.Input((inputs,))
+    x = keras.layers.Dense(width)(x_in)
+    for _ in range(blocks):
+        y = keras.layers.LayerNormalization()(x)
+        x = keras.layers.Add()([x, keras.layers.Dense(width, activation="relu")(y)])
+    if rest:
+        x = keras.layers.LayerNormalization()(x)
+    model = keras.Model(x_in, keras.layers.Dense(CLASSES)(x))
+    assert len(model.trainable_variables) == num_variables
+    return model, (inputs,)
 
 
-def lstm(quick):
-    """Embedding(10000, 64) + LSTM(128) on sequences of 50 tokens (quick: smaller)."""
-    vocab, embed, units, length = (100, 8, 8, 10) if quick else (10000, 64, 128, 50)
-    model = keras.Sequential(
-        [
-            keras.Input((length,), dtype="int32"),
-            keras.layers.Embedding(vocab, embed),
-            keras.layers.LSTM(units),
-            keras.layers.Dense(2),
-        ]
-    )
-    return model, (length,), 2, vocab
+def mlp(hidden, inputs):
+    """An MLP `inputs -> hidden... -> 10` with ReLU."""
+    layers = [keras.Input((inputs,))]
+    layers += [keras.layers.Dense(h, activation="relu") for h in hidden]
+    layers += [keras.layers.Dense(CLASSES)]
+    return keras.Sequential(layers), (inputs,)
 
 
-MODELS = {"mlp": mlp, "conv": conv, "lstm": lstm}
+def fit_models(quick, large):
+    """label -> (model builder, batch size) for the steady-step rows."""
+    if quick:
+        models = {
+            "residual MLP, 6 variables, batch 32": (lambda: residual_mlp(6, 8, 8), 32),
+            "MLP 784-32-10, batch 128": (lambda: mlp((32,), 784), 128),
+        }
+    else:
+        models = {
+            "residual MLP, 20 variables, batch 32": (lambda: residual_mlp(20), 32),
+            "MLP 784-1024-256-10 (1.07M), batch 128": (
+                lambda: mlp((1024, 256), 784),
+                128,
+            ),
+        }
+    if large:
+        models["MLP 1024-4096-2048-10 (12.6M), batch 128"] = (
+            lambda: mlp((4096, 2048), 1024),
+            128,
+        )
+    return models
 
 
 PRESET = None  # set from --preset in `main`
 
 
+def make_optimizer(name):
+    if name == "adam":
+        return keras.optimizers.Adam()
+    return keras_lopt.LearnedOptimizer(preset=PRESET)
+
+
 def optimizers():
-    return {
-        "learned": keras_lopt.LearnedOptimizer(preset=PRESET),
-        "adam": keras.optimizers.Adam(),
-    }
+    return {name: make_optimizer(name) for name in ("learned", "adam")}
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -111,65 +155,139 @@ class StepTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def make_data(input_shape, classes, vocab, n, seed=0):
+def make_data(input_shape, n, seed=0):
     rng = np.random.default_rng(seed)
-    if vocab is None:
-        x = rng.normal(size=(n, *input_shape)).astype("float32")
-    else:
-        x = rng.integers(0, vocab, size=(n, *input_shape)).astype("int32")
-    y = rng.integers(0, classes, size=(n,)).astype("int32")
+    x = rng.normal(size=(n, *input_shape)).astype("float32")
+    y = rng.integers(0, CLASSES, size=(n,)).astype("int32")
     return x, y
 
 
-def time_fit(name, batch_size, rounds, steps, quick):
-    """Median fit step (s) and first-fit time (s) per optimizer; the models."""
-    models, timers, first = {}, {}, {}
-    for opt_name, opt in optimizers().items():
+def first_fit_call(model, input_shape, optimizer, jit_compile):
+    """Seconds of the first `fit` call (one step) of a fresh model."""
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+    x, y = make_data(input_shape, FIRST_CALL_BATCH)
+    start = time.perf_counter()
+    history = model.fit(x, y, batch_size=FIRST_CALL_BATCH, epochs=1, verbose=0)
+    float(history.history["loss"][-1])
+    return time.perf_counter() - start
+
+
+def run_first_calls(cases, order, width, inputs):
+    """In a fresh process: warm up, then time first calls; prints JSON lines.
+
+    Args:
+        cases: list of `(num_variables, jit_compile)`.
+        order: optimizer names in the order to time them.
+    """
+    for jit_compile in sorted({jit for _, jit in cases}):
+        # TensorFlow's, Keras' and XLA's one-time start-up.
+        warm = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(4),
+                keras.layers.LayerNormalization(),
+                keras.layers.Dense(CLASSES),
+            ]
+        )
+        first_fit_call(warm, (4,), keras.optimizers.SGD(), jit_compile)
+    for num_variables, jit_compile in cases:
+        row = {"variables": num_variables, "jit_compile": jit_compile}
+        for name in order:
+            keras.utils.set_random_seed(0)
+            model, shape = residual_mlp(num_variables, width, inputs)
+            start = time.perf_counter()
+            optimizer = make_optimizer(name)
+            row[f"{name}_construction"] = time.perf_counter() - start
+            row[name] = first_fit_call(model, shape, optimizer, jit_compile)
+        print(CHILD_TAG + json.dumps(row), flush=True)
+
+
+def first_call_child(cases, order, quick):
+    """Runs `run_first_calls` in a fresh Python process; returns its rows."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--first-call-child",
+        ",".join(f"{n}:{int(jit)}" for n, jit in cases),
+        "--order",
+        ",".join(order),
+    ]
+    if PRESET:
+        command += ["--preset", PRESET]
+    if quick:
+        command.append("--quick")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"first-call process failed ({result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    return [
+        json.loads(line[len(CHILD_TAG):])
+        for line in result.stdout.splitlines()
+        if line.startswith(CHILD_TAG)
+    ]
+
+
+def time_first_calls(sizes, quick, repeats):
+    """`{(num_variables, jit_compile): {name: [seconds per repeat]}}`."""
+    cases = [(n, jit) for n in sizes for jit in (True, False)]
+    times = {}
+    for repeat in range(repeats):
+        order = ("adam", "learned") if repeat % 2 == 0 else ("learned", "adam")
+        # Quick: one process for every case (the test checks the rows).
+        batches = [cases] if quick else [[case] for case in cases]
+        for batch in batches:
+            for row in first_call_child(batch, order, quick):
+                entry = times.setdefault((row["variables"], row["jit_compile"]), {})
+                for key in ("adam", "learned", "learned_construction"):
+                    entry.setdefault(key, []).append(row[key])
+    return times
+
+
+def time_fit(build, batch_size, jit_compile, rounds, steps):
+    """Median fit step (s) per optimizer; the models."""
+    models, timers = {}, {}
+    for name, opt in optimizers().items():
         keras.utils.set_random_seed(0)
-        model, input_shape, classes, vocab = MODELS[name](quick)
-        model.compile(optimizer=opt, loss=LOSS, jit_compile=True)
-        models[opt_name] = model
-        timers[opt_name] = StepTimer()
-    x, y = make_data(input_shape, classes, vocab, batch_size * steps)
+        model, input_shape = build()
+        model.compile(optimizer=opt, loss=LOSS, jit_compile=jit_compile)
+        models[name] = model
+        timers[name] = StepTimer()
+    x, y = make_data(input_shape, batch_size * steps)
     fit_args = dict(batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-    for opt_name, model in models.items():
-        start = time.perf_counter()
+    for model in models.values():
         model.fit(x, y, **fit_args)
-        first[opt_name] = time.perf_counter() - start
     for _ in range(rounds):
-        for opt_name, model in models.items():
-            model.fit(x, y, callbacks=[timers[opt_name]], **fit_args)
-    medians = {k: float(np.median(t.times)) for k, t in timers.items()}
-    return medians, first, models
+        for name, model in models.items():
+            model.fit(x, y, callbacks=[timers[name]], **fit_args)
+    return {k: float(np.median(t.times)) for k, t in timers.items()}, models
 
 
-def time_apply(shapes, repeats):
-    """Median `apply_gradients` time (s) and first-call time (s) per optimizer."""
+def time_apply(shapes, repeats, jit_compile):
+    """Median `apply_gradients` time (s) per optimizer."""
     rng = np.random.default_rng(0)
-    runs, first = {}, {}
-    for opt_name, opt in optimizers().items():
+    runs = {}
+    for name, opt in optimizers().items():
         variables = [
             tf.Variable(rng.normal(0, 0.05, s).astype("float32")) for s in shapes
         ]
         grads = [tf.constant(rng.normal(0, 1e-3, s).astype("float32")) for s in shapes]
         opt.build(variables)
 
-        @tf.function(jit_compile=True)
+        @tf.function(jit_compile=jit_compile)
         def apply(grads, opt=opt, variables=variables):
             opt.apply_gradients(zip(grads, variables))
             return opt.iterations + 0
 
-        start = time.perf_counter()
         apply(grads).numpy()
-        first[opt_name] = time.perf_counter() - start
-        runs[opt_name] = (apply, grads)
+        runs[name] = (apply, grads)
     times = {k: [] for k in runs}
     for _ in range(repeats):
-        for opt_name, (apply, grads) in runs.items():
+        for name, (apply, grads) in runs.items():
             start = time.perf_counter()
             apply(grads).numpy()
-            times[opt_name].append(time.perf_counter() - start)
-    return {k: float(np.median(v)) for k, v in times.items()}, first
+            times[name].append(time.perf_counter() - start)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def state_floats(opt):
@@ -258,7 +376,7 @@ def breakdown(repeats, shape=(1024, 1024)):
         new_p, momenta, second_moment, _ = with_network(full_network, full_names)(
             g, p, state, iteration
         )
-        return new_p, momenta, second_moment, optimizer._all_finite(g, new_p)
+        return new_p, momenta, second_moment, compiled_update.all_finite(g, new_p)
 
     def local_as_shipped(g, p, state, iteration):
         # As `LearnedOptimizer.update_step` for local presets: check the
@@ -345,27 +463,66 @@ def breakdown(repeats, shape=(1024, 1024)):
     return [(name, float(np.median(t))) for name, t in times.items()]
 
 
+def xla_label(jit_compile):
+    return "XLA" if jit_compile else "no XLA"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--preset", help="preset name or directory (default: the default preset)"
+    )
+    parser.add_argument("--pin", type=int, metavar="CORE", help="run on this core only")
+    parser.add_argument("--repeats", type=int, default=2, help="first-call repeats")
+    parser.add_argument(
+        "--sizes",
+        help="first-call model sizes in variables, comma-separated "
+        f"(default: {','.join(map(str, FIRST_CALL_SIZES))})",
     )
     parser.add_argument("--rounds", type=int, default=6, help="alternating fit rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit round")
     parser.add_argument("--apply-repeats", type=int, default=60)
     parser.add_argument("--quick", action="store_true", help="small models, few steps (CI)")
     parser.add_argument(
+        "--large", action="store_true", help="also the fit step of a 12.6M-parameter MLP"
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, from {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="also time the parts of the learned step"
     )
+    parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
+    parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown --sections {unknown}; expected names from {SECTIONS}")
+    if args.pin is not None:
+        # Before the first TensorFlow op sizes its thread pools; children
+        # inherit it.
+        os.sched_setaffinity(0, {args.pin})
     global PRESET
     PRESET = args.preset
+    if args.first_call_child:
+        cases = [
+            (int(n), bool(int(jit)))
+            for n, jit in (c.split(":") for c in args.first_call_child.split(","))
+        ]
+        width, inputs = (8, 8) if args.quick else (128, 64)
+        run_first_calls(cases, args.order.split(","), width, inputs)
+        return
     if args.quick:
-        args.rounds, args.steps, args.apply_repeats = 1, 5, 10
+        args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}, "
-        f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}"
+        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
+        f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}",
+        flush=True,
     )
 
     if args.breakdown:
@@ -376,42 +533,76 @@ def main():
         for name, seconds in rows:
             print(f"| {name} | {1e3 * seconds:.2f} | {seconds / adam:.2f} |", flush=True)
 
-    ratios, state = [], {}
-    print(
-        "\n| case | parameters | LearnedOptimizer ms | Adam ms | ratio "
-        "| first call s (Learned / Adam) |"
-    )
-    print("|---|---|---|---|---|---|")
+    ratios = []
+    print("\n| case | LearnedOptimizer | Adam | ratio |")
+    print("|---|---|---|---|")
 
-    def report(label, params, medians, first):
-        ratio = medians["learned"] / medians["adam"]
+    def report(label, learned, adam, unit):
+        scale, fmt = (1.0, "{:.2f} s") if unit == "s" else (1e3, "{:.2f} ms")
+        ratio = learned / adam
         print(
-            f"| {label} | {params:,} | {1e3 * medians['learned']:.2f} | "
-            f"{1e3 * medians['adam']:.2f} | {ratio:.2f} | "
-            f"{first['learned']:.1f} / {first['adam']:.1f} |",
+            f"| {label} | {fmt.format(scale * learned)} | "
+            f"{fmt.format(scale * adam)} | {ratio:.2f} |",
             flush=True,
         )
         ratios.append((label, ratio))
 
-    for name, batch_size in (("mlp", 128), ("conv", 64), ("lstm", 64)):
-        medians, first, models = time_fit(
-            name, batch_size, args.rounds, args.steps, args.quick
+    construction = []
+    first_calls = {}
+    if "first-call" in sections:
+        sizes = QUICK_FIRST_CALL_SIZES if args.quick else FIRST_CALL_SIZES
+        if args.sizes:
+            sizes = [int(n) for n in args.sizes.split(",")]
+        first_calls = time_first_calls(sizes, args.quick, args.repeats)
+    for (num_variables, jit_compile), entry in first_calls.items():
+        report(
+            f"first fit call, {num_variables} variables, {xla_label(jit_compile)}",
+            float(np.median(entry["learned"])),
+            float(np.median(entry["adam"])),
+            "s",
         )
-        params = models["adam"].count_params()
-        report(f"fit step, {name}, batch {batch_size}", params, medians, first)
-        if name == "mlp":
-            state = {k: state_floats(m.optimizer) / params for k, m in models.items()}
-    for size, shapes in apply_shapes(args.quick).items():
-        medians, first = time_apply(shapes, args.apply_repeats)
-        params = sum(int(np.prod(s)) for s in shapes)
-        report(f"optimizer only, {size}", params, medians, first)
+        construction += entry["learned_construction"]
+    state = {}
+    fits = fit_models(args.quick, args.large) if "fit" in sections else {}
+    for label, (build, batch_size) in fits.items():
+        for jit_compile in (True, False):
+            medians, models = time_fit(
+                build, batch_size, jit_compile, args.rounds, args.steps
+            )
+            report(
+                f"fit step, {label}, {xla_label(jit_compile)}",
+                medians["learned"],
+                medians["adam"],
+                "ms",
+            )
+            if label.startswith("MLP") and not state:
+                params = models["adam"].count_params()
+                state = {
+                    k: state_floats(m.optimizer) / params for k, m in models.items()
+                }
+    applies = apply_shapes(args.quick) if "optimizer-only" in sections else {}
+    for size, shapes in applies.items():
+        for jit_compile in (True, False):
+            medians = time_apply(shapes, args.apply_repeats, jit_compile)
+            report(
+                f"optimizer only, {size}, {xla_label(jit_compile)}",
+                medians["learned"],
+                medians["adam"],
+                "ms",
+            )
+    if construction:
+        print(
+            "\nLearnedOptimizer construction (loads the preset; not in the first "
+            f"fit call): median {np.median(construction):.2f} s"
+        )
     print()
     for label, ratio in ratios:
         print(f"ratio LearnedOptimizer/Adam, {label}: {ratio:.2f}")
-    print(
-        "optimizer state, floats per parameter: "
-        f"LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
-    )
+    if state:
+        print(
+            "optimizer state, floats per parameter: "
+            f"LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
+        )
 
 
 if __name__ == "__main__":

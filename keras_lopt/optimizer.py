@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lopt import compiled_update, presets, rule
 from keras_lopt import guard as guard_lib
-from keras_lopt import presets, rule, saved_state, savedmodel
-from keras_lopt.layers import BoundNetwork
+from keras_lopt import saved_state, savedmodel
 
 # Version of the optimizer-state layout: the variables `build` creates, their
 # order and dtypes. Bump it whenever that changes, so that checkpoints of the
@@ -161,17 +161,6 @@ def _finite_gradient_gives_finite_update(loaded):
     )
 
 
-def _all_finite(*tensors):
-    """Whether every element of the tensors is finite: a scalar bool.
-
-    `x * 0` is (signed) zero where `x` is finite and NaN where it is not, and
-    a sum of zeros is exactly zero, so one float sum answers exactly, in any
-    summation order and without overflow. Under XLA on CPU this costs less
-    than `reduce_all(is_finite(x))` per tensor, which materialises a boolean
-    tensor for each (see BENCHMARKS.md, "Step time").
-    """
-    zeros = [tf.cast(x * tf.constant(0, x.dtype), tf.float32) for x in tensors]
-    return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -361,46 +350,60 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def build(self, var_list):
         if self.built:
             return
-        super().build(var_list)
-        self._total_steps = self.add_variable(
-            shape=(),
-            initializer=keras.initializers.Constant(
-                float(self._initial_total_steps or 0)
-            ),
-            dtype="float32",
-            aggregation="only_first_replica",
-            name="total_steps",
-        )
-        self._skipped_updates = self.add_variable(
-            shape=(),
-            dtype="int64",
-            aggregation="only_first_replica",
-            name="skipped_updates",
-        )
-        self._network_weights = []
-        # Initializers, not assigns: Keras may build the optimizer inside a
-        # traced function or a scope where assignments are deferred.
-        for weight, value in zip(self.network.weights, self._preset.weights):
-            self._network_weights.append(
-                self.add_variable(
-                    shape=weight.shape,
-                    initializer=lambda shape, dtype, value=value: value,
-                    dtype="float32",
-                    aggregation="only_first_replica",
-                    name=f"network_{weight.name}",
-                )
+        # Eagerly, also when Keras builds the optimizer while it traces the
+        # first train step (it does without a distribution strategy): a
+        # variable created inside a traced function gets a conditional
+        # initialiser of its own, a large part of the first call with three
+        # slots per variable.
+        with tf.init_scope():
+            super().build(var_list)
+            self._total_steps = self.add_variable(
+                shape=(),
+                initializer=keras.initializers.Constant(
+                    float(self._initial_total_steps or 0)
+                ),
+                dtype="float32",
+                aggregation="only_first_replica",
+                name="total_steps",
             )
-        self._slots = self._add_state_slots(var_list)
-        if self._guard is not None:
-            # Created last: every other variable keeps its position, so
-            # unguarded checkpoints restore into a guarded optimizer.
-            self._guard_fallbacks = self.add_variable(
+            self._skipped_updates = self.add_variable(
                 shape=(),
                 dtype="int64",
                 aggregation="only_first_replica",
-                name="guard_fallbacks",
+                name="skipped_updates",
             )
-        self._restore_pending_state()
+            self._network_weights = []
+            # Initializers, not assigns: Keras may build the optimizer inside a
+            # traced function or a scope where assignments are deferred.
+            for weight, value in zip(self.network.weights, self._preset.weights):
+                self._network_weights.append(
+                    self.add_variable(
+                        shape=weight.shape,
+                        initializer=lambda shape, dtype, value=value: value,
+                        dtype="float32",
+                        aggregation="only_first_replica",
+                        name=f"network_{weight.name}",
+                    )
+                )
+            self._slots = self._add_state_slots(var_list)
+            self._variable_step = compiled_update.VariableStep(
+                self.network,
+                self._preset.feature_names,
+                self._check_gradient_only,
+                self._guard,
+                self.weight_decay,
+            )
+            if self._guard is not None:
+                # Created last: every other variable keeps its position, so
+                # unguarded checkpoints restore into a guarded optimizer.
+                self._guard_fallbacks = self.add_variable(
+                    shape=(),
+                    dtype="int64",
+                    aggregation="only_first_replica",
+                    name="guard_fallbacks",
+                )
+            # Inside init_scope: the restored values are assigned eagerly.
+            self._restore_pending_state()
 
     def _add_state_slots(self, var_list):
         """Like `add_optimizer_variables`, but always of `STATE_DTYPE`.
@@ -445,93 +448,30 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         slots = [slot_list[index] for slot_list in self._slots]
-        # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
-        gradient = tf.cast(tf.convert_to_tensor(gradient), tf.float32)
-        old_value = tf.convert_to_tensor(variable)
-        parameter = old_value
-        if self.weight_decay is not None and self._use_weight_decay(variable):
-            # The association of keras' AdamW: (v * wd) * lr.
-            parameter = parameter - parameter * tf.cast(
-                self.weight_decay, parameter.dtype
-            ) * tf.cast(learning_rate, parameter.dtype)
-        old_state = [tf.convert_to_tensor(s) for s in slots]
-        network = BoundNetwork(
-            self.network,
-            [tf.convert_to_tensor(w) for w in self._network_weights],
-        )
-        iteration = self.iterations + 1
-        loss_inputs = {}
+        scalars = {
+            "iteration": self.iterations + 1,
+            "total_steps": tf.convert_to_tensor(self._total_steps),
+            "learning_rate": tf.convert_to_tensor(learning_rate),
+        }
         if self._uses_loss:
-            loss_inputs = {
-                "loss": tf.convert_to_tensor(self._loss),
-                "loss_known": tf.convert_to_tensor(self._loss_known),
-            }
-        step_args = dict(
-            iteration=iteration,
-            total_steps=tf.convert_to_tensor(self._total_steps),
-            learning_rate=learning_rate,
-            feature_names=self._preset.feature_names,
-            **loss_inputs,
+            scalars["loss"] = tf.convert_to_tensor(self._loss)
+            scalars["loss_known"] = tf.convert_to_tensor(self._loss_known)
+        new_value, new_slots, skipped, fell_back = self._variable_step(
+            # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
+            tf.convert_to_tensor(gradient),
+            tf.convert_to_tensor(variable),
+            [tf.convert_to_tensor(s) for s in slots],
+            [tf.convert_to_tensor(w) for w in self._network_weights],
+            scalars,
+            decays=self.weight_decay is not None
+            and self._use_weight_decay(variable),
         )
-        state = rule.unflatten_state(old_state)
-        parameter_f32 = tf.cast(parameter, tf.float32)
-        # Selection, not Python control flow: this runs inside XLA programs.
-        if self._check_gradient_only:
-            # `square` overflows where the second moment would: such a step
-            # is skipped too, not folded into the state as an inf.
-            # (Measured: this reduction is about twice as fast under XLA
-            # CPU as `_all_finite`'s sum for one tensor.)
-            finite = tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
-            # The network reads the moments as they are stored, so XLA
-            # writes each slot in place and then computes the step from the
-            # written values, with no copy of the old ones.
-            moved = rule.update_moments(state, gradient)
-            state = rule.unflatten_state(
-                [
-                    tf.where(finite, new, old)
-                    for new, old in zip(rule.flatten_state(moved), old_state)
-                ]
-            )
-            update, new_state = rule.step_with_moments(
-                network, state, gradient, parameter_f32, **step_args
-            )
-        else:
-            update, new_state = rule.step(
-                network, state, gradient, parameter_f32, **step_args
-            )
-        new_value = parameter - tf.cast(update, parameter.dtype)
+        for slot, new in zip(slots, new_slots):
+            self.assign(slot, new)
+        self.assign(variable, new_value)
+        self.assign_add(self._skipped_updates, skipped)
         if self._guard is not None:
-            adam = self._guard.adam_step(new_state, iteration, learning_rate)
-            # The step taken, not `update`: a second use of `update` changes
-            # how TensorFlow and XLA fuse (and round) the learned path.
-            taken = tf.cast(parameter - new_value, tf.float32)
-            fell_back = tf.logical_not(self._guard.accepts(taken, adam))
-            new_value = tf.where(
-                fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
-            )
-        if self._check_gradient_only:
-            # The moments were selected above; the per-tensor state (a few
-            # floats) is selected here.
-            per_parameter = len(slots) - len(new_state.tensor_state)
-            for i, (slot, old, new) in enumerate(
-                zip(slots, old_state, rule.flatten_state(new_state))
-            ):
-                self.assign(slot, new if i < per_parameter else tf.where(finite, new, old))
-        else:
-            finite = _all_finite(gradient, new_value)
-            for slot, old, new in zip(
-                slots, old_state, rule.flatten_state(new_state)
-            ):
-                self.assign(slot, tf.where(finite, new, old))
-        self.assign(variable, tf.where(finite, new_value, old_value))
-        self.assign_add(
-            self._skipped_updates, tf.cast(tf.logical_not(finite), tf.int64)
-        )
-        if self._guard is not None:
-            self.assign_add(
-                self._guard_fallbacks,
-                tf.cast(tf.logical_and(fell_back, finite), tf.int64),
-            )
+            self.assign_add(self._guard_fallbacks, fell_back)
 
     @property
     def uses_loss(self):

@@ -6,7 +6,7 @@
   and RMS, and against training progress, next to Adam's
   (`keras_lopt.probes`).
 * `plot_benchmark_curves`: loss curves from a `keras-lopt benchmark`
-  results file.
+  results file (`draw_benchmark_curves`: from records in memory).
 * `plot_meta_training`: meta-loss and held-out meta-loss against outer step
   from meta-training checkpoints.
 
@@ -211,24 +211,25 @@ def read_results(path):
 
 
 def plot_benchmark_curves(results_path, path, optimizers=None, tasks=None):
-    """Loss curves (mean over seeds) per task from a benchmark results file.
+    """Training-loss curves per task from a benchmark results file.
 
     Args:
         results_path: `results.jsonl` written by `keras-lopt benchmark`.
         path: the PNG to write.
-        optimizers: specs to show (default: all in the file, in order).
+        optimizers: candidate specs to draw beside the Adam baselines
+            (default: every spec in the file that is not an `adam@LR`).
         tasks: tasks to show (default: all).
 
     Returns:
-        The summary `keras_lopt.meta.evaluate.summarize` computed.
+        The report (`keras_lopt.evaluation.report.build`) the figure shows.
     """
-    from keras_lopt.meta import evaluate
+    from keras_lopt.evaluation import report, specs
 
     records = read_results(results_path)
     present = list(dict.fromkeys(r["optimizer"] for r in records))
-    specs = list(optimizers) if optimizers else present
-    for spec in specs:
-        if spec not in present and spec != "adam_tuned":
+    candidates = list(optimizers) if optimizers else [s for s in present if specs.adam_rate(s) is None]
+    for spec in candidates:
+        if spec not in present:
             raise ValueError(f"Optimizer {spec!r} is not in {os.fspath(results_path)!r}. Present: {present}")
     if tasks:
         known = sorted({r["task"] for r in records})
@@ -236,12 +237,65 @@ def plot_benchmark_curves(results_path, path, optimizers=None, tasks=None):
             if task not in known:
                 raise ValueError(f"Task {task!r} is not in {os.fspath(results_path)!r}. Present: {known}")
         records = [r for r in records if r["task"] in tasks]
-    summary = evaluate.summarize(records, specs)
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    evaluate.plot_curves(records, summary, specs, path)
+    summary = report.build(records, candidates)
+    draw_benchmark_curves(records, summary, candidates, path)
     return summary
+
+
+def draw_benchmark_curves(records, summary, candidates, path):
+    """One panel per task with results: mean training-loss curve over seeds
+    of each candidate, of Adam(1e-3) (black, dashed, drawn on top) and of
+    Adam tuned per metric (labelled with its rate).
+
+    Args:
+        records: benchmark result dicts.
+        summary: `keras_lopt.evaluation.report.build(records, ...)`.
+        candidates: specs to draw besides the baselines.
+        path: the PNG to write.
+    """
+    from keras_lopt.evaluation import specs
+
+    tasks = [task for task, entry in summary["tasks"].items() if entry["losses"]]
+    if not tasks:
+        raise ValueError("No benchmark results to draw.")
+    cols = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+
+    def curve(task, spec):
+        mine = [r for r in records if r["task"] == task and r["optimizer"] == spec and r["seed"] in summary["seeds"]]
+        if not mine:
+            return None
+        return mine[0]["curve_steps"], np.nanmean(np.array([r["curve"] for r in mine], dtype=float), axis=0)
+
+    for ax, task in zip(axes.flat, tasks):
+        tuned = summary["tasks"][task]["tuned"]
+        lines = [(spec, dict(label=spec, color=f"C{i + 3}", lw=1.4, zorder=3)) for i, spec in enumerate(candidates)]
+        if tuned:
+            rate = {metric: specs.adam_rate(spec) for metric, spec in tuned.items()}
+            if tuned["train"] == tuned["valid"]:
+                lines.append((tuned["train"], dict(label=f"Adam tuned on train and valid loss ({rate['train']:g})",
+                                                   color="C0", lw=1.6, zorder=2)))
+            else:
+                lines.append((tuned["train"], dict(label=f"Adam tuned on train loss ({rate['train']:g})",
+                                                   color="C0", lw=1.6, zorder=2)))
+                lines.append((tuned["valid"], dict(label=f"Adam tuned on valid loss ({rate['valid']:g})",
+                                                   color="C2", lw=1.6, ls=":", zorder=2)))
+        lines.append((specs.ADAM_DEFAULT, dict(label="Adam(1e-3)", color="black", lw=1.8, ls="--", zorder=5)))
+        for spec, style in lines:
+            data = curve(task, spec)
+            if data is not None:
+                ax.plot(*data, **style)
+        ax.set_title(task, fontsize=10)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (window mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    _save(fig, path)
 
 
 def read_meta_training(run_dir):

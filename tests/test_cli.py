@@ -64,7 +64,7 @@ def test_every_help_shows_the_defaults():
                 continue
             assert f"(default: {action.default})" in text, (name, action.dest)
             checked += 1
-    assert checked >= 15
+    assert checked >= 14  # every default-bearing option of every command
 
 
 def test_import_keeps_tensorflow_informational_lines_out_unless_asked():

@@ -35,9 +35,17 @@ SPECS = {
         {"train": 4000, "test": 1000},
         {"x": ((21,), np.int32), "y": ((21,), np.int32)},
     ),
+    "synthetic_sequences/sort": (
+        {"train": 4000, "test": 1000},
+        {"x": ((16,), np.int32), "y": ((16,), np.int32)},
+    ),
     "synthetic_regression": (
         {"train": 4000, "test": 1000},
         {"x": ((16,), np.float32), "y": ((4,), np.float32)},
+    ),
+    "scaled_linear_regression": (
+        {"train": 4000, "test": 1000},
+        {"x": ((10,), np.float32), "y": ((), np.float32)},
     ),
 }
 
@@ -146,10 +154,24 @@ def test_sequence_targets(prepared):
     np.testing.assert_array_equal(copy["x"][:, 10], 9)
     assert copy["x"][:, :10].min() >= 1 and copy["x"][:, :10].max() <= 8
 
+    sort = prepared[("synthetic_sequences/sort", "train")]
+    np.testing.assert_array_equal(sort["y"], np.sort(sort["x"], axis=1))
+    assert sort["x"].min() == 0 and sort["x"].max() == 15
+
 
 def test_synthetic_regression_scale(prepared):
     y = prepared[("synthetic_regression", "train")]["y"]
     np.testing.assert_allclose(y.std(0), 1.0, atol=0.1)
+
+
+def test_scaled_linear_regression_is_linear_and_ill_conditioned(prepared):
+    train = prepared[("scaled_linear_regression", "train")]
+    scales = train["x"].std(0)
+    assert np.all(np.diff(scales) > 0) and 3e3 < scales[-1] / scales[0] < 3e4
+    # Least squares leaves the noise (0.01^2); y has about unit variance.
+    x = np.c_[train["x"], np.ones(len(train["x"]))].astype(np.float64)
+    weights, *_ = np.linalg.lstsq(x, train["y"], rcond=None)
+    assert np.mean((x @ weights - train["y"]) ** 2) < 2e-4 and 0.8 < train["y"].var() < 1.2
 
 
 def test_load_numpy_caches_read_only_arrays(prepared, tmp_path):
@@ -169,7 +191,7 @@ def test_unknown_name():
     with pytest.raises(ValueError, match="`name` must be one of .*name='mnist'"):
         datasets.builder("mnist")
     with pytest.raises(ValueError, match="synthetic_sequences/copy"):
-        datasets.load_numpy("synthetic_sequences/sort", "train")
+        datasets.load_numpy("synthetic_sequences/reverse", "train")
 
 
 def test_second_import_does_not_clash():

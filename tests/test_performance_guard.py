@@ -88,6 +88,30 @@ def test_fit_traces_the_update_once_across_fits_and_horizons():
     assert len(traces) == traced_once
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_one_update_program_per_variable_signature_traced_once(jit_compile):
+    """Variables of one shape and dtype share one compiled update program,
+    traced once however many fits, horizons and train-step traces follow."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,))]
+        + [keras.layers.Dense(8, activation="relu") for _ in range(3)]
+        + [keras.layers.Dense(3)]
+    )
+    optimizer = LearnedOptimizer()
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+    x, y = classification_data(n=64)
+    fit_args = dict(batch_size=16, verbose=0)
+    model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
+    optimizer.total_steps = None
+    model.fit(x, y, epochs=1, **fit_args)
+    assert len(model.trainable_variables) == 8
+    programs = optimizer._variable_step.programs
+    assert sorted(shape for shape, *_ in programs) == [(3,), (8,), (8, 3), (8, 8)]
+    assert [p.experimental_get_tracing_count() for p in programs.values()] == [1] * 4
+    assert int(optimizer.iterations.numpy()) == 12
+
+
 def _count(hlo, pattern, shape):
     """Occurrences of `pattern` with `shape` for `{shape}` in HLO text."""
     dims = ",".join(str(d) for d in shape)
@@ -120,27 +144,36 @@ def test_compiled_update_is_float32_with_one_network_and_four_reductions_per_var
         assert _count(lowered, r" reduce\(\w+{shape}", shape) == 4, shape
 
 
-def test_quick_benchmark_runs_and_prints_the_ratios():
+@pytest.mark.slow
+def test_quick_benchmark_runs_and_prints_every_row():
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "step_time.py"), "--quick"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         env=env,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    ratios = [line for line in lines[-5:-1] if line.startswith("ratio LearnedOptimizer/Adam, ")]
-    assert [r.split(", ", 1)[1].rsplit(":", 1)[0] for r in ratios] == [
-        "fit step, mlp, batch 128",
-        "fit step, conv, batch 64",
-        "fit step, lstm, batch 64",
-        "optimizer only, 25k",
+    prefix = "ratio LearnedOptimizer/Adam, "
+    ratios = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+    modes = ("XLA", "no XLA")
+    expected = [
+        f"first fit call, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes
     ]
+    expected += [
+        f"fit step, {model}, {mode}"
+        for model in ("residual MLP, 6 variables, batch 32", "MLP 784-32-10, batch 128")
+        for mode in modes
+    ]
+    expected += [f"optimizer only, 25k, {mode}" for mode in modes]
+    assert [r.rsplit(": ", 1)[0] for r in ratios] == expected
     for line in ratios:
         assert float(line.rsplit(": ", 1)[1]) > 0
+    for label in expected:  # the table row, with both timings
+        assert any(line.startswith(f"| {label} | ") for line in lines), label
     state = re.fullmatch(
         r"optimizer state, floats per parameter: "
         r"LearnedOptimizer ([0-9.]+), Adam ([0-9.]+)",

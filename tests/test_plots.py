@@ -103,11 +103,11 @@ def test_plot_probes_defaults_to_the_default_preset_and_says_it_created_a_direct
     assert list(data["gradient_sweep"]) == [presets.DEFAULT_PRESET]
 
 
-def _results_file(path):
+def _results_file(path, tasks=("task_a", "task_b")):
     rng = np.random.default_rng(0)
     with open(path, "w") as f:
-        for task in ("task_a", "task_b"):
-            for optimizer in ("learned", "adam"):
+        for task in tasks:
+            for optimizer in ("learned:x", "adam@0.001", "adam@0.01"):
                 for seed in (0, 1):
                     curve = np.exp(-np.linspace(0, 3, 20) * rng.uniform(0.5, 2)).tolist()
                     f.write(json.dumps({
@@ -119,16 +119,23 @@ def _results_file(path):
 
 
 def test_plot_curves_command_and_data(tmp_path):
+    from PIL import Image
+
     results = tmp_path / "results.jsonl"
     _results_file(results)
     out = tmp_path / "curves.png"
     assert cli.main(["plot", "curves", "--results", str(results), "--output", str(out)]) == 0
-    _assert_png(out, min_width=1200)
-    summary = plots.plot_benchmark_curves(results, tmp_path / "b.png", optimizers=["adam"], tasks=["task_b"])
+    _assert_png(out, min_width=900)
+    summary = plots.plot_benchmark_curves(results, tmp_path / "b.png", optimizers=["learned:x"], tasks=["task_b"])
     records = [json.loads(line) for line in open(results)]
-    want = np.mean([r["final_train_loss"] for r in records if r["task"] == "task_b" and r["optimizer"] == "adam"])
-    assert list(summary) == ["task_b"]
-    assert summary["task_b"]["optimizers"]["adam"]["final_train_loss"] == pytest.approx(want)
+    want = np.mean([r["final_train_loss"] for r in records if r["task"] == "task_b" and r["optimizer"] == "adam@0.001"])
+    assert list(summary["tasks"]) == ["task_b"] and list(summary["counts"]) == ["learned:x"]
+    assert summary["tasks"]["task_b"]["losses"]["adam@0.001"]["train"] == pytest.approx(want)
+    # One task, one panel: no blank panels beside it.
+    with Image.open(tmp_path / "b.png") as image:
+        assert image.width < 600
+    with pytest.raises(ValueError, match="Optimizer 'adam' is not in"):
+        plots.plot_benchmark_curves(results, tmp_path / "c.png", optimizers=["adam"])
 
 
 def test_plot_meta_training_command_and_data(tmp_path):

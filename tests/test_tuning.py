@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from keras_lopt.meta import evaluate, tuning
+from keras_lopt.evaluation import specs, tuning
 
 pytest.importorskip("keras_tuner")
 
@@ -121,28 +121,24 @@ def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
                "--output", str(out)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    learned = specs.canonical("learned")
     summary = json.loads((out / "summary.json").read_text())
-    match = summary["trials_to_match"]["learned"]["final_train_loss"]["mlp_wine"]
-    assert match["reference"]["optimizer"] == "learned"
+    match = summary["trials_to_match"][learned]["final_train_loss"]["mlp_wine"]
+    assert match["reference"]["optimizer"] == learned
     assert [p["trials"] for p in match["searches"]["adam_grid"]["points"]] == [1, 2]
-    assert "Trials to match learned on validation loss" in (out / "table.md").read_text()
+    assert f"Trials to match {learned} on validation loss" in (out / "table.md").read_text()
     assert (out / "trials_to_match.png").stat().st_size > 10_000
-    assert summary["trials_to_match"]["learned"]["final_valid_loss"]["mlp_wine"]["loss"] == "final_valid_loss"
+    assert summary["trials_to_match"][learned]["final_valid_loss"]["mlp_wine"]["loss"] == "final_valid_loss"
     assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
 
     # --report-only trains nothing and reports the budgets asked for.
     report = subprocess.run(command + ["--budget", "1", "--report-only"], capture_output=True, text=True, env=env)
     assert report.returncode == 0, report.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    match = summary["trials_to_match"]["learned"]["final_train_loss"]["mlp_wine"]
+    match = summary["trials_to_match"][learned]["final_train_loss"]["mlp_wine"]
     assert [p["trials"] for p in match["searches"]["adam_grid"]["points"]] == [1]
     assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
 
     bad = subprocess.run(command[:-2] + ["--searches", "adam_random", "--output", str(out)],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "Unknown search 'adam_random'" in bad.stderr
-
-
-def test_grid_trials_are_plain_keras_optimizers():
-    optimizer = evaluate.make_optimizer({"class_name": "AdamW", "config": {"learning_rate": 3e-3, "beta_1": 0.8}})
-    assert type(optimizer).__name__ == "AdamW" and optimizer.beta_1 == 0.8

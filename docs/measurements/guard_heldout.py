@@ -3,7 +3,8 @@
     python docs/measurements/guard_heldout.py [OUTPUT.jsonl]
 
 Trains `LearnedOptimizer(preset="mlp_pes_v2", guard="adam")` with the benchmark
-harness (`keras_lopt.meta.evaluate.train_once`: 2000 steps, XLA) on the
+harness (`keras_lopt.evaluation.harness.train_once`: 2000 steps, XLA; the
+records in guard_heldout.jsonl predate its `model.fit` loop) on the
 (task, seed) pairs below, and appends to OUTPUT (default
 `guard_heldout.jsonl`) its records next to the unguarded `mlp_pes_v2` and
 Adam records of the same pairs from
@@ -19,7 +20,7 @@ import os
 import sys
 
 import keras_lopt
-from keras_lopt.meta import eval_tasks, evaluate
+from keras_lopt.evaluation import harness, specs, suites
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASELINE = os.path.join(REPO, "benchmarks", "results", "heldout_mlp_pes_v2", "results.jsonl")
@@ -30,7 +31,7 @@ GUARDED = "learned:mlp_pes_v2+guard"
 def main(output="guard_heldout.jsonl"):
     baseline = [json.loads(line) for line in open(BASELINE)]
     created = []
-    make_optimizer = evaluate.make_optimizer
+    make_optimizer = specs.make_optimizer
 
     def with_guard(spec):
         if spec != GUARDED:
@@ -38,13 +39,13 @@ def main(output="guard_heldout.jsonl"):
         created.append(keras_lopt.LearnedOptimizer(preset="mlp_pes_v2", guard="adam"))
         return created[-1]
 
-    evaluate.make_optimizer = with_guard
+    specs.make_optimizer = with_guard
     for task_name, seed in RUNS:
         previous = {
             r["optimizer"]: r for r in baseline
             if r["task"] == task_name and r["seed"] == seed and r["optimizer"] in ("learned:mlp_pes_v2", "adam")
         }
-        record = dataclasses.asdict(evaluate.train_once(eval_tasks.get_eval_task(task_name), GUARDED, 2000, seed))
+        record = dataclasses.asdict(harness.train_once(suites.get_task(task_name), GUARDED, 2000, seed))
         with open(output, "a") as f:
             for r in [*previous.values(), record]:
                 f.write(json.dumps(r) + "\n")

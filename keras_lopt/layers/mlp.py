@@ -8,6 +8,13 @@ from keras_lopt import validation
 ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
 
 
+def _scalars(kernel):
+    """`[I, J]` tensor -> nested lists `[I][J]` of its scalars."""
+    rows, columns = kernel.shape
+    flat = tf.unstack(tf.reshape(kernel, [-1]), num=rows * columns)
+    return [flat[i * columns : (i + 1) * columns] for i in range(rows)]
+
+
 def elementwise_mlp(weights, columns, activation):
     """An MLP applied to every element of its input columns independently.
 
@@ -34,21 +41,26 @@ def elementwise_mlp(weights, columns, activation):
         )
     num_layers = len(weights) // 2
     # Unrolled over the tiny widths so XLA fuses the whole network (and the
-    # feature computation before it) into one elementwise pass.
+    # feature computation before it) into one elementwise pass. Each weight
+    # tensor is split into its scalars by one op, not one slice per scalar:
+    # the traced program, and so tracing and XLA compilation, stay small.
+    kernel = _scalars(kernel)
+    first_bias = tf.unstack(first_bias)
     hidden = []
-    for j in range(kernel.shape[1]):
+    for j in range(len(first_bias)):
         acc = first_bias[j]
         for i in element_idx:
-            acc = acc + columns[i] * kernel[i, j]
+            acc = acc + columns[i] * kernel[i][j]
         hidden.append(acc if num_layers == 1 else activation(acc))
     for layer in range(1, num_layers):
-        kernel, bias = weights[2 * layer], weights[2 * layer + 1]
+        kernel = _scalars(weights[2 * layer])
+        bias = tf.unstack(weights[2 * layer + 1])
         is_output = layer == num_layers - 1
         outputs = []
-        for j in range(kernel.shape[1]):
+        for j in range(len(bias)):
             acc = bias[j]
             for i, h in enumerate(hidden):
-                acc = acc + h * kernel[i, j]
+                acc = acc + h * kernel[i][j]
             outputs.append(acc if is_output else activation(acc))
         hidden = outputs
     return hidden

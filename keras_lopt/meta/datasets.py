@@ -23,9 +23,14 @@ Names (splits "train" / "test", sizes train/test):
 - `synthetic_sequences/copy`: x int32 [21] = 10 symbols in [1, 9), the
   delimiter 9, 10 blanks (0); y int32 [21] = 11 blanks, then the symbols.
   4000 / 1000.
+- `synthetic_sequences/sort`: x int32 [16] symbols in [0, 16), y int32 [16]
+  the same symbols sorted. 4000 / 1000.
 - `synthetic_regression`: x float32 [16] standard normal, y float32 [4] from
   a fixed random tanh MLP teacher (unit variance) plus N(0, 0.1^2) noise.
   4000 / 1000.
+- `scaled_linear_regression`: x float32 [10], feature j standard normal
+  times a scale from 1e-2 to 1e2 (log-spaced); y float32 [] a fixed linear
+  function of x (unit variance) plus N(0, 0.01^2) noise. 4000 / 1000.
 """
 
 import abc
@@ -327,15 +332,22 @@ def _copy(rng, num_examples, length=10, num_symbols=8):
     return x.astype(np.int32), y.astype(np.int32)
 
 
+def _sort(rng, num_examples, length=16, num_symbols=16):
+    """Symbols x [N, L] in [0, num_symbols) and y [N, L], each row sorted."""
+    symbols = rng.integers(0, num_symbols, (num_examples, length))
+    return symbols.astype(np.int32), np.sort(symbols, axis=1).astype(np.int32)
+
+
 _SEQUENCE_TASKS = {
     "adding": (_adding, ((50, 2), np.float32), ((), np.float32)),
     "parity": (_parity, ((16,), np.int32), ((16,), np.int32)),
     "copy": (_copy, ((21,), np.int32), ((21,), np.int32)),
+    "sort": (_sort, ((16,), np.int32), ((16,), np.int32)),
 }
 
 
 class SyntheticSequences(_ArrayBuilder, skip_registration=True):
-    """Synthetic sequence tasks, one per config: adding, parity, copy."""
+    """Synthetic sequence tasks, one per config: adding, parity, copy, sort."""
 
     name = "synthetic_sequences"
     BUILDER_CONFIGS = [
@@ -389,9 +401,40 @@ class SyntheticRegression(_ArrayBuilder, skip_registration=True):
         return _train_test(arrays, _TRAIN_SIZE)
 
 
+class ScaledLinearRegression(_ArrayBuilder, skip_registration=True):
+    """Ill-conditioned linear regression: x [10], feature j = z_j * scale_j
+    with z ~ N(0, 1) and scales log-spaced from 1e-2 to 1e2; y [] = z @ u
+    (u fixed, |u| = 1) plus N(0, 0.01^2) noise. The least-squares weights
+    u_j / scale_j span four orders of magnitude, the input covariance eight."""
+
+    name = "scaled_linear_regression"
+    FEATURES, MIN_SCALE, MAX_SCALE, NOISE = 10, 1e-2, 1e2, 0.01
+
+    def _info(self):
+        return self._dataset_info(
+            {
+                "x": tfds.features.Tensor(shape=(self.FEATURES,), dtype=np.float32),
+                "y": tfds.features.Tensor(shape=(), dtype=np.float32),
+            }
+        )
+
+    def _split_arrays(self):
+        rng = np.random.default_rng(11)
+        num_examples = _TRAIN_SIZE + _TEST_SIZE
+        scales = np.geomspace(self.MIN_SCALE, self.MAX_SCALE, self.FEATURES)
+        u = rng.standard_normal(self.FEATURES)
+        u /= np.linalg.norm(u)
+        z = rng.standard_normal((num_examples, self.FEATURES))
+        y = z @ u + self.NOISE * rng.standard_normal(num_examples)
+        arrays = {"x": (z * scales).astype(np.float32), "y": y.astype(np.float32)}
+        return _train_test(arrays, _TRAIN_SIZE)
+
+
 DATASETS = {
     cls.name: cls
-    for cls in (Digits, Mnist1d, PythonChars, SyntheticSequences, SyntheticRegression)
+    for cls in (
+        Digits, Mnist1d, PythonChars, SyntheticSequences, SyntheticRegression, ScaledLinearRegression
+    )
 }
 
 

@@ -14,7 +14,7 @@ Searches (`SEARCHES`), each run by KerasTuner's own oracles:
                  process. Its proposals do not depend on `max_trials`, so one
                  search serves every budget: budget k is its first k trials.
 
-A trial is exactly one `evaluate.train_once` run (same initialisation, batch
+A trial is exactly one `harness.train_once` run (same initialisation, batch
 order and XLA train step as the benchmark); its objective is the final
 validation loss. A diverged trial is reported to KerasTuner as failed. Every
 trial is appended to a JSON lines file as it finishes; KerasTuner's project
@@ -24,7 +24,7 @@ without repeating a finished trial.
 Trials to match: the first trial count at which the search's pick (the trial
 with the lowest validation loss so far, as a user would pick it) has a final
 training loss (or, as a second report, validation loss) no higher than the
-reference's (`learned` by default), within `evaluate.TIE_TOLERANCE`.
+reference's (`learned` by default), within `report.TIE_TOLERANCE`.
 """
 
 import json
@@ -33,7 +33,8 @@ import os
 
 import numpy as np
 
-from keras_lopt.meta import eval_tasks, evaluate
+from keras_lopt.evaluation import harness, suites
+from keras_lopt.evaluation.report import TIE_TOLERANCE
 
 __all__ = [
     "SEARCHES",
@@ -114,7 +115,7 @@ def _make_tuner(oracle, **kwargs):
     import keras_tuner as kt
 
     class TrainOnceTuner(kt.Tuner):
-        """A KerasTuner tuner whose trial is one `evaluate.train_once` run."""
+        """A KerasTuner tuner whose trial is one `harness.train_once` run."""
 
         def __init__(self, oracle, task, search, budget, steps, seed, trials_path, log, **kwargs):
             super().__init__(oracle=oracle, **kwargs)
@@ -137,7 +138,7 @@ def _make_tuner(oracle, **kwargs):
                 record = self._done[key]
             else:
                 spec = {"class_name": _optimizer_class(run["search"]), "config": values}
-                result = evaluate.train_once(run["task"], spec, run["steps"], run["seed"])
+                result = harness.train_once(run["task"], spec, run["steps"], run["seed"])
                 record.update(
                     final_train_loss=result.final_train_loss, final_valid_loss=result.final_valid_loss,
                     diverged=result.diverged, steps_spent=run["steps"], seconds=result.seconds,
@@ -172,7 +173,8 @@ def run_search(task_name, search, budgets, steps, seed, output_dir, log=print):
     if not budgets or budgets[0] < 1:
         raise ValueError(f"`budgets` must be positive integers. Received: budgets={budgets}")
     _oracle(search, 1, seed)  # validates the search name before any work
-    task = eval_tasks.get_eval_task(task_name)
+    task = suites.get_task(task_name)
+    steps = steps or task.steps
     os.makedirs(output_dir, exist_ok=True)
     trials_path = os.path.join(output_dir, "trials.jsonl")
     for budget in budgets[-1:] if _is_nested(search) else budgets:
@@ -224,13 +226,13 @@ def search_points(trials, search, budgets):
 def match_report(results, trials, searches, budgets, reference="learned", seed=0, loss="final_train_loss"):
     """Trials to match `reference` for each task with a reference result.
 
-    `results`: benchmark records (`evaluate.run_benchmark`), which must hold
+    `results`: benchmark records (`harness.run_benchmark`), which must hold
     the reference's run; `trials`: trial records (`run_search`).
     Returns `{task: {"loss", "reference": {...}, "searches": {search:
     {"points", "matched", "max_trials"}}, "best": search or None}}`, where
     `matched` is the first point whose `loss` ("final_train_loss" or
     "final_valid_loss") is at most the reference's (to
-    `evaluate.TIE_TOLERANCE`), or None.
+    `report.TIE_TOLERANCE`), or None.
     """
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}. Received: loss={loss!r}")
@@ -239,7 +241,7 @@ def match_report(results, trials, searches, budgets, reference="learned", seed=0
         if ref["optimizer"] != reference or ref["seed"] != seed:
             continue
         task = ref["task"]
-        target = (1 + evaluate.TIE_TOLERANCE) * _loss(ref[loss])
+        target = (1 + TIE_TOLERANCE) * _loss(ref[loss])
         entry = {
             "loss": loss,
             "reference": {"optimizer": reference, "final_train_loss": _loss(ref["final_train_loss"]),

@@ -1,0 +1,163 @@
+"""The learned step of one variable, compiled once per variable signature.
+
+Keras calls `update_step` once per variable while it traces a train step.
+Tracing the rule there would build the whole unrolled network again for
+every variable: graph building (and XLA compilation) would grow with the
+number of variables, and without XLA each of its ~100 operations would be a
+kernel of its own on every step. `VariableStep` instead holds one
+`tf.function(jit_compile=True)` per variable signature (shape, dtypes,
+whether weight decay applies): variables that share a signature share one
+traced and compiled program. Called from a train step that is not compiled
+(Keras' default on CPU), each call runs as one XLA program; inside an XLA
+train step it is inlined into the step's program.
+"""
+
+import tensorflow as tf
+
+from keras_lopt import rule
+from keras_lopt.layers import BoundNetwork
+
+
+def all_finite(*tensors):
+    """Whether every element of the tensors is finite: a scalar bool.
+
+    `x * 0` is (signed) zero where `x` is finite and NaN where it is not, and
+    a sum of zeros is exactly zero, so one float sum answers exactly, in any
+    summation order and without overflow. Under XLA on CPU this costs less
+    than `reduce_all(is_finite(x))` per tensor, which materialises a boolean
+    tensor for each (see BENCHMARKS.md, "Step time").
+    """
+    zeros = [tf.cast(x * tf.constant(0, x.dtype), tf.float32) for x in tensors]
+    return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
+
+
+class VariableStep:
+    """One variable's learned step, one compiled program per signature.
+
+    Args:
+        network: the network architecture layer (its weights are passed to
+            each call, so that they can live in optimizer variables).
+        feature_names: the features the network reads (a preset's).
+        check_gradient_only: whether a finite gradient (with a finite
+            square) always gives a finite update, so that the non-finite
+            check reads the gradient alone and the network reads the
+            moments as they will be stored.
+        guard: an `AdamGuard`, or None.
+        weight_decay: the decoupled weight decay, or None.
+    """
+
+    def __init__(self, network, feature_names, check_gradient_only, guard, weight_decay):
+        self._network = network
+        self._feature_names = tuple(feature_names)
+        self._check_gradient_only = check_gradient_only
+        self._guard = guard
+        self._weight_decay = weight_decay
+        self._programs = {}
+
+    @property
+    def programs(self):
+        """The compiled programs by signature `(shape, dtypes, decays)`."""
+        return dict(self._programs)
+
+    def __call__(self, gradient, value, slots, network_weights, scalars, decays):
+        """The step of one variable.
+
+        Args:
+            gradient: dense tensor of the variable's shape `S`.
+            value: the variable's current value, shape `S`.
+            slots: the variable's state slots (`rule.state_slot_names`
+                order), float32.
+            network_weights: float32 tensors shaped like the network's weights.
+            scalars: dict of scalar tensors: `iteration` (1-based),
+                `total_steps` (0 if unknown), `learning_rate`, and for
+                networks that read it `loss` and `loss_known`.
+            decays: whether weight decay applies to this variable.
+
+        Returns:
+            `(new_value, new_slots, skipped, fell_back)`: the values to store
+            (the old ones where the step is skipped), and two int64 scalars
+            that count a skipped step and a step the guard replaced.
+        """
+        key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays)
+        program = self._programs.get(key)
+        if program is None:
+
+            def step(gradient, value, slots, network_weights, scalars):
+                return self._step(
+                    gradient, value, slots, network_weights, scalars, decays
+                )
+
+            program = tf.function(step, jit_compile=True, autograph=False)
+            self._programs[key] = program
+        return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
+
+    def _step(self, gradient, old_value, old_state, network_weights, scalars, decays):
+        gradient = tf.cast(gradient, tf.float32)
+        parameter = old_value
+        learning_rate = scalars["learning_rate"]
+        if decays:
+            # The association of keras' AdamW: (v * wd) * lr.
+            parameter = parameter - parameter * tf.cast(
+                self._weight_decay, parameter.dtype
+            ) * tf.cast(learning_rate, parameter.dtype)
+        network = BoundNetwork(self._network, network_weights)
+        iteration = scalars["iteration"]
+        step_args = dict(scalars, feature_names=self._feature_names)
+        old_state = list(old_state)
+        state = rule.unflatten_state(old_state)
+        parameter_f32 = tf.cast(parameter, tf.float32)
+        # Selection, not Python control flow: this runs inside XLA programs.
+        if self._check_gradient_only:
+            # `square` overflows where the second moment would: such a step
+            # is skipped too, not folded into the state as an inf.
+            # (Measured: this reduction is about twice as fast under XLA
+            # CPU as `all_finite`'s sum for one tensor.)
+            finite = tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
+            # The network reads the moments as they are stored, so XLA
+            # writes each slot in place and then computes the step from the
+            # written values, with no copy of the old ones.
+            moved = rule.update_moments(state, gradient)
+            state = rule.unflatten_state(
+                [
+                    tf.where(finite, new, old)
+                    for new, old in zip(rule.flatten_state(moved), old_state)
+                ]
+            )
+            update, new_state = rule.step_with_moments(
+                network, state, gradient, parameter_f32, **step_args
+            )
+        else:
+            update, new_state = rule.step(
+                network, state, gradient, parameter_f32, **step_args
+            )
+        new_value = parameter - tf.cast(update, parameter.dtype)
+        fell_back = tf.constant(False)
+        if self._guard is not None:
+            adam = self._guard.adam_step(new_state, iteration, learning_rate)
+            # The step taken, not `update`: a second use of `update` changes
+            # how TensorFlow and XLA fuse (and round) the learned path.
+            taken = tf.cast(parameter - new_value, tf.float32)
+            fell_back = tf.logical_not(self._guard.accepts(taken, adam))
+            new_value = tf.where(
+                fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
+            )
+        new_slots = rule.flatten_state(new_state)
+        if self._check_gradient_only:
+            # The moments were selected above; the per-tensor state (a few
+            # floats) is selected here.
+            per_parameter = len(new_slots) - len(new_state.tensor_state)
+            new_slots = [
+                new if i < per_parameter else tf.where(finite, new, old)
+                for i, (new, old) in enumerate(zip(new_slots, old_state))
+            ]
+        else:
+            finite = all_finite(gradient, new_value)
+            new_slots = [
+                tf.where(finite, new, old) for new, old in zip(new_slots, old_state)
+            ]
+        return (
+            tf.where(finite, new_value, old_value),
+            tuple(new_slots),
+            tf.cast(tf.logical_not(finite), tf.int64),
+            tf.cast(tf.logical_and(fell_back, finite), tf.int64),
+        )

@@ -1,0 +1,208 @@
+"""Benchmark runs: train an evaluation task with an optimizer, as a user does.
+
+Every run builds the task's model under `keras.utils.set_random_seed(seed)`,
+compiles it with the optimizer (`jit_compile=True`: XLA, also on CPU) and
+trains it with `model.fit` on a batch order fixed by the seed, so every
+optimizer starts from the same weights and sees the same batches. The
+optimizer is given no horizon; a `+horizon` spec adds the
+`keras_lopt.TrainingHorizon()` callback (`specs.py`). After training, the
+final loss on the whole training set and on the validation set is computed
+in inference mode (`training=False`).
+
+The run is split into `fit` epochs of equal length (at most
+`CURVE_POINTS`): the mean training loss of each epoch is a point of the
+recorded curve, and a non-finite one stops the run as diverged.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from keras_lopt.evaluation import specs, suites
+
+__all__ = ["CURVE_POINTS", "RunResult", "train_once", "run_benchmark", "read_results", "curve_windows"]
+
+CURVE_POINTS = 100
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One (task, optimizer, seed, steps) run.
+
+    curve: mean training loss over each window of steps (4 significant
+    digits: files stay small); curve_steps: the last step of each window
+    (1-based); both `[windows]`, NaN after a divergence. seconds: wall time of `fit` (tracing and compilation
+    included).
+    """
+
+    task: str
+    optimizer: str
+    seed: int
+    steps: int
+    batch_size: int
+    final_train_loss: float
+    final_valid_loss: float
+    diverged: bool
+    seconds: float
+    curve_steps: list
+    curve: list
+
+
+def curve_windows(steps):
+    """The number of equal windows (fit epochs) a run of `steps` is split into:
+    the largest divisor of `steps` that is at most `CURVE_POINTS`."""
+    return max(d for d in range(1, min(steps, CURVE_POINTS) + 1) if steps % d == 0)
+
+
+def batch_order(num_examples, batch_size, steps, seed):
+    """Example indices `[steps * batch_size]`: seeded permutations, back to back."""
+    rng = np.random.default_rng(seed)
+    epochs = math.ceil(steps * batch_size / num_examples)
+    return np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[: steps * batch_size]
+
+
+def _full_loss(model, loss_fn, data):
+    """Mean loss over all of `data` = (x, y), inference mode."""
+    x, y = data
+    total = 0.0
+    for start in range(0, len(x), EVAL_BATCH_SIZE):
+        xb, yb = x[start : start + EVAL_BATCH_SIZE], y[start : start + EVAL_BATCH_SIZE]
+        total += float(loss_fn(yb, model(xb, training=False))) * len(xb)
+    return total / len(x)
+
+
+def train_once(task, spec, steps=None, seed=0):
+    """Trains `task` with a canonical optimizer `spec` -> `RunResult`.
+
+    Args:
+        task: an `EvalTask`.
+        spec: a canonical spec (`specs.canonical`) or a Keras optimizer config dict.
+        steps: training steps (default: the task's).
+        seed: initialisation and batch-order seed.
+    """
+    import keras
+    import tensorflow as tf
+
+    steps = steps or task.steps
+    (x, y), valid = task.load_data()
+    windows = curve_windows(steps)
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = task.build_model()
+    model.compile(optimizer=specs.make_optimizer(spec), loss=task.loss, jit_compile=True)
+    order = batch_order(len(x), task.batch_size, steps, seed)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    batches = (
+        tf.data.Dataset.from_tensor_slices(order)
+        .batch(task.batch_size, drop_remainder=True)
+        .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+        .prefetch(2)
+    )
+    curve = []
+
+    class RecordCurve(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            curve.append(float(f"{float(logs['loss']):.4g}"))
+            if not math.isfinite(curve[-1]):
+                self.model.stop_training = True
+
+    start = time.perf_counter()
+    model.fit(
+        batches, epochs=windows, steps_per_epoch=steps // windows, shuffle=False, verbose=0,
+        callbacks=[RecordCurve(), *specs.make_callbacks(spec)],
+    )
+    seconds = time.perf_counter() - start
+    diverged = len(curve) < windows or not all(math.isfinite(v) for v in curve)
+    final_train = final_valid = float("nan")
+    if not diverged:
+        final_train = _full_loss(model, task.loss, (x, y))
+        final_valid = _full_loss(model, task.loss, valid)
+        diverged = not (math.isfinite(final_train) and math.isfinite(final_valid))
+    curve += [float("nan")] * (windows - len(curve))
+    return RunResult(
+        task=task.name, optimizer=spec, seed=seed, steps=steps, batch_size=task.batch_size,
+        final_train_loss=final_train, final_valid_loss=final_valid, diverged=diverged, seconds=round(seconds, 2),
+        curve_steps=[(i + 1) * (steps // windows) for i in range(windows)], curve=curve,
+    )
+
+
+def result_key(record):
+    return (record["task"], record["optimizer"], record["seed"], record["steps"])
+
+
+def read_results(path):
+    """Records of a results file (JSON lines), the last of each key kept;
+    [] when the file does not exist."""
+    if not os.path.exists(path):
+        return []
+    records = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path!r} line {number} is not JSON: {line[:200]!r}") from None
+            records[result_key(record)] = record
+    return list(records.values())
+
+
+def plan(task_names, spec_names, seeds, steps=None):
+    """The runs of a benchmark, in order: `[(task, spec, seed, steps)]`."""
+    runs = []
+    for name in task_names:
+        task = suites.get_task(name)
+        for seed in seeds:
+            for spec in spec_names:
+                runs.append((task.name, spec, seed, steps or task.steps))
+    return runs
+
+
+def run_benchmark(task_names, spec_names, seeds, steps=None, output_path=None, log=print):
+    """Runs every (task, seed, optimizer) not yet in `output_path`.
+
+    Args:
+        task_names: evaluation tasks (`suites.task_names()`).
+        spec_names: canonical specs (`specs.expand`).
+        seeds: initialisation and batch-order seeds.
+        steps: steps of every run (default: each task's own).
+        output_path: JSON lines file; each finished run is appended at once
+            and runs already there are not repeated, so an interrupted
+            benchmark resumes where it stopped.
+        log: called with one line per finished run.
+
+    Returns:
+        The records of all planned runs (as dicts), old and new.
+    """
+    done = {result_key(r): r for r in read_results(output_path)} if output_path else {}
+    results = []
+    for key in plan(task_names, spec_names, seeds, steps):
+        if key not in done:
+            name, spec, seed, run_steps = key
+            record = dataclasses.asdict(train_once(suites.get_task(name), spec, run_steps, seed))
+            done[key] = record
+            log(
+                f"{name:24s} {str(spec):36s} seed {seed} steps {run_steps}: train "
+                f"{record['final_train_loss']:.4g} valid {record['final_valid_loss']:.4g} ({record['seconds']:.1f}s)"
+            )
+            if output_path:
+                with open(output_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+        results.append(done[key])
+    return results
+
+
+def estimate_seconds(runs):
+    """A rough duration of `runs` (`plan`) on a 2-core CPU, from each task's
+    `step_ms`; learned optimizers count double, plus compilation."""
+    total = 0.0
+    for name, spec, _, steps in runs:
+        learned = specs.is_learned(spec)
+        total += (20.0 if learned else 8.0) + steps * suites.get_task(name).step_ms / 1000 * (2.0 if learned else 1.0)
+    return total

@@ -1,0 +1,143 @@
+"""The selection suite: tasks for choosing checkpoints, recipes and presets.
+
+These 9 tasks chose among presets before the protocol existed, so they can
+no longer report how a preset does on work it never saw; that is the test
+suite's job (`test_suite.py`). None of them is in a meta-training family
+(`keras_lopt.meta.tasks`): other data sets (scikit-learn's wine, breast
+cancer and diabetes; the adding and copy sequence tasks; Python source
+text) or architectures the families lack (conv nets, GRU, attention,
+autoencoders).
+"""
+
+import keras
+
+from keras_lopt.evaluation.tasks import EvalTask, cached, dataset, mlp, python_chars, sklearn_split, sparse_ce
+
+STEPS = 2000
+
+
+@cached
+def _wine():
+    from sklearn.datasets import load_wine
+
+    return sklearn_split(load_wine)
+
+
+@cached
+def _breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    return sklearn_split(load_breast_cancer)
+
+
+@cached
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    (tx, ty), (vx, vy) = sklearn_split(load_diabetes, regression=True)
+    return (tx, ty[:, None]), (vx, vy[:, None])
+
+
+def _conv_digits_model():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10),
+    ])
+
+
+def _conv1d_mnist1d_model():
+    return keras.Sequential([
+        keras.Input((40,)),
+        keras.layers.Reshape((40, 1)),
+        keras.layers.Conv1D(32, 5, padding="same", activation="relu"),
+        keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+
+
+@cached
+def _flat_digits():
+    (tx, _), (vx, _) = dataset("digits")
+    tx, vx = tx.reshape(len(tx), -1), vx.reshape(len(vx), -1)
+    return (tx, tx), (vx, vx)
+
+
+def _autoencoder_model():
+    return keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(8),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(64),
+    ])
+
+
+@cached
+def _adding():
+    (tx, ty), (vx, vy) = dataset("synthetic_sequences/adding")
+    return (tx, ty[:, None]), (vx, vy[:, None])
+
+
+def _lstm_adding_model():
+    return keras.Sequential([keras.Input((50, 2)), keras.layers.LSTM(32), keras.layers.Dense(1)])
+
+
+def _gru_copy_model():
+    return keras.Sequential([
+        keras.Input((21,), dtype="int32"),
+        keras.layers.Embedding(10, 16),
+        keras.layers.GRU(64, return_sequences=True),
+        keras.layers.Dense(10),
+    ])
+
+
+_CHARS_SEQ = 64
+
+
+@cached
+def _chars():
+    def split(name):
+        tokens = python_chars(name)
+        return tokens[:, :_CHARS_SEQ], tokens[:, 1 : _CHARS_SEQ + 1]
+
+    return split("train"), split("test")
+
+
+def _transformer_chars_model():
+    tokens = keras.Input((_CHARS_SEQ,), dtype="int32")
+    h = keras.layers.Embedding(256, 64)(tokens)
+    h = h + keras.layers.Embedding(_CHARS_SEQ, 64)(keras.ops.arange(_CHARS_SEQ)[None, :])
+    for _ in range(2):
+        a = keras.layers.MultiHeadAttention(4, 16)(h, h, use_causal_mask=True)
+        h = keras.layers.LayerNormalization()(h + a)
+        f = keras.layers.Dense(128, activation="gelu")(h)
+        h = keras.layers.LayerNormalization()(h + keras.layers.Dense(64)(f))
+    return keras.Model(tokens, keras.layers.Dense(256)(h))
+
+
+_mse = keras.losses.MeanSquaredError()
+
+TASKS = (
+    EvalTask("mlp_wine", "MLP 64-64 on wine (3 classes)", lambda: mlp((13,), (64, 64), 3),
+             sparse_ce(), _wine, 32, STEPS, 1.0),
+    EvalTask("mlp_breast_cancer", "MLP 128 tanh on breast cancer (2 classes)",
+             lambda: mlp((30,), (128,), 2, "tanh"), sparse_ce(), _breast_cancer, 64, STEPS, 1.0),
+    EvalTask("regression_diabetes", "MLP 64-64 regression on diabetes", lambda: mlp((10,), (64, 64), 1),
+             _mse, _diabetes, 32, STEPS, 1.0),
+    EvalTask("conv_digits", "Conv 16-32 + GAP on 8x8 digits", _conv_digits_model, sparse_ce(),
+             cached(lambda: dataset("digits")), 64, STEPS, 3.0),
+    EvalTask("conv1d_mnist1d", "Conv1D 32-32 on mnist1d", _conv1d_mnist1d_model, sparse_ce(),
+             cached(lambda: dataset("mnist1d")), 128, STEPS, 3.0),
+    EvalTask("autoencoder_digits", "MLP autoencoder 64-32-8-32-64 on digits", _autoencoder_model, _mse,
+             _flat_digits, 64, STEPS, 1.0),
+    EvalTask("lstm_adding", "LSTM 32 on the adding problem (length 50)", _lstm_adding_model, _mse, _adding,
+             64, STEPS, 10.0),
+    EvalTask("gru_copy", "GRU 64 on the copy task", _gru_copy_model, sparse_ce(),
+             cached(lambda: dataset("synthetic_sequences/copy")), 64, STEPS, 6.0),
+    EvalTask("transformer_chars", "2-layer transformer (d=64, 4 heads) byte LM on Python sources",
+             _transformer_chars_model, sparse_ce(), _chars, 32, STEPS, 15.0),
+)
