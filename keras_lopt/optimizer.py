@@ -1,7 +1,6 @@
 """LearnedOptimizer: a Keras optimizer whose update rule is a neural network."""
 
 import math
-import numbers
 import os
 import warnings
 
@@ -9,9 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import compiled_update, presets, rule
+from keras_lopt import compiled_update, presets, rule, saved_state, savedmodel, validation
 from keras_lopt import guard as guard_lib
-from keras_lopt import saved_state, savedmodel
 
 # Version of the optimizer-state layout: the variables `build` creates, their
 # order and dtypes. Bump it whenever that changes, so that checkpoints of the
@@ -23,22 +21,13 @@ STATE_FORMAT = 1
 STATE_DTYPE = "float32"
 
 
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _validate_total_steps(total_steps):
     if total_steps is None:
         return None
-    if not _is_integer(total_steps) or total_steps < 1:
-        raise ValueError(
-            "`total_steps` must be a positive integer or None. "
-            f"Received: total_steps={total_steps!r}"
-        )
+    validation.require(
+        validation.is_integer(total_steps) and total_steps >= 1,
+        "total_steps", total_steps, "a positive integer or None",
+    )
     return int(total_steps)
 
 
@@ -46,7 +35,7 @@ def _validate_learning_rate(learning_rate):
     if learning_rate is None or callable(learning_rate):
         # Schedules and callables are checked by Keras when they are called.
         return learning_rate
-    if not _is_number(learning_rate):
+    if not validation.is_number(learning_rate):
         # `learning_rate` is the first argument, as in every Keras optimizer;
         # the preset used to be, so say where a preset name goes.
         hint = (
@@ -60,30 +49,18 @@ def _validate_learning_rate(learning_rate):
             "`keras.optimizers.schedules.LearningRateSchedule` or a callable. "
             f"Received: learning_rate={learning_rate!r}.{hint}"
         )
-    if not learning_rate > 0:
-        raise ValueError(
-            "`learning_rate` must be positive. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
-    if not math.isfinite(learning_rate):
-        raise ValueError(
-            "`learning_rate` must be finite. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
+    validation.require(learning_rate > 0, "learning_rate", learning_rate, "positive")
+    validation.require(math.isfinite(learning_rate), "learning_rate", learning_rate, "finite")
     return float(learning_rate)
 
 
 def _check_optional_number(name, value, allow_zero=False):
     if value is None:
         return
-    ok = _is_number(value) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        rule_text = "non-negative" if allow_zero else "positive"
-        raise ValueError(
-            f"`{name}` must be a {rule_text} finite number or None. "
-            f"Received: {name}={value!r}"
-        )
+    if allow_zero:
+        validation.non_negative_number(name, value, rule="a non-negative finite number or None")
+    else:
+        validation.positive_number(name, value, rule="a positive finite number or None")
 
 
 def _validate_base_arguments(
@@ -99,10 +76,7 @@ def _validate_base_arguments(
     gradient_accumulation_steps,
 ):
     """Checks the base-optimizer arguments Keras accepts without checking."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            f"`name` must be a non-empty string. Received: name={name!r}"
-        )
+    validation.require(isinstance(name, str) and bool(name), "name", name, "a non-empty string")
     _check_optional_number("weight_decay", weight_decay, allow_zero=True)
     for arg, value in (
         ("clipnorm", clipnorm),
@@ -111,31 +85,21 @@ def _validate_base_arguments(
         ("loss_scale_factor", loss_scale_factor),
     ):
         _check_optional_number(arg, value)
-    if not isinstance(use_ema, bool):
-        raise ValueError(
-            f"`use_ema` must be a bool. Received: use_ema={use_ema!r}"
-        )
-    if not (_is_number(ema_momentum) and 0 <= ema_momentum <= 1):
-        raise ValueError(
-            "`ema_momentum` must be a number in [0, 1]. "
-            f"Received: ema_momentum={ema_momentum!r}"
-        )
-    if ema_overwrite_frequency is not None and not (
-        _is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1
-    ):
-        raise ValueError(
-            "`ema_overwrite_frequency` must be an integer >= 1 or None. "
-            f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
-        )
-    if gradient_accumulation_steps is not None and not (
-        _is_integer(gradient_accumulation_steps)
-        and gradient_accumulation_steps >= 2
-    ):
-        raise ValueError(
-            "`gradient_accumulation_steps` must be an integer >= 2 or None. "
-            "Received: gradient_accumulation_steps="
-            f"{gradient_accumulation_steps!r}"
-        )
+    validation.boolean("use_ema", use_ema)
+    validation.require(
+        validation.is_number(ema_momentum) and 0 <= ema_momentum <= 1,
+        "ema_momentum", ema_momentum, "a number in [0, 1]",
+    )
+    validation.require(
+        ema_overwrite_frequency is None
+        or (validation.is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1),
+        "ema_overwrite_frequency", ema_overwrite_frequency, "an integer >= 1 or None",
+    )
+    validation.require(
+        gradient_accumulation_steps is None
+        or (validation.is_integer(gradient_accumulation_steps) and gradient_accumulation_steps >= 2),
+        "gradient_accumulation_steps", gradient_accumulation_steps, "an integer >= 2 or None",
+    )
 
 
 def _finite_gradient_gives_finite_update(loaded):

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 import keras_lopt
-from conftest import unroll_and_optimizer_losses
 from keras_lopt import adam_equivalent, features, presets, rule, savedmodel
 from keras_lopt.layers import AdaptiveMLPNetwork, BoundNetwork
 from keras_lopt.layers.adaptive_mlp import CONTROLLER_INPUT_NAMES, STATE_FIELDS
+
+from conftest import unroll_and_optimizer_losses
 
 LOCAL = features.FEATURE_SETS["local"]
 PRESET = adam_equivalent.HYPERGRADIENT_PRESET_NAME

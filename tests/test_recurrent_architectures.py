@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 import keras_lopt
-from keras_lopt import adam_equivalent, features, presets, rule, savedmodel
+from keras_lopt import features, presets, rule, savedmodel
 from keras_lopt.layers import ARCHITECTURES, BoundNetwork, FFNLSTMNetwork, HyperLSTMNetwork
 from keras_lopt.meta import config as config_lib
-from keras_lopt.meta import tasks, unroll
+from keras_lopt.meta import unroll
 from keras_lopt.meta.config import MetaTrainConfig, NetworkConfig
 from keras_lopt.meta.trainer import MetaTrainer
 

@@ -12,7 +12,6 @@ The recurrent state is two vectors of `lstm_hidden_size` floats per
 parameter tensor (`state_names`, `state_shapes`).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 

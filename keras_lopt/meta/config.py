@@ -14,8 +14,7 @@ import json
 import os
 from typing import Optional, Tuple
 
-from keras_lopt import features
-from keras_lopt import validation
+from keras_lopt import features, validation
 from keras_lopt.layers import ARCHITECTURES
 from keras_lopt.meta import tasks
 from keras_lopt.meta.estimators import ESTIMATORS as _ESTIMATOR_CLASSES

@@ -28,7 +28,6 @@ from typing import Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_lopt import features, rule, savedmodel
 from keras_lopt.meta import checkpoint, distributed, estimators, tasks, unroll

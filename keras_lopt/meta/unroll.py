@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features, rule
+from keras_lopt import features, rule, validation
 from keras_lopt.layers import BoundNetwork
 
 # The meta-objectives `Unroll` computes (see `_objective`).
@@ -252,8 +252,7 @@ class Unroll:
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
-        if int(num_steps) < 1:
-            raise ValueError(f"`num_steps` must be a positive integer. Received: num_steps={num_steps!r}")
+        validation.positive_int("num_steps", num_steps)
         self.layer = layer
         self.max_steps = int(num_steps)
         self._loss_visible_fraction = loss_visible_fraction
