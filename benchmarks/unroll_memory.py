@@ -38,11 +38,11 @@ def measure(mode, family, lengths, members, architecture):
     """Runs in the child process; returns a dict of measurements."""
     import numpy as np
 
-    from keras_lopt.meta import tasks, unroll
+    from keras_lopt.meta import families, unroll
     from keras_lopt.meta.config import MetaTrainConfig, NetworkConfig
     from keras_lopt.meta.networks import build_network
 
-    task = tasks.get_family(family).task(0)
+    task = families.get_family(family).task(0)
     layer = build_network(MetaTrainConfig(name="memory_v1", network=NetworkConfig(architecture=architecture)))
     theta = np.tile(unroll.flatten_weights(layer.get_weights()), (members, 1))
     before = _rss_mb()

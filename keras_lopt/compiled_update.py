@@ -31,6 +31,29 @@ def all_finite(*tensors):
     return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
 
 
+def finite_gradient_gives_finite_update(loaded):
+    """Whether a preset's update is finite whenever its gradient and the
+    gradient's square are.
+
+    True for a per-parameter MLP on the `"local"` features with a bounded
+    step multiplier (or an adaptive MLP, whose log step size is clipped):
+    each local feature is zero or bounded in magnitude
+    (the gradient and momenta are divided by the square root of a second
+    moment that is at least `1 - beta_2` times the gradient's square), the
+    network's weights are finite, and `exp` of the bounded multiplier is
+    finite. Then the step needs no check of the new value, which would be a
+    pass over the whole tensor before any output may be written.
+    """
+    network = loaded.network
+    if loaded.feature_set != "local":
+        return False
+    # The adaptive network's direction MLP reads bounded features and its
+    # step size is clipped; its per-tensor signals are sanitised.
+    return network.kind == "adaptive_mlp" or (
+        network.kind == "mlp" and network.max_log_multiplier is not None
+    )
+
+
 class VariableStep:
     """One variable's learned step, one compiled program per signature.
 
@@ -39,7 +62,8 @@ class VariableStep:
             each call, so that they can live in optimizer variables).
         feature_names: the features the network reads (a preset's).
         check_gradient_only: whether a finite gradient (with a finite
-            square) always gives a finite update, so that the non-finite
+            square) always gives a finite update
+            (`finite_gradient_gives_finite_update`), so that the non-finite
             check reads the gradient alone and the network reads the
             moments as they will be stored.
         guard: an `AdamGuard`, or None.

@@ -1,6 +1,13 @@
-"""LearnedOptimizer: a Keras optimizer whose update rule is a neural network."""
+"""LearnedOptimizer: a Keras optimizer whose update rule is a neural network.
 
-import math
+The class is longer than the house's ~250 lines because Keras' `Optimizer`
+API puts everything on it: `build` (the state), `update_step`, the hooks
+that save and restore the state in Keras files, the loss hooks and the
+config. What can live elsewhere does: the rule (`rule`), one variable's
+compiled step (`compiled_update`), the state's identity (`saved_state`) and
+the argument checks (`optimizer_arguments`).
+"""
+
 import os
 import warnings
 
@@ -8,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import compiled_update, presets, rule, saved_state, savedmodel, validation
+from keras_lopt import compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
 from keras_lopt import guard as guard_lib
 
 # Version of the optimizer-state layout: the variables `build` creates, their
@@ -19,112 +26,6 @@ STATE_FORMAT = 1
 # variable dtype: float16/bfloat16 slots would round away the small updates
 # of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
 STATE_DTYPE = "float32"
-
-
-def _validate_total_steps(total_steps):
-    if total_steps is None:
-        return None
-    validation.require(
-        validation.is_integer(total_steps) and total_steps >= 1,
-        "total_steps", total_steps, "a positive integer or None",
-    )
-    return int(total_steps)
-
-
-def _validate_learning_rate(learning_rate):
-    if learning_rate is None or callable(learning_rate):
-        # Schedules and callables are checked by Keras when they are called.
-        return learning_rate
-    if not validation.is_number(learning_rate):
-        # `learning_rate` is the first argument, as in every Keras optimizer;
-        # the preset used to be, so say where a preset name goes.
-        hint = (
-            f" To choose a preset, pass it by keyword: "
-            f"LearnedOptimizer(preset={learning_rate!r})."
-            if isinstance(learning_rate, str)
-            else ""
-        )
-        raise ValueError(
-            "`learning_rate` must be a positive number, a "
-            "`keras.optimizers.schedules.LearningRateSchedule` or a callable. "
-            f"Received: learning_rate={learning_rate!r}.{hint}"
-        )
-    validation.require(learning_rate > 0, "learning_rate", learning_rate, "positive")
-    validation.require(math.isfinite(learning_rate), "learning_rate", learning_rate, "finite")
-    return float(learning_rate)
-
-
-def _check_optional_number(name, value, allow_zero=False):
-    if value is None:
-        return
-    if allow_zero:
-        validation.non_negative_number(name, value, rule="a non-negative finite number or None")
-    else:
-        validation.positive_number(name, value, rule="a positive finite number or None")
-
-
-def _validate_base_arguments(
-    name,
-    weight_decay,
-    clipnorm,
-    clipvalue,
-    global_clipnorm,
-    use_ema,
-    ema_momentum,
-    ema_overwrite_frequency,
-    loss_scale_factor,
-    gradient_accumulation_steps,
-):
-    """Checks the base-optimizer arguments Keras accepts without checking."""
-    validation.require(isinstance(name, str) and bool(name), "name", name, "a non-empty string")
-    _check_optional_number("weight_decay", weight_decay, allow_zero=True)
-    for arg, value in (
-        ("clipnorm", clipnorm),
-        ("clipvalue", clipvalue),
-        ("global_clipnorm", global_clipnorm),
-        ("loss_scale_factor", loss_scale_factor),
-    ):
-        _check_optional_number(arg, value)
-    validation.boolean("use_ema", use_ema)
-    validation.require(
-        validation.is_number(ema_momentum) and 0 <= ema_momentum <= 1,
-        "ema_momentum", ema_momentum, "a number in [0, 1]",
-    )
-    validation.require(
-        ema_overwrite_frequency is None
-        or (validation.is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1),
-        "ema_overwrite_frequency", ema_overwrite_frequency, "an integer >= 1 or None",
-    )
-    validation.require(
-        gradient_accumulation_steps is None
-        or (validation.is_integer(gradient_accumulation_steps) and gradient_accumulation_steps >= 2),
-        "gradient_accumulation_steps", gradient_accumulation_steps, "an integer >= 2 or None",
-    )
-
-
-def _finite_gradient_gives_finite_update(loaded):
-    """Whether a preset's update is finite whenever its gradient and the
-    gradient's square are.
-
-    True for a per-parameter MLP on the `"local"` features with a bounded
-    step multiplier (or an adaptive MLP, whose log step size is clipped):
-    each local feature is zero or bounded in magnitude
-    (the gradient and momenta are divided by the square root of a second
-    moment that is at least `1 - beta_2` times the gradient's square), the
-    network's weights are finite, and `exp` of the bounded multiplier is
-    finite. Then the step needs no check of the new value, which would be a
-    pass over the whole tensor before any output may be written.
-    """
-    network = loaded.network
-    if loaded.feature_set != "local":
-        return False
-    # The adaptive network's direction MLP reads bounded features and its
-    # step size is clipped; its per-tensor signals are sanitised.
-    return network.kind == "adaptive_mlp" or (
-        network.kind == "mlp" and network.max_log_multiplier is not None
-    )
-
-
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -211,13 +112,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         name="learned_optimizer",
         **kwargs,
     ):
-        learning_rate = _validate_learning_rate(learning_rate)
+        learning_rate = optimizer_arguments.checked_learning_rate(learning_rate)
         preset = presets.DEFAULT_PRESET if preset is None else preset
         directory = presets.resolve(preset)
         loaded = savedmodel.load(directory)
         if learning_rate is None:
             learning_rate = float(loaded.learning_rate)
-        total_steps = _validate_total_steps(total_steps)
+        total_steps = optimizer_arguments.checked_total_steps(total_steps)
         guard = guard_lib.get(guard)
         base = dict(
             weight_decay=weight_decay,
@@ -231,7 +132,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        _validate_base_arguments(**base)
+        optimizer_arguments.check_base_arguments(**base)
         super().__init__(learning_rate=learning_rate, **base, **kwargs)
         # The config holds a shipped preset's name, which is portable, or the
         # directory's absolute path, which does not depend on the working
@@ -240,7 +141,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._preset = loaded
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
-        self._check_gradient_only = _finite_gradient_gives_finite_update(loaded)
+        self._check_gradient_only = compiled_update.finite_gradient_gives_finite_update(loaded)
         if self._uses_loss:
             # Created here, not in `build`: `set_loss` may be traced before
             # the first step builds the optimizer.
@@ -287,7 +188,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     @total_steps.setter
     def total_steps(self, value):
-        value = _validate_total_steps(value)
+        value = optimizer_arguments.checked_total_steps(value)
         self._initial_total_steps = value
         if self.built:
             self._total_steps.assign(float(value or 0))

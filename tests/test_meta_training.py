@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_lopt
 from keras_lopt import presets
-from keras_lopt.meta import tasks, unroll
+from keras_lopt.meta import families, unroll
 from keras_lopt.meta.config import MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
@@ -40,7 +40,7 @@ def test_unroll_runs_the_same_rule_as_the_keras_optimizer(random_preset):
 
 
 def test_families_sample_deterministically():
-    family = tasks.get_family("mlp_digits")
+    family = families.get_family("mlp_digits")
     picks = [family.sample(np.random.default_rng(5))[0] for _ in range(2)]
     assert picks[0] == picks[1]
     task = family.task(0)
@@ -49,12 +49,12 @@ def test_families_sample_deterministically():
         np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, z) for x, z in zip(a, c))
     with pytest.raises(ValueError, match="Unknown task family 'imagenet'"):
-        tasks.get_family("imagenet")
+        families.get_family("imagenet")
 
 
 @pytest.mark.parametrize("objective", ["final", "tail", "validation"])
 def test_objectives_on_a_keras_task(objective):
-    task = tasks.get_family("mlp_regression").task(0)
+    task = families.get_family("mlp_regression").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     run = unroll.Unroll(task, layer, 5, objective, 1e-3)
     state = unroll.fresh_state(task, [0, 1], [100, 100])
@@ -181,12 +181,12 @@ def test_a_finished_run_can_be_extended_but_not_changed(tmp_path):
 
 
 def test_config_accepts_every_family_of_the_task_registry():
-    names = tuple(tasks.family_names())
+    names = tuple(families.family_names())
     assert MetaTrainConfig(task_families=names).task_families == names
 
 
 def test_tail_objective_is_the_mean_of_the_last_tenth():
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     runs = {
@@ -222,7 +222,7 @@ def test_objective_scores_only_the_steps_run():
 def test_one_compiled_unroll_serves_every_length():
     # "validation" fills both loss buffers; `_objective` is checked above.
     objective = "validation"
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     thetas = np.stack([theta, theta * 1.01])
@@ -253,7 +253,7 @@ def test_es_draws_unroll_lengths_from_es_horizons():
     from keras_lopt.meta import estimators
     from keras_lopt.meta.config import EstimatorConfig
 
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     config = EstimatorConfig(kind="es", num_pairs=2, truncation_length=4, es_horizons=(4, 8))

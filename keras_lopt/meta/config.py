@@ -16,14 +16,14 @@ from typing import Optional, Tuple
 
 from keras_lopt import features, validation
 from keras_lopt.layers import ARCHITECTURES
-from keras_lopt.meta import tasks
+from keras_lopt.meta import families
 from keras_lopt.meta.estimators import ESTIMATORS as _ESTIMATOR_CLASSES
 from keras_lopt.meta.unroll import OBJECTIVES
 
 ESTIMATORS = tuple(_ESTIMATOR_CLASSES)
 ARCHITECTURE_NAMES = tuple(sorted(ARCHITECTURES))
 FEATURE_SET_NAMES = tuple(sorted(features.FEATURE_SETS))
-FAMILY_NAMES = tuple(tasks.family_names())
+FAMILY_NAMES = tuple(families.family_names())
 
 
 @dataclasses.dataclass(frozen=True)

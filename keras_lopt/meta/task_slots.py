@@ -27,7 +27,7 @@ class TaskSlots:
     """`count` task slots, each with the estimator of the task it trains.
 
     Args:
-        families: the `tasks.TaskFamily` objects tasks are drawn from.
+        families: the `families.TaskFamily` objects tasks are drawn from.
         make_estimator: `tasks.Task -> GradientEstimator`.
         count: the number of slots (`MetaTrainConfig.tasks_per_step`).
     """

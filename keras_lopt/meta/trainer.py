@@ -30,7 +30,8 @@ import keras
 import numpy as np
 
 from keras_lopt import features, rule, savedmodel
-from keras_lopt.meta import checkpoint, distributed, estimators, tasks, unroll
+from keras_lopt.meta import checkpoint, distributed, estimators, unroll
+from keras_lopt.meta import families as family_lib
 from keras_lopt.meta.estimators import horizons
 from keras_lopt.meta.export import export_preset
 from keras_lopt.meta.networks import build_network, initial_theta
@@ -51,11 +52,11 @@ _EVAL_SEED_BASE = 2**31 - 1000
 def _families(config, families):
     """The TaskFamily objects a trainer samples from (see `MetaTrainer`)."""
     if families is None:
-        return [tasks.get_family(name) for name in config.task_families]
+        return [family_lib.get_family(name) for name in config.task_families]
     families = list(families)
-    if not families or not all(isinstance(f, tasks.TaskFamily) for f in families):
+    if not families or not all(isinstance(f, family_lib.TaskFamily) for f in families):
         raise ValueError(
-            "`families` must be a non-empty list of `keras_lopt.meta.tasks.TaskFamily` "
+            "`families` must be a non-empty list of `keras_lopt.meta.families.TaskFamily` "
             f"objects. Received: families={families!r}"
         )
     return families
@@ -69,7 +70,7 @@ class MetaTrainer:
         output_dir: where checkpoints, TensorBoard logs and the preset go.
         collective: a `distributed.StrategyCollective` to share the work
             among tf.distribute replicas; default: this process alone.
-        families: `tasks.TaskFamily` objects to meta-train on instead of
+        families: `families.TaskFamily` objects to meta-train on instead of
             the built-in families that `config.task_families` names (which
             is then ignored), e.g. a family of your own Keras tasks built
             with `tasks.keras_task`. Their names go into the preset's
