@@ -129,29 +129,22 @@ class NetworkConfig:
         if self.max_log_multiplier is not None:
             validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")
         validation.one_of("architecture", self.architecture, ARCHITECTURE_NAMES)
-        if self.controller_hidden_size is not None:
-            if self.architecture != "adaptive_mlp":
+        # Architecture-specific sizes: (field, the architectures it applies
+        # to, how the message names them).
+        for name, applies_to, which in (
+            ("controller_hidden_size", ("adaptive_mlp",), "architecture='adaptive_mlp'"),
+            ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures"),
+            ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'"),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.architecture not in applies_to:
                 raise ValueError(
-                    "`controller_hidden_size` applies to architecture='adaptive_mlp' only. "
-                    f"Received: architecture={self.architecture!r}, "
-                    f"controller_hidden_size={self.controller_hidden_size!r}"
+                    f"`{name}` applies to {which} only. "
+                    f"Received: architecture={self.architecture!r}, {name}={value!r}"
                 )
-            validation.positive_int("controller_hidden_size", self.controller_hidden_size)
-        if self.lstm_hidden_size is not None:
-            if self.architecture in ("mlp", "adaptive_mlp"):
-                raise ValueError(
-                    "`lstm_hidden_size` applies to the LSTM architectures only. "
-                    f"Received: architecture={self.architecture!r}, "
-                    f"lstm_hidden_size={self.lstm_hidden_size!r}"
-                )
-            validation.positive_int("lstm_hidden_size", self.lstm_hidden_size)
-        if self.bank_size is not None:
-            if self.architecture != "hyper_lstm":
-                raise ValueError(
-                    "`bank_size` applies to architecture='hyper_lstm' only. "
-                    f"Received: architecture={self.architecture!r}, bank_size={self.bank_size!r}"
-                )
-            validation.positive_int("bank_size", self.bank_size)
+            validation.positive_int(name, value)
 
 
 @dataclasses.dataclass(frozen=True)
