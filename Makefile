@@ -17,7 +17,8 @@ demo: $(VENV)/.installed
 	$(PY) examples/digits_demo.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q --durations=15
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow

@@ -4,7 +4,7 @@
 
 This module imports neither TensorFlow nor `keras_lopt` (whose import starts
 TensorFlow), so `--help`, `--version` and bad arguments answer at once. The
-commands themselves are `keras_lopt.meta.cli.COMMANDS`, imported once the
+commands themselves are `keras_lopt.cli.COMMANDS`, imported once the
 arguments are parsed. Bad input exits with status 2 and a one-line error,
 before anything is written.
 """
@@ -41,7 +41,9 @@ def _add_plot_parser(commands):
     plot = _add_command(commands, "plot", "draw PNGs of what a learned optimizer does")
     kinds = plot.add_subparsers(dest="plot_command", required=True)
     paths = _add_command(kinds, "trajectories", "paths on 2-D problems: learned vs Adam vs SGD")
-    paths.add_argument("--problems", default="product,rosenbrock", help="comma-separated: product, difference, rosenbrock")
+    paths.add_argument(
+        "--problems", default="product,rosenbrock", help="comma-separated: product, difference, rosenbrock"
+    )
     paths.add_argument(
         "--optimizers", default="learned,adam,sgd",
         help="comma-separated specs: learned[:PRESET][@LR], adam[@LR], sgd[@LR]",
@@ -78,7 +80,9 @@ def build_parser():
     meta.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     meta.add_argument("--export", help="preset directory to write (default: <output>/preset)")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
-    cluster = _add_command(commands, "local-cluster", "run a keras-lopt command as N tf.distribute workers on 127.0.0.1")
+    cluster = _add_command(
+        commands, "local-cluster", "run a keras-lopt command as N tf.distribute workers on 127.0.0.1"
+    )
     cluster.add_argument("--workers", type=int, default=2, help="number of worker processes")
     cluster.add_argument(
         "worker_command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the keras-lopt command each worker runs"
@@ -113,10 +117,14 @@ def build_parser():
     bench.add_argument(
         "--report-only", action="store_true", help="train nothing: report the planned runs already in --output"
     )
-    tune = _add_command(commands, "tune-benchmark", "classic optimizers and KerasTuner searches against a learned optimizer")
+    tune = _add_command(
+        commands, "tune-benchmark", "classic optimizers and KerasTuner searches against a learned optimizer"
+    )
     tune.add_argument("--tasks", help="comma-separated evaluation tasks (default: the selection suite)")
     tune.add_argument("--optimizers", default="learned,classic", help="optimizer specs run at fixed settings")
-    tune.add_argument("--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.evaluation.tuning)")
+    tune.add_argument(
+        "--searches", default="adam_grid,adamw_bayes", help="KerasTuner searches (see keras_lopt.evaluation.tuning)"
+    )
     tune.add_argument("--budget", default="1,3,10,30", help="comma-separated trial budgets")
     tune.add_argument(
         "--reference", default="learned",
@@ -140,7 +148,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        from keras_lopt.meta import cli
+        from keras_lopt import cli
     except ImportError as e:
         print(f"keras-lopt {args.command}: error: {e}", file=sys.stderr)
         return 2

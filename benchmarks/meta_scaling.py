@@ -73,7 +73,11 @@ def main():
             times = _run(workers, config_path, os.path.join(tmp, f"run{workers}"))
             seconds = times[total] - times[args.warmup]
             rates[workers] = 3600.0 * args.steps / max(seconds, 1e-9)
-            print(f"{workers} worker(s): {args.steps} outer steps in {seconds:.0f}s -> {rates[workers]:.0f} outer steps/hour", flush=True)
+            print(
+                f"{workers} worker(s): {args.steps} outer steps in {seconds:.0f}s "
+                f"-> {rates[workers]:.0f} outer steps/hour",
+                flush=True,
+            )
     print(f"cores: {os.cpu_count()}, family {args.family}, tasks_per_step {max(counts)}")
     for workers in counts:
         print(f"outer steps/hour, {workers} worker(s): {rates[workers]:.0f} ({rates[workers] / rates[counts[0]]:.2f}x)")

@@ -16,16 +16,16 @@ import time
 import numpy as np
 
 from keras_lopt import adam_equivalent
-from keras_lopt.meta import tasks, unroll
+from keras_lopt.meta import families, unroll
 from keras_lopt.meta.config import EstimatorConfig, MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
 
 def unroll_rate(family, members=8, steps=20, repeats=5):
-    task = tasks.get_family(family).task(0)
+    task = families.get_family(family).task(0)
     layer = adam_equivalent.build_network()
     theta = np.tile(unroll.flatten_weights(layer.get_weights()), (members, 1))
-    run = unroll.build_unroll(task, layer, steps, "mean", 1e-3)
+    run = unroll.Unroll(task, layer, steps, "mean", 1e-3)
     state = unroll.fresh_state(task, np.arange(members), np.full(members, 10**6))
     state, _, _ = run(theta, state)  # compile
     start = time.perf_counter()
@@ -50,7 +50,7 @@ def outer_rate(family, kind, steps, pairs=4, truncation=20):
     )
     trainer = MetaTrainer(config, tempfile.mkdtemp())
     # Warm up until every variant of the family has been compiled.
-    for _ in range(4 * len(tasks.get_family(family))):
+    for _ in range(4 * len(families.get_family(family))):
         trainer.train_step()
     start = time.perf_counter()
     for _ in range(steps):

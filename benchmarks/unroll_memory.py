@@ -18,6 +18,7 @@ The last line is the ratio shared / per_length of the added memory.
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -37,19 +38,19 @@ def measure(mode, family, lengths, members, architecture):
     """Runs in the child process; returns a dict of measurements."""
     import numpy as np
 
-    from keras_lopt.meta import tasks, unroll
+    from keras_lopt.meta import families, unroll
     from keras_lopt.meta.config import MetaTrainConfig, NetworkConfig
-    from keras_lopt.meta.trainer import build_network
+    from keras_lopt.meta.networks import build_network
 
-    task = tasks.get_family(family).task(0)
+    task = families.get_family(family).task(0)
     layer = build_network(MetaTrainConfig(name="memory_v1", network=NetworkConfig(architecture=architecture)))
     theta = np.tile(unroll.flatten_weights(layer.get_weights()), (members, 1))
     before = _rss_mb()
     if mode == "shared":
-        longest = unroll.build_unroll(task, layer, max(lengths), "tail", 1e-3)
-        runs = {n: longest.with_steps(n) for n in lengths}
+        longest = unroll.Unroll(task, layer, max(lengths), "tail", 1e-3)
+        runs = {n: functools.partial(longest, num_steps=n) for n in lengths}
     else:
-        runs = {n: unroll.build_unroll(task, layer, n, "tail", 1e-3) for n in lengths}
+        runs = {n: unroll.Unroll(task, layer, n, "tail", 1e-3) for n in lengths}
     first_call = {}
     for n in lengths:
         state = unroll.fresh_state(task, np.arange(members), np.full(members, n), network=layer)

@@ -31,6 +31,29 @@ def all_finite(*tensors):
     return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
 
 
+def finite_gradient_gives_finite_update(loaded):
+    """Whether a preset's update is finite whenever its gradient and the
+    gradient's square are.
+
+    True for a per-parameter MLP on the `"local"` features with a bounded
+    step multiplier (or an adaptive MLP, whose log step size is clipped):
+    each local feature is zero or bounded in magnitude
+    (the gradient and momenta are divided by the square root of a second
+    moment that is at least `1 - beta_2` times the gradient's square), the
+    network's weights are finite, and `exp` of the bounded multiplier is
+    finite. Then the step needs no check of the new value, which would be a
+    pass over the whole tensor before any output may be written.
+    """
+    network = loaded.network
+    if loaded.feature_set != "local":
+        return False
+    # The adaptive network's direction MLP reads bounded features and its
+    # step size is clipped; its per-tensor signals are sanitised.
+    return network.kind == "adaptive_mlp" or (
+        network.kind == "mlp" and network.max_log_multiplier is not None
+    )
+
+
 class VariableStep:
     """One variable's learned step, one compiled program per signature.
 
@@ -39,7 +62,8 @@ class VariableStep:
             each call, so that they can live in optimizer variables).
         feature_names: the features the network reads (a preset's).
         check_gradient_only: whether a finite gradient (with a finite
-            square) always gives a finite update, so that the non-finite
+            square) always gives a finite update
+            (`finite_gradient_gives_finite_update`), so that the non-finite
             check reads the gradient alone and the network reads the
             moments as they will be stored.
         guard: an `AdamGuard`, or None.
@@ -92,72 +116,104 @@ class VariableStep:
         return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
 
     def _step(self, gradient, old_value, old_state, network_weights, scalars, decays):
+        """Decay, the rule (moments, then the network's update), the guard,
+        and the selection that leaves everything as it was on a non-finite
+        step. Selection, not Python control flow: this runs inside XLA."""
         gradient = tf.cast(gradient, tf.float32)
-        parameter = old_value
-        learning_rate = scalars["learning_rate"]
-        if decays:
-            # The association of keras' AdamW: (v * wd) * lr.
-            parameter = parameter - parameter * tf.cast(
-                self._weight_decay, parameter.dtype
-            ) * tf.cast(learning_rate, parameter.dtype)
-        network = BoundNetwork(self._network, network_weights)
-        iteration = scalars["iteration"]
-        step_args = dict(scalars, feature_names=self._feature_names)
         old_state = list(old_state)
-        state = rule.unflatten_state(old_state)
-        parameter_f32 = tf.cast(parameter, tf.float32)
-        # Selection, not Python control flow: this runs inside XLA programs.
+        parameter = old_value
+        if decays:
+            parameter = self._decayed(parameter, scalars["learning_rate"])
         if self._check_gradient_only:
-            # `square` overflows where the second moment would: such a step
-            # is skipped too, not folded into the state as an inf.
-            # (Measured: this reduction is about twice as fast under XLA
-            # CPU as `all_finite`'s sum for one tensor.)
-            finite = tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
-            # The network reads the moments as they are stored, so XLA
-            # writes each slot in place and then computes the step from the
-            # written values, with no copy of the old ones.
-            moved = rule.update_moments(state, gradient)
-            state = rule.unflatten_state(
-                [
-                    tf.where(finite, new, old)
-                    for new, old in zip(rule.flatten_state(moved), old_state)
-                ]
-            )
-            update, new_state = rule.step_with_moments(
-                network, state, gradient, parameter_f32, **step_args
+            finite = _square_is_finite(gradient)
+            update, new_state = self._learned_step_after_moments(
+                gradient, parameter, old_state, finite, network_weights, scalars
             )
         else:
             update, new_state = rule.step(
-                network, state, gradient, parameter_f32, **step_args
+                BoundNetwork(self._network, network_weights),
+                rule.unflatten_state(old_state),
+                gradient,
+                tf.cast(parameter, tf.float32),
+                **self._rule_arguments(scalars),
             )
         new_value = parameter - tf.cast(update, parameter.dtype)
-        fell_back = tf.constant(False)
-        if self._guard is not None:
-            adam = self._guard.adam_step(new_state, iteration, learning_rate)
-            # The step taken, not `update`: a second use of `update` changes
-            # how TensorFlow and XLA fuse (and round) the learned path.
-            taken = tf.cast(parameter - new_value, tf.float32)
-            fell_back = tf.logical_not(self._guard.accepts(taken, adam))
-            new_value = tf.where(
-                fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
-            )
-        new_slots = rule.flatten_state(new_state)
+        new_value, fell_back = self._guarded(parameter, new_value, new_state, scalars)
+        new_slots = list(rule.flatten_state(new_state))
         if self._check_gradient_only:
-            # The moments were selected above; the per-tensor state (a few
-            # floats) is selected here.
+            # The moments were selected before the network read them; the
+            # per-tensor state (a few floats) is selected here.
             per_parameter = len(new_slots) - len(new_state.tensor_state)
-            new_slots = [
-                new if i < per_parameter else tf.where(finite, new, old)
-                for i, (new, old) in enumerate(zip(new_slots, old_state))
-            ]
+            new_slots = new_slots[:per_parameter] + _select(
+                finite, new_slots[per_parameter:], old_state[per_parameter:]
+            )
         else:
             finite = all_finite(gradient, new_value)
-            new_slots = [
-                tf.where(finite, new, old) for new, old in zip(new_slots, old_state)
-            ]
+            new_slots = _select(finite, new_slots, old_state)
         return (
             tf.where(finite, new_value, old_value),
             tuple(new_slots),
             tf.cast(tf.logical_not(finite), tf.int64),
             tf.cast(tf.logical_and(fell_back, finite), tf.int64),
         )
+
+    def _rule_arguments(self, scalars):
+        return dict(scalars, feature_names=self._feature_names)
+
+    def _decayed(self, parameter, learning_rate):
+        """`parameter` after decoupled weight decay."""
+        # The association of keras' AdamW: (v * wd) * lr.
+        return parameter - parameter * tf.cast(
+            self._weight_decay, parameter.dtype
+        ) * tf.cast(learning_rate, parameter.dtype)
+
+    def _learned_step_after_moments(
+        self, gradient, parameter, old_state, finite, network_weights, scalars
+    ):
+        """The rule's `(update, new_state)` with the moments moved first,
+        and kept as they were unless `finite`.
+
+        The network reads the moments as they are stored, so XLA writes each
+        slot in place and then computes the step from the written values,
+        with no copy of the old ones.
+        """
+        moved = rule.update_moments(rule.unflatten_state(old_state), gradient)
+        state = rule.unflatten_state(_select(finite, rule.flatten_state(moved), old_state))
+        return rule.step_with_moments(
+            BoundNetwork(self._network, network_weights),
+            state,
+            gradient,
+            tf.cast(parameter, tf.float32),
+            **self._rule_arguments(scalars),
+        )
+
+    def _guarded(self, parameter, new_value, new_state, scalars):
+        """`(new_value, fell_back)`: Adam's step where the guard rejects the
+        learned one (no guard: never)."""
+        if self._guard is None:
+            return new_value, tf.constant(False)
+        learning_rate = scalars["learning_rate"]
+        adam = self._guard.adam_step(new_state, scalars["iteration"], learning_rate)
+        # The step taken, not `update`: a second use of `update` changes
+        # how TensorFlow and XLA fuse (and round) the learned path.
+        taken = tf.cast(parameter - new_value, tf.float32)
+        fell_back = tf.logical_not(self._guard.accepts(taken, adam))
+        new_value = tf.where(
+            fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
+        )
+        return new_value, fell_back
+
+
+def _square_is_finite(gradient):
+    """Whether `gradient` and its square are finite: a scalar bool.
+
+    `square` overflows where the second moment would: such a step is
+    skipped too, not folded into the state as an inf. (This reduction is
+    faster under XLA on CPU than `all_finite`'s sum for one tensor.)
+    """
+    return tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
+
+
+def _select(finite, new, old):
+    """`new` where `finite`, else `old`, element by element of two lists."""
+    return [tf.where(finite, n, o) for n, o in zip(new, old)]

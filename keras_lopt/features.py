@@ -21,6 +21,7 @@ scalars only, so the whole learned step is one elementwise pass.
 """
 
 import math
+from typing import Iterable, List, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -37,7 +38,7 @@ def _decay_label(decay):
     return f"{decay:g}".replace(".", "p")
 
 
-def momentum_slot_names():
+def momentum_slot_names() -> Tuple[str, ...]:
     """Names of the optimizer slots that hold the momenta, in state order."""
     return tuple(f"momentum_{_decay_label(d)}" for d in MOMENTUM_DECAYS)
 
@@ -67,7 +68,7 @@ FEATURE_SETS = {
 DEFAULT_FEATURE_SET = "full"
 
 
-def feature_names(feature_set):
+def feature_names(feature_set: str) -> Tuple[str, ...]:
     """The feature names (a tuple) of one of `FEATURE_SETS`, by its name."""
     if feature_set not in FEATURE_SETS:
         raise ValueError(
@@ -77,7 +78,7 @@ def feature_names(feature_set):
     return FEATURE_SETS[feature_set]
 
 
-def feature_set_of(names):
+def feature_set_of(names: Iterable[str]) -> str:
     """The name of the feature set whose features are `names`, in order.
 
     Raises:
@@ -99,8 +100,13 @@ def _tensor_rms_normalize(x):
 
 
 def element_features(
-    gradient, parameter, momenta, second_moment, iteration, names=ELEMENT_FEATURE_NAMES
-):
+    gradient: tf.Tensor,
+    parameter: tf.Tensor,
+    momenta: Sequence[tf.Tensor],
+    second_moment: tf.Tensor,
+    iteration: tf.Tensor,
+    names: Sequence[str] = ELEMENT_FEATURE_NAMES,
+) -> List[tf.Tensor]:
     """Builds the element features of one parameter tensor.
 
     Args:
@@ -156,7 +162,7 @@ def element_features(
     return [builders[n]() for n in names]
 
 
-def tensor_features(iteration, total_steps, tensor_size):
+def tensor_features(iteration: tf.Tensor, total_steps: tf.Tensor, tensor_size: int) -> List[tf.Tensor]:
     """Builds the tensor features of one parameter tensor.
 
     Args:
@@ -208,7 +214,7 @@ NUM_CONTEXT_FEATURES = len(CONTEXT_FEATURE_NAMES)
 LOSS_EPSILON = 1e-12
 
 
-def summary_features(element_columns):
+def summary_features(element_columns: Sequence[tf.Tensor]) -> List[tf.Tensor]:
     """Mean and RMS over the tensor of the `SUMMARIZED_FEATURE_NAMES` columns.
 
     Args:
@@ -226,7 +232,9 @@ def summary_features(element_columns):
     return summaries
 
 
-def loss_features(loss, loss_known, loss_statistics):
+def loss_features(
+    loss: tf.Tensor, loss_known: tf.Tensor, loss_statistics: tf.Tensor
+) -> Tuple[List[tf.Tensor], tf.Tensor]:
     """Features of the training loss, relative to its own recent history.
 
     The loss enters only through `(loss - average) / |average|`, so a loss
@@ -290,7 +298,7 @@ def _next_prime(n):
     return n
 
 
-def alignment_sample_stride(num_elements):
+def alignment_sample_stride(num_elements: int) -> int:
     """The stride of the sample `alignment_features` measures: 1 for up to
     `ALIGNMENT_SAMPLE_SIZE` elements, else the smallest prime giving at most
     that many (a prime, so the sample does not alias with the tensor's
@@ -300,7 +308,9 @@ def alignment_sample_stride(num_elements):
     return _next_prime(-(-num_elements // ALIGNMENT_SAMPLE_SIZE))
 
 
-def alignment_features(gradient, momenta, second_moment):
+def alignment_features(
+    gradient: tf.Tensor, momenta: Sequence[tf.Tensor], second_moment: tf.Tensor
+) -> List[tf.Tensor]:
     """Per-tensor alignment signals of one parameter tensor.
 
     Measured over every `alignment_sample_stride`-th element of the

@@ -18,31 +18,12 @@ fallback of Prémont-Schwarz et al. ("A Simple Guard for Learned Optimizers",
 evaluation per step that an optimizer inside `model.fit` does not have.
 """
 
-import math
-import numbers
-
 import tensorflow as tf
 
-from keras_lopt import features
+from keras_lopt import features, validation
 
 # Adam's beta_1 is the decay of the first momentum slot.
 ADAM_MOMENTUM_INDEX = 0
-
-
-def _check_ratio(name, value, allow_zero):
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        rule_text = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(
-            f"`{name}` must be {rule_text} finite number. "
-            f"Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 class AdamGuard:
@@ -77,17 +58,15 @@ class AdamGuard:
 
     def __init__(self, max_ratio=100.0, min_ratio=0.0, learning_rate=None):
         # Read-only: the bounds are baked into traced (XLA) train steps.
-        self._max_ratio = _check_ratio("max_ratio", max_ratio, allow_zero=False)
-        self._min_ratio = _check_ratio("min_ratio", min_ratio, allow_zero=True)
+        self._max_ratio = validation.positive_number("max_ratio", max_ratio)
+        self._min_ratio = validation.non_negative_number("min_ratio", min_ratio)
         if self._min_ratio > self._max_ratio:
             raise ValueError(
                 "`min_ratio` must not exceed `max_ratio`. Received: "
                 f"min_ratio={min_ratio!r}, max_ratio={max_ratio!r}"
             )
         if learning_rate is not None:
-            learning_rate = _check_ratio(
-                "learning_rate", learning_rate, allow_zero=False
-            )
+            learning_rate = validation.positive_number("learning_rate", learning_rate)
         self._learning_rate = learning_rate
 
     @property

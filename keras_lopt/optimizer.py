@@ -1,7 +1,13 @@
-"""LearnedOptimizer: a Keras optimizer whose update rule is a neural network."""
+"""LearnedOptimizer: a Keras optimizer whose update rule is a neural network.
 
-import math
-import numbers
+The class is longer than the house's ~250 lines because Keras' `Optimizer`
+API puts everything on it: `build` (the state), `update_step`, the hooks
+that save and restore the state in Keras files, the loss hooks and the
+config. What can live elsewhere does: the rule (`rule`), one variable's
+compiled step (`compiled_update`), the state's identity (`saved_state`) and
+the argument checks (`optimizer_arguments`).
+"""
+
 import os
 import warnings
 
@@ -9,9 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import compiled_update, presets, rule
+from keras_lopt import compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
 from keras_lopt import guard as guard_lib
-from keras_lopt import saved_state, savedmodel
 
 # Version of the optimizer-state layout: the variables `build` creates, their
 # order and dtypes. Bump it whenever that changes, so that checkpoints of the
@@ -21,146 +26,6 @@ STATE_FORMAT = 1
 # variable dtype: float16/bfloat16 slots would round away the small updates
 # of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
 STATE_DTYPE = "float32"
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _validate_total_steps(total_steps):
-    if total_steps is None:
-        return None
-    if not _is_integer(total_steps) or total_steps < 1:
-        raise ValueError(
-            "`total_steps` must be a positive integer or None. "
-            f"Received: total_steps={total_steps!r}"
-        )
-    return int(total_steps)
-
-
-def _validate_learning_rate(learning_rate):
-    if learning_rate is None or callable(learning_rate):
-        # Schedules and callables are checked by Keras when they are called.
-        return learning_rate
-    if not _is_number(learning_rate):
-        # `learning_rate` is the first argument, as in every Keras optimizer;
-        # the preset used to be, so say where a preset name goes.
-        hint = (
-            f" To choose a preset, pass it by keyword: "
-            f"LearnedOptimizer(preset={learning_rate!r})."
-            if isinstance(learning_rate, str)
-            else ""
-        )
-        raise ValueError(
-            "`learning_rate` must be a positive number, a "
-            "`keras.optimizers.schedules.LearningRateSchedule` or a callable. "
-            f"Received: learning_rate={learning_rate!r}.{hint}"
-        )
-    if not learning_rate > 0:
-        raise ValueError(
-            "`learning_rate` must be positive. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
-    if not math.isfinite(learning_rate):
-        raise ValueError(
-            "`learning_rate` must be finite. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
-    return float(learning_rate)
-
-
-def _check_optional_number(name, value, allow_zero=False):
-    if value is None:
-        return
-    ok = _is_number(value) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        rule_text = "non-negative" if allow_zero else "positive"
-        raise ValueError(
-            f"`{name}` must be a {rule_text} finite number or None. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _validate_base_arguments(
-    name,
-    weight_decay,
-    clipnorm,
-    clipvalue,
-    global_clipnorm,
-    use_ema,
-    ema_momentum,
-    ema_overwrite_frequency,
-    loss_scale_factor,
-    gradient_accumulation_steps,
-):
-    """Checks the base-optimizer arguments Keras accepts without checking."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            f"`name` must be a non-empty string. Received: name={name!r}"
-        )
-    _check_optional_number("weight_decay", weight_decay, allow_zero=True)
-    for arg, value in (
-        ("clipnorm", clipnorm),
-        ("clipvalue", clipvalue),
-        ("global_clipnorm", global_clipnorm),
-        ("loss_scale_factor", loss_scale_factor),
-    ):
-        _check_optional_number(arg, value)
-    if not isinstance(use_ema, bool):
-        raise ValueError(
-            f"`use_ema` must be a bool. Received: use_ema={use_ema!r}"
-        )
-    if not (_is_number(ema_momentum) and 0 <= ema_momentum <= 1):
-        raise ValueError(
-            "`ema_momentum` must be a number in [0, 1]. "
-            f"Received: ema_momentum={ema_momentum!r}"
-        )
-    if ema_overwrite_frequency is not None and not (
-        _is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1
-    ):
-        raise ValueError(
-            "`ema_overwrite_frequency` must be an integer >= 1 or None. "
-            f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
-        )
-    if gradient_accumulation_steps is not None and not (
-        _is_integer(gradient_accumulation_steps)
-        and gradient_accumulation_steps >= 2
-    ):
-        raise ValueError(
-            "`gradient_accumulation_steps` must be an integer >= 2 or None. "
-            "Received: gradient_accumulation_steps="
-            f"{gradient_accumulation_steps!r}"
-        )
-
-
-def _finite_gradient_gives_finite_update(loaded):
-    """Whether a preset's update is finite whenever its gradient and the
-    gradient's square are.
-
-    True for a per-parameter MLP on the `"local"` features with a bounded
-    step multiplier (or an adaptive MLP, whose log step size is clipped):
-    each local feature is zero or bounded in magnitude
-    (the gradient and momenta are divided by the square root of a second
-    moment that is at least `1 - beta_2` times the gradient's square), the
-    network's weights are finite, and `exp` of the bounded multiplier is
-    finite. Then the step needs no check of the new value, which would be a
-    pass over the whole tensor before any output may be written.
-    """
-    network = loaded.network
-    if loaded.feature_set != "local":
-        return False
-    # The adaptive network's direction MLP reads bounded features and its
-    # step size is clipped; its per-tensor signals are sanitised.
-    return network.kind == "adaptive_mlp" or (
-        network.kind == "mlp" and network.max_log_multiplier is not None
-    )
-
-
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -247,13 +112,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         name="learned_optimizer",
         **kwargs,
     ):
-        learning_rate = _validate_learning_rate(learning_rate)
+        learning_rate = optimizer_arguments.checked_learning_rate(learning_rate)
         preset = presets.DEFAULT_PRESET if preset is None else preset
         directory = presets.resolve(preset)
         loaded = savedmodel.load(directory)
         if learning_rate is None:
             learning_rate = float(loaded.learning_rate)
-        total_steps = _validate_total_steps(total_steps)
+        total_steps = optimizer_arguments.checked_total_steps(total_steps)
         guard = guard_lib.get(guard)
         base = dict(
             weight_decay=weight_decay,
@@ -267,7 +132,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             name=name,
         )
-        _validate_base_arguments(**base)
+        optimizer_arguments.check_base_arguments(**base)
         super().__init__(learning_rate=learning_rate, **base, **kwargs)
         # The config holds a shipped preset's name, which is portable, or the
         # directory's absolute path, which does not depend on the working
@@ -276,7 +141,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._preset = loaded
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
-        self._check_gradient_only = _finite_gradient_gives_finite_update(loaded)
+        self._check_gradient_only = compiled_update.finite_gradient_gives_finite_update(loaded)
         if self._uses_loss:
             # Created here, not in `build`: `set_loss` may be traced before
             # the first step builds the optimizer.
@@ -323,7 +188,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     @total_steps.setter
     def total_steps(self, value):
-        value = _validate_total_steps(value)
+        value = optimizer_arguments.checked_total_steps(value)
         self._initial_total_steps = value
         if self.built:
             self._total_steps.assign(float(value or 0))

@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from keras_lopt import validation
+
 _COLORS = {"learned": "C3", "adam": "C0", "sgd": "C2"}
 
 
@@ -74,8 +76,7 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
     optimizers = list(optimizers)
     for spec in optimizers:
         toy_problems.parse_spec(spec)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive integer. Received: steps={steps!r}")
+    validation.positive_int("steps", steps)
     plt = _pyplot()
     data = {}
     fig, axes = plt.subplots(2, len(problems), figsize=(5.2 * len(problems), 8.4), squeeze=False)
@@ -140,10 +141,10 @@ def plot_probes(path, presets=None, gradient_range=3.0, momenta=(-1.0, 0.0, 1.0)
     from keras_lopt import probes
 
     presets = [presets_lib.DEFAULT_PRESET] if presets is None else list(presets)
-    if not (isinstance(total_steps, int) and total_steps >= 2):
-        raise ValueError(f"`total_steps` must be an integer >= 2. Received: total_steps={total_steps!r}")
-    if not (gradient_range > 0 and math.isfinite(gradient_range)):
-        raise ValueError(f"`gradient_range` must be a positive number. Received: gradient_range={gradient_range!r}")
+    validation.require(
+        validation.is_integer(total_steps) and total_steps >= 2, "total_steps", total_steps, "an integer >= 2"
+    )
+    validation.positive_number("gradient_range", gradient_range, rule="a positive number")
     gradients = np.linspace(-gradient_range, gradient_range, 121).astype(np.float32)
     steps = np.unique(np.geomspace(1, total_steps, 80).round()).astype(np.float32)
     data = {
@@ -335,8 +336,7 @@ def plot_meta_training(run_dirs, path, labels=None, window=20):
         labels = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
     if len(labels) != len(run_dirs):
         raise ValueError(f"Expected one label per run ({len(run_dirs)}). Received: labels={list(labels)}")
-    if not (isinstance(window, int) and window >= 1):
-        raise ValueError(f"`window` must be a positive integer. Received: window={window!r}")
+    validation.positive_int("window", window)
     runs = {label: read_meta_training(d) for label, d in zip(labels, run_dirs)}
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

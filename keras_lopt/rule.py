@@ -10,7 +10,7 @@ call it unchanged, so what is meta-trained is exactly what users run.
 where `(direction, magnitude)` is the network's output for each element.
 """
 
-from typing import NamedTuple, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -31,22 +31,28 @@ class RuleState(NamedTuple):
     tensor_state: Tuple[tf.Tensor, ...] = ()
 
 
+# A network layer of `keras_lopt.layers`, or a plain callable
+# `columns -> (direction, magnitude)` with a `magnitude_scale` (see `step`).
+Network = Any
+Scalar = Union[tf.Tensor, float, int]
+
+
 def _network_state_names(network):
     # Plain callables `columns -> (direction, magnitude)` have no state.
     return tuple(getattr(network, "state_names", ()))
 
 
-def has_tensor_state(network):
+def has_tensor_state(network: Optional[Network]) -> bool:
     """Whether `network` keeps per-tensor state (and is called with a context)."""
     return bool(_network_state_names(network))
 
 
-def reads_loss(network):
+def reads_loss(network: Optional[Network]) -> bool:
     """Whether `step` feeds `network` the training loss."""
     return bool(getattr(network, "reads_loss", False))
 
 
-def state_slot_names(network=None):
+def state_slot_names(network: Optional[Network] = None) -> Tuple[str, ...]:
     """Names of the state slots, in the order `flatten_state` uses.
 
     The per-parameter slots come first; then `loss_statistics` for a network
@@ -58,7 +64,7 @@ def state_slot_names(network=None):
     return names + _network_state_names(network)
 
 
-def tensor_state_shapes(network=None):
+def tensor_state_shapes(network: Optional[Network] = None) -> Tuple[Tuple[int, ...], ...]:
     """Shapes of the per-tensor slots (after the per-parameter ones)."""
     shapes = ((features.LOSS_STATISTICS_SIZE,),) if reads_loss(network) else ()
     if has_tensor_state(network):
@@ -66,7 +72,7 @@ def tensor_state_shapes(network=None):
     return shapes
 
 
-def init_state(parameter, network=None):
+def init_state(parameter: tf.Tensor, network: Optional[Network] = None) -> RuleState:
     """Zero state for a parameter tensor of any shape."""
     zeros = tf.zeros_like(parameter, dtype=tf.float32)
     return RuleState(
@@ -78,12 +84,12 @@ def init_state(parameter, network=None):
     )
 
 
-def flatten_state(state):
+def flatten_state(state: RuleState) -> Tuple[tf.Tensor, ...]:
     """RuleState -> tuple of tensors, in `state_slot_names()` order."""
     return (*state.momenta, state.second_moment, *state.tensor_state)
 
 
-def unflatten_state(slots):
+def unflatten_state(slots: Sequence[tf.Tensor]) -> RuleState:
     """Inverse of `flatten_state`."""
     count = len(features.MOMENTUM_DECAYS)
     return RuleState(
@@ -93,7 +99,7 @@ def unflatten_state(slots):
     )
 
 
-def update_moments(state, gradient):
+def update_moments(state: RuleState, gradient: tf.Tensor) -> RuleState:
     """`state` with this step's gradient folded into its moments.
 
     The per-tensor state is left as it is (`step_with_moments` updates it).
@@ -120,17 +126,17 @@ def update_moments(state, gradient):
 
 
 def step(
-    network,
-    state,
-    gradient,
-    parameter,
-    iteration,
-    total_steps,
-    learning_rate,
-    loss=0.0,
-    loss_known=0.0,
-    feature_names=features.FEATURE_NAMES,
-):
+    network: Network,
+    state: RuleState,
+    gradient: tf.Tensor,
+    parameter: tf.Tensor,
+    iteration: Scalar,
+    total_steps: Scalar,
+    learning_rate: Scalar,
+    loss: Scalar = 0.0,
+    loss_known: Scalar = 0.0,
+    feature_names: Sequence[str] = features.FEATURE_NAMES,
+) -> Tuple[tf.Tensor, RuleState]:
     """One application of the learned rule to one parameter tensor.
 
     Args:
@@ -175,17 +181,17 @@ def step(
 
 
 def step_with_moments(
-    network,
-    state,
-    gradient,
-    parameter,
-    iteration,
-    total_steps,
-    learning_rate,
-    loss=0.0,
-    loss_known=0.0,
-    feature_names=features.FEATURE_NAMES,
-):
+    network: Network,
+    state: RuleState,
+    gradient: tf.Tensor,
+    parameter: tf.Tensor,
+    iteration: Scalar,
+    total_steps: Scalar,
+    learning_rate: Scalar,
+    loss: Scalar = 0.0,
+    loss_known: Scalar = 0.0,
+    feature_names: Sequence[str] = features.FEATURE_NAMES,
+) -> Tuple[tf.Tensor, RuleState]:
     """`step` for a `state` whose moments already hold `gradient`.
 
     `step(network, state, g, ...)` is

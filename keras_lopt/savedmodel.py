@@ -3,20 +3,12 @@
 A preset directory holds
 
     saved_model.pb, variables/   a SavedModel whose `serving_default` maps a
-                                 float32 feature matrix `[N, F]` to
-                                 `{"direction": [N], "magnitude": [N]}`
-    metadata.json                what the network is and where it came from
-
-Two format versions, one per kind of network:
-
-    1  per-element networks (`mlp`): as above.
-    2  networks with per-tensor recurrent state (`ffn_lstm`, `hyper_lstm`):
-       `serving_default` also takes the tensor's `context` `[C]` and its
-       state (`lstm_hidden [H]`, `lstm_cell [H]`) and also returns the new
-       state; metadata.json adds `context_feature_names` and
-       `network_state` (`names`, `shapes`).
-
-A preset's kind fixes its version: an `mlp` preset is always version 1.
+                                 float32 feature matrix `[N, F]` (and, for
+                                 networks with per-tensor state, a context
+                                 and the state) to `direction`, `magnitude`
+                                 (and the new state)
+    metadata.json                what the network is and where it came from:
+                                 `preset_metadata` (its format versions too)
 
 The SavedModel is the distribution format. At run time the network is the
 layers/ code with its weights read from `variables/`; loading reads only the
@@ -25,7 +17,6 @@ checkpoint and the JSON, so it never executes anything stored in the preset.
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -33,24 +24,32 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features
+from keras_lopt import features, validation
 from keras_lopt.layers import ARCHITECTURES
-from keras_lopt.version import __version__
-
-FORMAT_VERSION = 1
-RECURRENT_FORMAT_VERSION = 2
-METADATA_FILE = "metadata.json"
-DTYPE = "float32"
-_REQUIRED_FIELDS = (
-    "format_version",
-    "name",
-    "architecture",
-    "feature_names",
-    "output",
-    "dtype",
-    "provenance",
-    "keras_lopt_version",
+from keras_lopt.preset_metadata import (
+    FORMAT_HISTORY,
+    METADATA_FILE,
+    TENSOR_STATE_VERSION,
+    build_metadata,
+    format_version_of,
+    has_tensor_state,
+    invalid,
+    network_state_of,
+    read_metadata,
 )
+
+__all__ = [
+    "FORMAT_HISTORY",
+    "METADATA_FILE",
+    "TENSOR_STATE_VERSION",
+    "LoadedPreset",
+    "PresetInfo",
+    "export",
+    "format_version_of",
+    "load",
+    "read_metadata",
+]
+
 _WEIGHTS_ATTRIBUTE = "network_weights"
 
 
@@ -76,25 +75,12 @@ class PresetInfo:
     feature_set: str = features.DEFAULT_FEATURE_SET
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise ValueError(
-                "`name` must be a valid identifier such as 'small_mlp_v1'. "
-                f"Received: name={self.name!r}"
-            )
-        if not (
-            isinstance(self.learning_rate, (int, float))
-            and math.isfinite(self.learning_rate)
-            and self.learning_rate > 0
-        ):
-            raise ValueError(
-                "`learning_rate` must be a positive finite number. "
-                f"Received: learning_rate={self.learning_rate!r}"
-            )
-        if not isinstance(self.provenance, dict):
-            raise ValueError(
-                "`provenance` must be a dict. "
-                f"Received: provenance={self.provenance!r}"
-            )
+        validation.require(
+            isinstance(self.name, str) and self.name.isidentifier(),
+            "name", self.name, "a valid identifier such as 'small_mlp_v1'",
+        )
+        validation.positive_number("learning_rate", self.learning_rate)
+        validation.require(isinstance(self.provenance, dict), "provenance", self.provenance, "a dict")
         features.feature_names(self.feature_set)
 
 
@@ -197,52 +183,7 @@ class _RecurrentExportModule(_WeightsModule):
         }
 
 
-def _is_recurrent(network_class):
-    return bool(network_class.state_names)
-
-
-def _format_version_of(network_class):
-    if _is_recurrent(network_class):
-        return RECURRENT_FORMAT_VERSION
-    return FORMAT_VERSION
-
-
-def _network_state_of(network):
-    return {
-        "names": list(network.state_names),
-        "shapes": [list(shape) for shape in network.state_shapes],
-    }
-
-
-def _architecture_of(network):
-    config = network.get_config()
-    if _is_recurrent(type(network)):
-        keys = list(network.config_keys)
-    else:
-        keys = ["hidden_sizes", "activation", "magnitude_scale"]
-    # Optional field: written only when set, so presets without a bound keep
-    # the metadata they always had.
-    if config.get("max_log_multiplier") is not None:
-        keys.append("max_log_multiplier")
-    return {"kind": network.kind, "config": {k: config[k] for k in keys}}
-
-
-def _formula_of(network):
-    if network.kind == "adaptive_mlp":
-        return (
-            "update = learning_rate * direction * exp(s); s <- clip(s + "
-            "max_step_change * tanh(controller(inputs)), *log_step_range) per tensor"
-        )
-    log_multiplier = "magnitude_scale * magnitude"
-    bound = getattr(network, "max_log_multiplier", None)
-    if bound is not None:
-        log_multiplier = (
-            f"max_log_multiplier * tanh({log_multiplier} / max_log_multiplier)"
-        )
-    return f"update = learning_rate * direction * exp({log_multiplier})"
-
-
-def export(network, path, info):
+def export(network, path, info: PresetInfo) -> LoadedPreset:
     """Writes `network` as a preset directory at `path`.
 
     The directory is written next to `path` and renamed into place, so a
@@ -264,7 +205,7 @@ def export(network, path, info):
             f"feature set {info.feature_set!r} has {len(feature_names)}: "
             f"{list(feature_names)}"
         )
-    recurrent = _is_recurrent(type(network))
+    recurrent = has_tensor_state(type(network))
     expected_context = tuple(getattr(type(network), "context_feature_names", ()))
     if recurrent and network.num_context_features != len(expected_context):
         raise ValueError(
@@ -278,24 +219,7 @@ def export(network, path, info):
             raise ValueError(
                 f"Refusing to export non-finite network weight `{w.name}`."
             )
-    metadata = {
-        "format_version": _format_version_of(type(network)),
-        "name": info.name,
-        "description": info.description,
-        "architecture": _architecture_of(network),
-        "feature_names": list(feature_names),
-        "output": {
-            "learning_rate": float(info.learning_rate),
-            "magnitude_scale": network.magnitude_scale,
-            "formula": _formula_of(network),
-        },
-        "dtype": DTYPE,
-        "provenance": info.provenance,
-        "keras_lopt_version": __version__,
-    }
-    if recurrent:
-        metadata["context_feature_names"] = list(network.context_feature_names)
-        metadata["network_state"] = _network_state_of(network)
+    metadata = build_metadata(network, info)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -318,106 +242,24 @@ def export(network, path, info):
     return load(path)
 
 
-def _invalid(path, field, expected, received):
-    return ValueError(
-        f"Invalid learned-optimizer SavedModel at {path!r}: field `{field}` "
-        f"is wrong. Expected: {expected}. Received: {received!r}"
-    )
-
-
-def read_metadata(path):
-    """The validated `metadata.json` of a preset directory (a dict)."""
-    metadata_path = os.path.join(path, METADATA_FILE)
-    if not os.path.isfile(metadata_path):
-        raise ValueError(
-            f"Invalid learned-optimizer SavedModel at {path!r}: missing "
-            f"file `{METADATA_FILE}`."
-        )
-    try:
-        with open(metadata_path) as f:
-            metadata = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(
-            f"Invalid learned-optimizer SavedModel at {path!r}: "
-            f"`{METADATA_FILE}` is not valid JSON ({e})."
-        ) from None
-    if not isinstance(metadata, dict):
-        raise _invalid(path, METADATA_FILE, "a JSON object", metadata)
-    missing = [k for k in _REQUIRED_FIELDS if k not in metadata]
-    if missing:
-        raise _invalid(
-            path, missing[0], f"all of {list(_REQUIRED_FIELDS)}", "missing"
-        )
-    architecture = metadata["architecture"]
-    kind = architecture.get("kind") if isinstance(architecture, dict) else None
-    if kind in ARCHITECTURES:
-        expected = _format_version_of(ARCHITECTURES[kind])
-        if metadata["format_version"] != expected:
-            raise _invalid(path, "format_version", expected, metadata["format_version"])
-    elif metadata["format_version"] not in (FORMAT_VERSION, RECURRENT_FORMAT_VERSION):
-        raise _invalid(
-            path,
-            "format_version",
-            f"one of {[FORMAT_VERSION, RECURRENT_FORMAT_VERSION]}",
-            metadata["format_version"],
-        )
-    if metadata["format_version"] == RECURRENT_FORMAT_VERSION:
-        for key in ("context_feature_names", "network_state"):
-            if key not in metadata:
-                raise _invalid(
-                    path, key, f"present in format version {RECURRENT_FORMAT_VERSION}", "missing"
-                )
-        expected_context = list(
-            getattr(ARCHITECTURES.get(kind), "context_feature_names", features.CONTEXT_FEATURE_NAMES)
-        )
-        if metadata["context_feature_names"] != expected_context:
-            raise _invalid(
-                path,
-                "context_feature_names",
-                f"this version's context features {expected_context}",
-                metadata["context_feature_names"],
-            )
-    names = metadata["feature_names"]
-    if not isinstance(names, list) or tuple(names) not in features.FEATURE_SETS.values():
-        raise _invalid(
-            path,
-            "feature_names",
-            "the features of one of this version's feature sets "
-            f"{ {k: list(v) for k, v in features.FEATURE_SETS.items()} }",
-            names,
-        )
-    if metadata["dtype"] != DTYPE:
-        raise _invalid(path, "dtype", repr(DTYPE), metadata["dtype"])
-    output = metadata["output"]
-    for key in ("learning_rate", "magnitude_scale"):
-        value = output.get(key) if isinstance(output, dict) else None
-        if not (
-            isinstance(value, (int, float))
-            and math.isfinite(value)
-            and value > 0
-        ):
-            raise _invalid(path, f"output.{key}", "a positive number", value)
-    return metadata
-
-
 def _build_network(path, metadata):
     architecture = metadata["architecture"]
     kind = architecture.get("kind") if isinstance(architecture, dict) else None
     if kind not in ARCHITECTURES:
-        raise _invalid(
+        raise invalid(
             path, "architecture.kind", f"one of {sorted(ARCHITECTURES)}", kind
         )
     config = dict(architecture.get("config") or {})
     network_class = ARCHITECTURES[kind]
     configured_scale = config.get("magnitude_scale", getattr(network_class, "magnitude_scale", None))
     if configured_scale != metadata["output"]["magnitude_scale"]:
-        raise _invalid(
+        raise invalid(
             path,
             "architecture.config.magnitude_scale",
             f"output.magnitude_scale={metadata['output']['magnitude_scale']}",
             configured_scale,
         )
-    if _is_recurrent(network_class):
+    if has_tensor_state(network_class):
         config["num_context_features"] = len(metadata["context_feature_names"])
     try:
         network = network_class(
@@ -426,12 +268,12 @@ def _build_network(path, metadata):
             **config,
         )
     except (TypeError, ValueError) as e:
-        raise _invalid(path, "architecture.config", "a valid config", config) from e
-    if _is_recurrent(network_class) and metadata["network_state"] != _network_state_of(network):
-        raise _invalid(
+        raise invalid(path, "architecture.config", "a valid config", config) from e
+    if has_tensor_state(network_class) and metadata["network_state"] != network_state_of(network):
+        raise invalid(
             path,
             "network_state",
-            _network_state_of(network),
+            network_state_of(network),
             metadata["network_state"],
         )
     return network
@@ -461,30 +303,30 @@ def _read_weights(path, network):
     for w in network.weights:
         key = f"{_WEIGHTS_ATTRIBUTE}/{w.name}/.ATTRIBUTES/VARIABLE_VALUE"
         if key not in stored:
-            raise _invalid(
+            raise invalid(
                 path, f"variables/{w.name}", f"shape {tuple(w.shape)}", "missing"
             )
         value = stored.pop(key)
         if value.shape != tuple(w.shape) or value.dtype != np.float32:
-            raise _invalid(
+            raise invalid(
                 path,
                 f"variables/{w.name}",
                 f"float32 of shape {tuple(w.shape)}",
                 f"{value.dtype} of shape {value.shape}",
             )
         if not np.all(np.isfinite(value)):
-            raise _invalid(
+            raise invalid(
                 path, f"variables/{w.name}", "finite values", "NaN or inf"
             )
         values.append(value)
     if stored:
-        raise _invalid(
+        raise invalid(
             path, "variables", "only the architecture's weights", sorted(stored)
         )
     return values
 
 
-def load(path):
+def load(path) -> LoadedPreset:
     """Reads and validates a preset directory.
 
     Args:

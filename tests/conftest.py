@@ -124,7 +124,7 @@ def unroll_and_optimizer_losses(preset, steps, seed=77, learning_rate=1e-2):
     loaded = presets.load_preset(preset)
     # Noise-free: XLA and TF kernels draw different stateless random numbers.
     task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
-    run = unroll.build_unroll(
+    run = unroll.Unroll(
         task, loaded.network, steps, "mean", learning_rate, loss_visible_fraction=1.0,
         feature_names=loaded.feature_names,
     )

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 import keras_lopt
-from conftest import unroll_and_optimizer_losses
 from keras_lopt import adam_equivalent, features, presets, rule, savedmodel
 from keras_lopt.layers import AdaptiveMLPNetwork, BoundNetwork
 from keras_lopt.layers.adaptive_mlp import CONTROLLER_INPUT_NAMES, STATE_FIELDS
+
+from conftest import unroll_and_optimizer_losses
 
 LOCAL = features.FEATURE_SETS["local"]
 PRESET = adam_equivalent.HYPERGRADIENT_PRESET_NAME
@@ -194,7 +195,7 @@ def test_preset_round_trip_and_serving_function(tmp_path):
     network = _random_network()
     loaded = _export(network, tmp_path / "adaptive")
     assert loaded.network.kind == "adaptive_mlp"
-    assert loaded.metadata["format_version"] == savedmodel.RECURRENT_FORMAT_VERSION
+    assert loaded.metadata["format_version"] == savedmodel.TENSOR_STATE_VERSION == 2
     assert loaded.metadata["context_feature_names"] == list(AdaptiveMLPNetwork.context_feature_names)
     assert loaded.metadata["network_state"] == {"names": ["step_control"], "shapes": [[4]]}
     for a, b in zip(loaded.weights, network.get_weights()):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from keras_lopt.evaluation import harness, report, specs, suites
 import keras_lopt_cli as cli
+from keras_lopt.evaluation import harness, report, specs, suites
 
 
 def test_specs_have_one_canonical_name():

@@ -39,7 +39,7 @@ CONFIG = {
     "outer_learning_rate": 0.01,
     "eval_horizon": 50,
 }
-KEYS = ("theta", "adam_m", "adam_v", "best_theta", "meta_loss", "grad_norm", "eval_meta_loss")
+KEYS = ("theta", "outer_optimizer/m", "outer_optimizer/v", "best_theta", "meta_loss", "grad_norm", "eval_meta_loss")
 
 
 def _single_process(tmp_path, config):

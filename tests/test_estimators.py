@@ -13,6 +13,8 @@ import tensorflow as tf
 from keras_lopt import features
 from keras_lopt.layers import MLPNetwork
 from keras_lopt.meta import estimators, tasks, unroll
+from keras_lopt.meta.config import EstimatorConfig
+from keras_lopt.meta.estimators import horizons
 
 K, TRUNCATIONS, PAIRS, LR = 5, 4, 256, 0.05
 HORIZON = K * TRUNCATIONS
@@ -30,7 +32,7 @@ def setup():
 
 
 def _true_gradient(layer, theta, task, num_steps, truncations):
-    run = unroll.build_unroll(task, layer, num_steps, "mean", LR, jit_compile=False)
+    run = unroll.Unroll(task, layer, num_steps, "mean", LR, jit_compile=False)
     seeds = np.arange(256) + 10_000
     thetas = tf.Variable(np.tile(theta, (len(seeds), 1)))
     state = unroll.fresh_state(task, seeds, np.full(len(seeds), num_steps * truncations))
@@ -47,18 +49,16 @@ def _cosine(a, b):
 
 
 def _estimate(layer, theta, task, kind, num_steps, truncations, seed):
-    config = estimators.EstimatorConfig(
+    config = EstimatorConfig(
         kind=kind, num_pairs=PAIRS, sigma=0.01, truncation_length=num_steps,
         min_horizon=num_steps * truncations, max_horizon=num_steps * truncations,
     )
-    worker = estimators.TaskWorker(
-        task, unroll.build_unroll(task, layer, num_steps, "mean", LR), config
-    )
+    estimator = estimators.make_estimator(task, unroll.Unroll(task, layer, num_steps, "mean", LR), config)
     rng = np.random.default_rng(seed)
     total = 0.0
     for j in range(truncations):
         z = estimators.perturbations(seed, j, PAIRS, theta.size)
-        grad, _, _ = worker.estimate(theta, z, rng)
+        grad, _, _ = estimator.estimate(theta, z, rng)
         total = total + grad
     return total
 
@@ -83,13 +83,13 @@ def test_pes_is_unbiased_where_truncated_es_is_not(setup):
 
 def test_estimator_config_validation():
     with pytest.raises(ValueError, match="`kind` must be one of"):
-        estimators.EstimatorConfig(kind="adam")
+        EstimatorConfig(kind="adam")
     with pytest.raises(ValueError, match="Received: num_pairs=0"):
-        estimators.EstimatorConfig(num_pairs=0)
+        EstimatorConfig(num_pairs=0)
     with pytest.raises(ValueError, match="Received: sigma=-1"):
-        estimators.EstimatorConfig(sigma=-1)
+        EstimatorConfig(sigma=-1)
     with pytest.raises(ValueError, match="`min_horizon` must not exceed"):
-        estimators.EstimatorConfig(min_horizon=10, max_horizon=5)
+        EstimatorConfig(min_horizon=10, max_horizon=5)
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -99,16 +99,22 @@ def test_antithetic_difference_weights_and_their_normalisation(normalize):
     sigma, pairs, dim = 0.1, 3, 5
     scores = np.array([1.0, 2.0, 4.0, 0.5, 2.5, 1.0], np.float32)  # L+ then L-
 
-    def fake_unroll(thetas, state):
-        assert thetas.shape == (2 * pairs, dim)
-        return state, tf.constant(scores), tf.zeros([2 * pairs, 1])
+    class FakeUnroll:
+        """Scores the members `scores`, whatever their meta-weights."""
 
-    config = estimators.EstimatorConfig(
+        layer = None
+        max_steps = 1
+
+        def __call__(self, thetas, state, num_steps=None):
+            assert thetas.shape == (2 * pairs, dim) and num_steps == 1
+            return state, tf.constant(scores), tf.zeros([2 * pairs, 1])
+
+    config = EstimatorConfig(
         kind="es", num_pairs=pairs, sigma=sigma, truncation_length=1, normalize_differences=normalize
     )
-    worker = estimators.TaskWorker(tasks.quadratic_task(dim=4), fake_unroll, config)
+    estimator = estimators.make_estimator(tasks.quadratic_task(dim=4), FakeUnroll(), config)
     z = np.random.default_rng(0).normal(size=(pairs, dim)).astype(np.float32)
-    grad, meta, _ = worker.estimate(np.zeros(dim, np.float32), z, np.random.default_rng(1))
+    grad, meta, _ = estimator.estimate(np.zeros(dim, np.float32), z, np.random.default_rng(1))
     d = (scores[:pairs] - scores[pairs:]) / (2 * sigma)  # [5, -2.5, 15]
     if normalize:
         d = d / np.sqrt(np.mean(d * d))
@@ -118,4 +124,30 @@ def test_antithetic_difference_weights_and_their_normalisation(normalize):
 
 def test_normalize_differences_must_be_a_bool():
     with pytest.raises(ValueError, match="`normalize_differences` must be a bool. Received: normalize_differences=1"):
-        estimators.EstimatorConfig(normalize_differences=1)
+        EstimatorConfig(normalize_differences=1)
+
+
+@pytest.mark.parametrize("kind, cls", [("es", "FullES"), ("truncated_es", "TruncatedES"), ("pes", "PES")])
+def test_the_registry_builds_the_estimator_a_config_names(kind, cls):
+    task = tasks.quadratic_task(dim=4)
+    layer = MLPNetwork(features.NUM_FEATURES)
+    estimator = estimators.make_estimator(
+        task, unroll.Unroll(task, layer, 5, "mean", LR), EstimatorConfig(kind=kind, truncation_length=5)
+    )
+    assert type(estimator) is getattr(estimators, cls) and estimator.kind == kind
+    assert estimator.finished
+
+
+def test_truncated_horizons_are_log_uniform_whole_truncations():
+    config = EstimatorConfig(kind="pes", truncation_length=20, min_horizon=100, max_horizon=1000)
+    rng = np.random.default_rng(0)
+    drawn = np.array([horizons.truncated_horizon(config, rng) for _ in range(2000)])
+    assert np.all(drawn % 20 == 0) and drawn.min() == 100 and drawn.max() == 1000
+    # Log-uniform: as many horizons below the geometric mean as above it.
+    assert abs(np.mean(drawn < np.sqrt(100 * 1000)) - 0.5) < 0.05
+    short = EstimatorConfig(kind="pes", truncation_length=20, min_horizon=1, max_horizon=5)
+    assert horizons.truncated_horizon(short, rng) == 20
+    es = EstimatorConfig(kind="es", truncation_length=7, es_horizons=(3, 9))
+    assert {horizons.full_unroll_horizon(es, rng) for _ in range(50)} == {3, 9}
+    assert horizons.full_unroll_horizon(EstimatorConfig(kind="es", truncation_length=7), rng) == 7
+    assert horizons.longest_unroll(es) == 9

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_lopt
 from keras_lopt import presets
-from keras_lopt.meta import tasks, unroll
+from keras_lopt.meta import families, unroll
 from keras_lopt.meta.config import MetaTrainConfig
 from keras_lopt.meta.trainer import MetaTrainer
 
@@ -40,7 +40,7 @@ def test_unroll_runs_the_same_rule_as_the_keras_optimizer(random_preset):
 
 
 def test_families_sample_deterministically():
-    family = tasks.get_family("mlp_digits")
+    family = families.get_family("mlp_digits")
     picks = [family.sample(np.random.default_rng(5))[0] for _ in range(2)]
     assert picks[0] == picks[1]
     task = family.task(0)
@@ -49,14 +49,14 @@ def test_families_sample_deterministically():
         np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, z) for x, z in zip(a, c))
     with pytest.raises(ValueError, match="Unknown task family 'imagenet'"):
-        tasks.get_family("imagenet")
+        families.get_family("imagenet")
 
 
 @pytest.mark.parametrize("objective", ["final", "tail", "validation"])
 def test_objectives_on_a_keras_task(objective):
-    task = tasks.get_family("mlp_regression").task(0)
+    task = families.get_family("mlp_regression").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
-    run = unroll.build_unroll(task, layer, 5, objective, 1e-3)
+    run = unroll.Unroll(task, layer, 5, objective, 1e-3)
     state = unroll.fresh_state(task, [0, 1], [100, 100])
     theta = unroll.flatten_weights(layer.get_weights())
     new_state, meta, losses = run(np.stack([theta, theta]), state)
@@ -111,7 +111,7 @@ def test_sigkill_and_resume_gives_the_same_meta_weights(tmp_path):
 
     with np.load(tmp_path / "a" / "checkpoint.npz") as a, np.load(checkpoint) as b:
         assert int(a["step"]) == int(b["step"]) == 24
-        for key in ("theta", "adam_m", "adam_v", "best_theta", "meta_loss"):
+        for key in ("theta", "outer_optimizer/m", "outer_optimizer/v", "best_theta", "meta_loss"):
             np.testing.assert_array_equal(a[key], b[key])
 
 
@@ -180,18 +180,17 @@ def test_a_finished_run_can_be_extended_but_not_changed(tmp_path):
     assert checkpoint_step(run / "checkpoint.npz") == 4
 
 
-def test_config_family_names_match_the_task_registry():
-    from keras_lopt.meta import config
-
-    assert tuple(tasks.family_names()) == config.FAMILY_NAMES
+def test_config_accepts_every_family_of_the_task_registry():
+    names = tuple(families.family_names())
+    assert MetaTrainConfig(task_families=names).task_families == names
 
 
 def test_tail_objective_is_the_mean_of_the_last_tenth():
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     runs = {
-        objective: unroll.build_unroll(task, layer, 20, objective, 1e-2)
+        objective: unroll.Unroll(task, layer, 20, objective, 1e-2)
         for objective in ("tail", "mean")
     }
     results = {}
@@ -223,13 +222,13 @@ def test_objective_scores_only_the_steps_run():
 def test_one_compiled_unroll_serves_every_length():
     # "validation" fills both loss buffers; `_objective` is checked above.
     objective = "validation"
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     thetas = np.stack([theta, theta * 1.01])
-    longest = unroll.build_unroll(task, layer, 12, objective, 1e-2)
+    longest = unroll.Unroll(task, layer, 12, objective, 1e-2)
     for n in (1, 7, 12):
-        exact = longest if n == 12 else unroll.build_unroll(task, layer, n, objective, 1e-2)
+        exact = longest if n == 12 else unroll.Unroll(task, layer, n, objective, 1e-2)
         state = unroll.fresh_state(task, [1, 2], [n, n])
         got_state, got_meta, got_losses = longest(thetas, state, num_steps=n)
         want_state, want_meta, want_losses = exact(thetas, state)
@@ -240,45 +239,39 @@ def test_one_compiled_unroll_serves_every_length():
             np.testing.assert_array_equal(a, b)
     # 5 steps and then 7 more continue the trajectory exactly as 12 at once.
     state = unroll.fresh_state(task, [1, 2], [12, 12])
-    first, _, losses_a = longest.with_steps(5)(thetas, state)
-    second, _, losses_b = longest.with_steps(7)(thetas, first)
+    first, _, losses_a = longest(thetas, state, num_steps=5)
+    second, _, losses_b = longest(thetas, first, num_steps=7)
     whole, _, losses = longest(thetas, state)
     np.testing.assert_array_equal(np.concatenate([losses_a, losses_b], axis=1), losses)
     np.testing.assert_array_equal(second.params[0], whole.params[0])
-    assert longest.compiled.experimental_get_tracing_count() == 1
+    assert longest.tracing_count == 1
     with pytest.raises(ValueError, match="at most 12 steps. Received: num_steps=13"):
         longest(thetas, state, num_steps=13)
 
 
 def test_es_draws_unroll_lengths_from_es_horizons():
     from keras_lopt.meta import estimators
+    from keras_lopt.meta.config import EstimatorConfig
 
-    task = tasks.get_family("quadratic").task(0)
+    task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
-    config = estimators.EstimatorConfig(
-        kind="es", num_pairs=2, truncation_length=4, es_horizons=(4, 8)
-    )
-    built = {}
-
-    def unroll_for(n):
-        built.setdefault(n, unroll.build_unroll(task, layer, n, "mean", 1e-2))
-        return built[n]
-
-    worker = estimators.TaskWorker(task, unroll_for(4), config, unroll_for=unroll_for)
+    config = EstimatorConfig(kind="es", num_pairs=2, truncation_length=4, es_horizons=(4, 8))
+    estimator = estimators.make_estimator(task, unroll.Unroll(task, layer, 8, "mean", 1e-2), config)
+    assert isinstance(estimator, estimators.FullES)
     rng = np.random.default_rng(0)
     lengths = set()
     for step in range(8):
         z = estimators.perturbations(0, step, 2, theta.size)
-        grad, _, losses = worker.estimate(theta, z, rng)
-        assert losses.shape == (4, worker.horizon)
-        assert np.all(worker.state.step.numpy() == worker.horizon)
+        grad, _, losses = estimator.estimate(theta, z, rng)
+        assert losses.shape == (4, estimator.horizon)
+        assert np.all(estimator.state.step.numpy() == estimator.horizon)
         assert np.all(np.isfinite(grad))
-        lengths.add(worker.horizon)
+        lengths.add(estimator.horizon)
     assert lengths == {4, 8}
-    with pytest.raises(ValueError, match="`unroll_for` is required"):
-        estimators.TaskWorker(task, unroll_for(4), config)
+    with pytest.raises(ValueError, match="runs at most 4 steps, but this estimator runs up to 8"):
+        estimators.make_estimator(task, unroll.Unroll(task, layer, 4, "mean", 1e-2), config)
     with pytest.raises(ValueError, match="kind='es' only"):
-        estimators.EstimatorConfig(kind="pes", es_horizons=(4,))
+        EstimatorConfig(kind="pes", es_horizons=(4,))
     with pytest.raises(ValueError, match=r"Received: es_horizons\[i\]=0"):
-        estimators.EstimatorConfig(kind="es", es_horizons=(4, 0))
+        EstimatorConfig(kind="es", es_horizons=(4, 0))

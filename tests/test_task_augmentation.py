@@ -65,8 +65,8 @@ def test_reparametrisation_scales_the_step_adam_needs():
     seed = 12
     (scale,) = unroll.parameter_scales([seed], (0.1, 10.0))
     kwargs = dict(loss_visible_fraction=1.0, feature_names=loaded.feature_names)
-    scaled = unroll.build_unroll(task, loaded.network, 30, "mean", 1e-2, parameter_scale_range=(0.1, 10.0), **kwargs)
-    plain = unroll.build_unroll(task, loaded.network, 30, "mean", 1e-2 / float(scale), **kwargs)
+    scaled = unroll.Unroll(task, loaded.network, 30, "mean", 1e-2, parameter_scale_range=(0.1, 10.0), **kwargs)
+    plain = unroll.Unroll(task, loaded.network, 30, "mean", 1e-2 / float(scale), **kwargs)
     theta = unroll.flatten_weights(loaded.weights)[None]
     fresh = lambda: unroll.fresh_state(task, [seed], [30], [1.0], network=loaded.network)  # noqa: E731
     _, _, scaled_losses = scaled(theta, fresh())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lopt.meta import tasks
+from keras_lopt.meta import families
 
 
 def _adam_losses(task, steps, learning_rate):
@@ -26,7 +26,7 @@ def _adam_losses(task, steps, learning_rate):
     [("gru_parity", 2), ("attention_parity", 2), ("autoencoder_mnist1d", 2)],
 )
 def test_new_families_have_distinct_structures_that_adam_trains(family, size):
-    family = tasks.get_family(family)
+    family = families.get_family(family)
     assert len(family) == size
     structures = {family.task(i).structure for i in range(size)}
     assert len(structures) == size
@@ -36,7 +36,7 @@ def test_new_families_have_distinct_structures_that_adam_trains(family, size):
 
 
 def test_autoencoder_family_reconstructs_its_input():
-    task = tasks.get_family("autoencoder_mnist1d").task(1)
+    task = families.get_family("autoencoder_mnist1d").task(1)
     x, y = task.train_data
     np.testing.assert_array_equal(x, y)
     assert x.shape[1] == 40

@@ -24,7 +24,13 @@ from keras_lopt.evaluation import harness, specs, suites
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASELINE = os.path.join(REPO, "benchmarks", "results", "heldout_mlp_pes_v2", "results.jsonl")
-RUNS = [("conv_digits", 1), ("conv1d_mnist1d", 0), ("autoencoder_digits", 0), ("lstm_adding", 0), ("transformer_chars", 0)]
+RUNS = [
+    ("conv_digits", 1),
+    ("conv1d_mnist1d", 0),
+    ("autoencoder_digits", 0),
+    ("lstm_adding", 0),
+    ("transformer_chars", 0),
+]
 GUARDED = "learned:mlp_pes_v2+guard"
 
 
@@ -53,7 +59,8 @@ def main(output="guard_heldout.jsonl"):
         updates = int(optimizer.iterations) * len(optimizer._slots[0])
         print(
             f"{task_name} seed {seed}: guarded {record['final_train_loss']:.4g}, unguarded "
-            f"{previous['learned:mlp_pes_v2']['final_train_loss']:.4g}, Adam {previous['adam']['final_train_loss']:.4g}; "
+            f"{previous['learned:mlp_pes_v2']['final_train_loss']:.4g}, "
+            f"Adam {previous['adam']['final_train_loss']:.4g}; "
             f"fallbacks {optimizer.guard_fallbacks} of {updates}",
             flush=True,
         )

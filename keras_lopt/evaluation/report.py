@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_lopt.evaluation import specs, suites
 
-__all__ = ["TIE_TOLERANCE", "TARGETS", "LADDER_LIMIT", "build", "markdown", "lines"]
+__all__ = ["LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "build", "markdown", "tuned_rates"]
 
 TIE_TOLERANCE = 1e-3
 LADDER_LIMIT = 2.0

@@ -8,6 +8,8 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from keras_lopt import validation
+
 __all__ = ["EvalTask", "LADDERS"]
 
 LADDERS = ("width", "length")
@@ -44,9 +46,7 @@ class EvalTask:
         if self.ladder is not None and self.ladder not in LADDERS:
             raise ValueError(f"`ladder` must be one of {LADDERS} or None. Received: ladder={self.ladder!r}")
         for field in ("batch_size", "steps"):
-            value = getattr(self, field)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"`{field}` must be a positive integer. Received: {field}={value!r}")
+            validation.positive_int(field, getattr(self, field))
 
 
 def cached(load):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features
+from keras_lopt import features, validation
 from keras_lopt.layers.mlp import ACTIVATIONS, PresetNetworkLayer, elementwise_mlp
 
 # Decay of the controller's running averages of its alignment signals and
@@ -27,22 +27,6 @@ CONTROLLER_INPUT_NAMES = (
     "log_step",
     *features.TENSOR_FEATURE_NAMES,
 )
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0 < value < float("inf")
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -112,23 +96,11 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _positive_int("num_features", num_features)
-        hidden_sizes = tuple(hidden_sizes)
-        if not all(
-            isinstance(h, int) and not isinstance(h, bool) and h > 0
-            for h in hidden_sizes
-        ):
-            raise ValueError(
-                "`hidden_sizes` must be a sequence of positive integers. "
-                f"Received: hidden_sizes={hidden_sizes!r}"
-            )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`activation` must be one of {sorted(ACTIVATIONS)}. "
-                f"Received: activation={activation!r}"
-            )
-        _positive_int("controller_hidden_size", controller_hidden_size)
-        _positive_number("max_step_change", max_step_change)
+        validation.positive_int("num_features", num_features)
+        hidden_sizes = validation.positive_ints("hidden_sizes", hidden_sizes)
+        validation.one_of("activation", activation, sorted(ACTIVATIONS))
+        validation.positive_int("controller_hidden_size", controller_hidden_size)
+        validation.positive_number("max_step_change", max_step_change)
         low, high = (float(v) for v in log_step_range)
         if not (np.isfinite(low) and np.isfinite(high) and low <= 0.0 <= high):
             raise ValueError(
@@ -270,70 +242,3 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
             }
         )
         return config
-
-    def hypergradient_weights(self, feature_names, seed=0, alignment_gain=2.0, bias=0.5):
-        """Hand-set weights: Adam's direction with a hypergradient-style controller.
-
-        The direction MLP passes the Adam-normalised fast momentum through
-        (`relu(x) - relu(-x)`), so with `s = 0` the update is exactly Adam's
-        at `learning_rate`. The controller moves `s` by
-        `max_step_change * tanh(alignment_gain * (alignment + its average)
-        + bias)` for the fast momentum's alignment. The other hidden units get
-        seeded random input weights and zero output weights, so they start
-        silent but can be learned. A starting point for meta-training.
-
-        Args:
-            feature_names: the network's `F` feature names (they must include
-                `momentum_0p9_normalized`).
-            seed: seeds the silent units' weights.
-            alignment_gain, bias: the controller's hand-set rule.
-
-        Returns:
-            A list of numpy arrays shaped like `self.weights`.
-        """
-        rng = np.random.default_rng(seed)
-        names = list(feature_names)
-        fast = f"{features.momentum_slot_names()[0]}_normalized"
-        if len(names) != self.num_features or fast not in names:
-            raise ValueError(
-                f"Expected {self.num_features} feature names including {fast!r}. "
-                f"Received: {names}"
-            )
-        if len(self.hidden_sizes) != 1 or self.hidden_sizes[0] < 2 or self.controller_hidden_size < 2:
-            raise ValueError(
-                "Hand-set weights need one hidden layer of width >= 2 in both "
-                f"MLPs. Received: hidden_sizes={self.hidden_sizes}, "
-                f"controller_hidden_size={self.controller_hidden_size}"
-            )
-
-        def silent(fan_in, fan_out):
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            return rng.uniform(-limit, limit, (fan_in, fan_out)).astype("float32")
-
-        width = self.hidden_sizes[0]
-        kernel_0 = silent(self.num_features, width)
-        kernel_0[:, :2] = 0.0
-        kernel_0[names.index(fast), :2] = (1.0, -1.0)
-        kernel_1 = np.zeros((width, 1), "float32")
-        kernel_1[:2, 0] = (1.0, -1.0)
-        inputs = list(CONTROLLER_INPUT_NAMES)
-        k = self.controller_hidden_size
-        controller_0 = silent(len(inputs), k)
-        controller_0[:, :2] = 0.0
-        for name in (
-            f"alignment_{features.momentum_slot_names()[0]}",
-            f"average_alignment_{features.momentum_slot_names()[0]}",
-        ):
-            controller_0[inputs.index(name), :2] = (alignment_gain, -alignment_gain)
-        controller_1 = np.zeros((k, 1), "float32")
-        controller_1[:2, 0] = (1.0, -1.0)
-        return [
-            kernel_0,
-            np.zeros(width, "float32"),
-            kernel_1,
-            np.zeros(1, "float32"),
-            controller_0,
-            np.zeros(k, "float32"),
-            controller_1,
-            np.full(1, bias, "float32"),
-        ]

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt.layers.lstm import RecurrentNetwork, _positive_int
+from keras_lopt import validation
+from keras_lopt.layers.lstm import RecurrentNetwork
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -34,7 +35,7 @@ class HyperLSTMNetwork(RecurrentNetwork):
     config_keys = RecurrentNetwork.config_keys + ("bank_size",)
 
     def __init__(self, num_features, num_context_features, bank_size=4, **kwargs):
-        _positive_int("bank_size", bank_size)
+        validation.positive_int("bank_size", bank_size)
         super().__init__(num_features, num_context_features, **kwargs)
         self.bank_size = bank_size
         self.add_weight(

@@ -12,11 +12,10 @@ The recurrent state is two vectors of `lstm_hidden_size` floats per
 parameter tensor (`state_names`, `state_shapes`).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features
+from keras_lopt import features, validation
 from keras_lopt.layers.mlp import MLPNetwork, PresetNetworkLayer
 
 
@@ -48,13 +47,6 @@ def lstm_cell(kernel, recurrent_kernel, bias, inputs, hidden, cell):
     i, f, g, o = tf.split(z, 4)
     new_cell = tf.sigmoid(f) * cell + tf.sigmoid(i) * tf.tanh(g)
     return tf.sigmoid(o) * tf.tanh(new_cell), new_cell
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 class RecurrentNetwork(PresetNetworkLayer):
@@ -93,9 +85,9 @@ class RecurrentNetwork(PresetNetworkLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _positive_int("num_features", num_features)
-        _positive_int("num_context_features", num_context_features)
-        _positive_int("lstm_hidden_size", lstm_hidden_size)
+        validation.positive_int("num_features", num_features)
+        validation.positive_int("num_context_features", num_context_features)
+        validation.positive_int("lstm_hidden_size", lstm_hidden_size)
         self.num_features = num_features
         self.num_context_features = num_context_features
         self.lstm_hidden_size = lstm_hidden_size

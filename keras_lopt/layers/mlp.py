@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_lopt import validation
+
 ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
 
 
@@ -123,35 +125,16 @@ class MLPNetwork(PresetNetworkLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(
-                "`num_features` must be a positive integer. "
-                f"Received: num_features={num_features!r}"
-            )
-        hidden_sizes = tuple(hidden_sizes)
-        if not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
-            raise ValueError(
-                "`hidden_sizes` must be a sequence of positive integers. "
-                f"Received: hidden_sizes={hidden_sizes!r}"
-            )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`activation` must be one of {sorted(ACTIVATIONS)}. "
-                f"Received: activation={activation!r}"
-            )
-        if not float(magnitude_scale) > 0:
-            raise ValueError(
-                "`magnitude_scale` must be positive. "
-                f"Received: magnitude_scale={magnitude_scale!r}"
-            )
-        if max_log_multiplier is not None and not (
-            isinstance(max_log_multiplier, (int, float))
-            and not isinstance(max_log_multiplier, bool)
-            and 0 < max_log_multiplier < float("inf")
-        ):
-            raise ValueError(
-                "`max_log_multiplier` must be a positive number or None. "
-                f"Received: max_log_multiplier={max_log_multiplier!r}"
+        validation.positive_int("num_features", num_features)
+        hidden_sizes = validation.positive_ints("hidden_sizes", hidden_sizes)
+        validation.one_of("activation", activation, sorted(ACTIVATIONS))
+        validation.require(
+            validation.is_number(magnitude_scale) and magnitude_scale > 0,
+            "magnitude_scale", magnitude_scale, "positive",
+        )
+        if max_log_multiplier is not None:
+            validation.positive_number(
+                "max_log_multiplier", max_log_multiplier, rule="a positive number or None"
             )
         self.num_features = num_features
         self.hidden_sizes = hidden_sizes

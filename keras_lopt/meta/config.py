@@ -1,50 +1,29 @@
 """Meta-training configuration: validated dataclasses, read from JSON.
 
-This module imports no TensorFlow, so the CLI rejects a bad config (exit 2,
-one line) before anything heavy is loaded or written.
+The names a config may use (estimators, architectures, feature sets,
+objectives, task families) are read from the registries that define them,
+so there is one list of each. That costs nothing at import: every
+`keras_lopt` module starts TensorFlow (the package imports the optimizer),
+so no module in the package could validate a config without it.
+`keras_lopt_cli` parses the command line without TensorFlow; the config
+file is read by the command, before anything is built or written.
 """
 
 import dataclasses
 import json
-import math
 import os
 from typing import Optional, Tuple
 
-ESTIMATORS = ("es", "truncated_es", "pes")
-# The architectures of `keras_lopt.layers.ARCHITECTURES` (a test keeps them
-# in sync).
-ARCHITECTURE_NAMES = ("adaptive_mlp", "ffn_lstm", "hyper_lstm", "mlp")
-# The names of `keras_lopt.features.FEATURE_SETS` (a test keeps them in sync).
-FEATURE_SET_NAMES = ("full", "local")
-OBJECTIVES = ("mean", "final", "tail", "validation")
-# The task families of `keras_lopt.meta.tasks` (a test keeps them in sync).
-FAMILY_NAMES = (
-    "attention_parity",
-    "autoencoder_mnist1d",
-    "conv_digits",
-    "gru_parity",
-    "lstm_parity",
-    "mlp_digits",
-    "mlp_mnist1d",
-    "mlp_regression",
-    "mlp_wide_mnist1d",
-    "quadratic",
-    "resmlp_digits",
-    "rosenbrock",
-    "transformer_chars",
-)
+from keras_lopt import features, validation
+from keras_lopt.layers import ARCHITECTURES
+from keras_lopt.meta import families
+from keras_lopt.meta.estimators import ESTIMATORS as _ESTIMATOR_CLASSES
+from keras_lopt.meta.unroll import OBJECTIVES
 
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-
-
-def _positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+ESTIMATORS = tuple(_ESTIMATOR_CLASSES)
+ARCHITECTURE_NAMES = tuple(sorted(ARCHITECTURES))
+FEATURE_SET_NAMES = tuple(sorted(features.FEATURE_SETS))
+FAMILY_NAMES = tuple(families.family_names())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,36 +67,20 @@ class EstimatorConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "es_horizons", tuple(self.es_horizons))
-        if not isinstance(self.normalize_differences, bool):
-            raise ValueError(
-                "`normalize_differences` must be a bool. Received: "
-                f"normalize_differences={self.normalize_differences!r}"
-            )
-        if isinstance(self.loss_visible_fraction, bool) or not (
-            isinstance(self.loss_visible_fraction, (int, float))
-            and 0.0 <= self.loss_visible_fraction <= 1.0
-        ):
-            raise ValueError(
-                "`loss_visible_fraction` must be in [0, 1]. Received: "
-                f"loss_visible_fraction={self.loss_visible_fraction!r}"
-            )
+        validation.boolean("normalize_differences", self.normalize_differences)
+        validation.fraction("loss_visible_fraction", self.loss_visible_fraction)
         for horizon in self.es_horizons:
-            _positive_int("es_horizons[i]", horizon)
+            validation.positive_int("es_horizons[i]", horizon)
         if self.es_horizons and self.kind != "es":
             raise ValueError(
                 "`es_horizons` applies to kind='es' only. Received: "
                 f"kind={self.kind!r}, es_horizons={list(self.es_horizons)}"
             )
-        if self.kind not in ESTIMATORS:
-            raise ValueError(f"`kind` must be one of {ESTIMATORS}. Received: kind={self.kind!r}")
+        validation.one_of("kind", self.kind, ESTIMATORS)
         for name in ("num_pairs", "truncation_length", "min_horizon", "max_horizon"):
-            _positive_int(name, getattr(self, name))
-        _positive_float("sigma", self.sigma)
-        if not 0.0 <= self.horizon_visible_fraction <= 1.0:
-            raise ValueError(
-                "`horizon_visible_fraction` must be in [0, 1]. Received: "
-                f"horizon_visible_fraction={self.horizon_visible_fraction!r}"
-            )
+            validation.positive_int(name, getattr(self, name))
+        validation.positive_number("sigma", self.sigma, rule="a positive number")
+        validation.fraction("horizon_visible_fraction", self.horizon_visible_fraction)
         if self.kind != "es" and self.min_horizon > self.max_horizon:
             raise ValueError(
                 "`min_horizon` must not exceed `max_horizon`. Received: "
@@ -162,41 +125,26 @@ class NetworkConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if self.feature_set not in FEATURE_SET_NAMES:
-            raise ValueError(
-                f"`feature_set` must be one of {FEATURE_SET_NAMES}. "
-                f"Received: feature_set={self.feature_set!r}"
-            )
+        validation.one_of("feature_set", self.feature_set, FEATURE_SET_NAMES)
         if self.max_log_multiplier is not None:
-            _positive_float("max_log_multiplier", self.max_log_multiplier)
-        if self.architecture not in ARCHITECTURE_NAMES:
-            raise ValueError(
-                f"`architecture` must be one of {ARCHITECTURE_NAMES}. "
-                f"Received: architecture={self.architecture!r}"
-            )
-        if self.controller_hidden_size is not None:
-            if self.architecture != "adaptive_mlp":
+            validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")
+        validation.one_of("architecture", self.architecture, ARCHITECTURE_NAMES)
+        # Architecture-specific sizes: (field, the architectures it applies
+        # to, how the message names them).
+        for name, applies_to, which in (
+            ("controller_hidden_size", ("adaptive_mlp",), "architecture='adaptive_mlp'"),
+            ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures"),
+            ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'"),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.architecture not in applies_to:
                 raise ValueError(
-                    "`controller_hidden_size` applies to architecture='adaptive_mlp' only. "
-                    f"Received: architecture={self.architecture!r}, "
-                    f"controller_hidden_size={self.controller_hidden_size!r}"
+                    f"`{name}` applies to {which} only. "
+                    f"Received: architecture={self.architecture!r}, {name}={value!r}"
                 )
-            _positive_int("controller_hidden_size", self.controller_hidden_size)
-        if self.lstm_hidden_size is not None:
-            if self.architecture in ("mlp", "adaptive_mlp"):
-                raise ValueError(
-                    "`lstm_hidden_size` applies to the LSTM architectures only. "
-                    f"Received: architecture={self.architecture!r}, "
-                    f"lstm_hidden_size={self.lstm_hidden_size!r}"
-                )
-            _positive_int("lstm_hidden_size", self.lstm_hidden_size)
-        if self.bank_size is not None:
-            if self.architecture != "hyper_lstm":
-                raise ValueError(
-                    "`bank_size` applies to architecture='hyper_lstm' only. "
-                    f"Received: architecture={self.architecture!r}, bank_size={self.bank_size!r}"
-                )
-            _positive_int("bank_size", self.bank_size)
+            validation.positive_int(name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,34 +220,29 @@ class MetaTrainConfig:
         for family in self.task_families:
             if family not in FAMILY_NAMES:
                 raise ValueError(f"Unknown task family {family!r}. Valid names: {list(FAMILY_NAMES)}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={self.objective!r}")
+        validation.one_of("objective", self.objective, OBJECTIVES)
         for name in ("outer_steps", "tasks_per_step", "checkpoint_every", "eval_tasks", "eval_horizon", "eval_members"):
-            _positive_int(name, getattr(self, name))
+            validation.positive_int(name, getattr(self, name))
         if self.init_pool_size is not None:
-            _positive_int("init_pool_size", self.init_pool_size)
+            validation.positive_int("init_pool_size", self.init_pool_size)
         scale_range = tuple(self.parameter_scale_range)
         object.__setattr__(self, "parameter_scale_range", scale_range)
-        if len(scale_range) != 2:
-            raise ValueError(
-                "`parameter_scale_range` must be `(low, high)`. "
-                f"Received: parameter_scale_range={list(scale_range)!r}"
-            )
+        validation.require(len(scale_range) == 2, "parameter_scale_range", list(scale_range), "`(low, high)`")
         for value in scale_range:
-            _positive_float("parameter_scale_range[i]", value)
+            validation.positive_number("parameter_scale_range[i]", value, rule="a positive number")
         if scale_range[0] > scale_range[1]:
             raise ValueError(
                 "`parameter_scale_range` must have low <= high. "
                 f"Received: parameter_scale_range={list(scale_range)!r}"
             )
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"`eval_every` must be a non-negative integer. Received: eval_every={self.eval_every!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
-        if not (isinstance(self.min_loss_ratio, (int, float)) and 0 < self.min_loss_ratio < 1):
-            raise ValueError(f"`min_loss_ratio` must be in (0, 1). Received: min_loss_ratio={self.min_loss_ratio!r}")
+        validation.non_negative_int("eval_every", self.eval_every)
+        validation.non_negative_int("seed", self.seed)
+        validation.require(
+            validation.is_number(self.min_loss_ratio) and 0 < self.min_loss_ratio < 1,
+            "min_loss_ratio", self.min_loss_ratio, "in (0, 1)",
+        )
         for name in ("outer_learning_rate", "max_grad_norm", "inner_learning_rate"):
-            _positive_float(name, getattr(self, name))
+            validation.positive_number(name, getattr(self, name), rule="a positive number")
 
     def to_dict(self):
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True))

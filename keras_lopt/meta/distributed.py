@@ -7,6 +7,9 @@ strategy, replica `r` of `R` computes the estimates of task slots
 contributor, so the sum is exact and every worker -- and a single process
 with the same config -- takes bit-identical outer steps.
 
+`owned` and `sharded` share `range(count)` (task slots, evaluation runs)
+among the replicas this way.
+
 The same collective moves checkpoints: workers send their in-flight inner
 trajectories to the chief, which alone writes files; on resume the chief
 sends the checkpoint it read to every worker, so workers on other machines
@@ -17,6 +20,7 @@ wraps `tf.distribute.MultiWorkerMirroredStrategy` (one process per worker) or
 `tf.distribute.MirroredStrategy` (one process, several local devices).
 """
 
+import contextlib
 import io
 import json
 import os
@@ -29,7 +33,9 @@ __all__ = [
     "StrategyCollective",
     "WorkerLostError",
     "multi_worker_strategy_from_environment",
+    "owned",
     "pack_arrays",
+    "sharded",
     "unpack_arrays",
 ]
 
@@ -150,6 +156,35 @@ class StrategyCollective(Collective):
         parts = self._sum_bytes(lambda i: mine if (i == first and self.is_chief) else b"")
         chosen = next((p for p in parts if p), b"\x00")
         return chosen[1:] if chosen[:1] == b"\x01" else None
+
+
+def _shares(collective, count):
+    """`{replica id: (device, [indices i of range(count) it computes])}` for
+    this process's replicas: replica r computes the `i % R == r`."""
+    replicas = collective.num_replicas
+    return {
+        r: (device, [i for i in range(count) if i % replicas == r])
+        for r, device in collective.local_replicas()
+    }
+
+
+def owned(collective, count):
+    """The indices of `range(count)` this process computes, sorted."""
+    return sorted(i for _, indices in _shares(collective, count).values() for i in indices)
+
+
+def sharded(collective, count, width, compute):
+    """Runs `compute(i) -> [width] array` on this process's share of
+    `range(count)` (on each replica's device) and returns the exact
+    `[count, width]` float64 table of all."""
+    rows = {}
+    for r, (device, indices) in _shares(collective, count).items():
+        table = np.zeros((count, width), np.float64)
+        for i in indices:
+            with contextlib.nullcontext() if device is None else tf.device(device):
+                table[i] = compute(i)
+        rows[r] = table
+    return collective.sum(rows)
 
 
 def pack_arrays(arrays):

@@ -7,14 +7,16 @@ meta-weights and its own inner training state, is vectorised with
 """
 
 import dataclasses
-from typing import List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features, rule
+from keras_lopt import features, rule, validation
 from keras_lopt.layers import BoundNetwork
-from keras_lopt.meta.config import OBJECTIVES
+
+# The meta-objectives `Unroll` computes (see `_objective`).
+OBJECTIVES = ("mean", "final", "tail", "validation")
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
@@ -23,6 +25,8 @@ LOSS_CLIP_RATIO = 100.0
 _LOSS_VISIBILITY_STREAM = 7919
 # Random stream (with the trajectory seed) of its parameter scale.
 _PARAMETER_SCALE_STREAM = 104729
+# The per-trajectory `[M]` fields of `InnerState`, after params and slots.
+_TRAJECTORY_FIELDS = ("step", "total_steps", "horizon_visible", "seed", "loss_ref")
 
 
 def weight_shapes(layer):
@@ -74,14 +78,32 @@ class InnerState:
     def from_tuple(cls, values):
         return cls(*values)
 
-    def numpy(self):
-        """All arrays as a flat dict of numpy arrays (for checkpoints)."""
-        flat = tf.nest.flatten(self.as_tuple())
-        return {f"inner_{i:04d}": np.asarray(v) for i, v in enumerate(flat)}
+    def to_arrays(self, slot_names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """All arrays by name (for checkpoints): `params/{j}`,
+        `slots/{j}/{name}` for each of `slot_names` (`rule.state_slot_names`
+        of the network), and the per-trajectory fields."""
+        arrays = {f"params/{j}": np.asarray(p) for j, p in enumerate(self.params)}
+        for j, slots in enumerate(self.slots):
+            if len(slots) != len(slot_names):
+                raise ValueError(f"Expected {len(slots)} slot names. Received: {list(slot_names)}")
+            for name, value in zip(slot_names, slots):
+                arrays[f"slots/{j}/{name}"] = np.asarray(value)
+        for name in _TRAJECTORY_FIELDS:
+            arrays[name] = np.asarray(getattr(self, name))
+        return arrays
 
-    def replace_from_numpy(self, arrays):
-        flat = [arrays[f"inner_{i:04d}"] for i in range(len(tf.nest.flatten(self.as_tuple())))]
-        return InnerState.from_tuple(tf.nest.pack_sequence_as(self.as_tuple(), [tf.constant(a) for a in flat]))
+    @classmethod
+    def from_arrays(cls, arrays: Dict[str, np.ndarray], slot_names: Sequence[str]) -> "InnerState":
+        """Inverse of `to_arrays`."""
+        count = sum(1 for key in arrays if key.startswith("params/"))
+        return cls(
+            params=[tf.constant(arrays[f"params/{j}"]) for j in range(count)],
+            slots=[
+                tuple(tf.constant(arrays[f"slots/{j}/{name}"]) for name in slot_names)
+                for j in range(count)
+            ],
+            **{name: tf.constant(arrays[name]) for name in _TRAJECTORY_FIELDS},
+        )
 
 
 def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None, init_pool_size=None):
@@ -181,40 +203,95 @@ def _objective(objective, values, num_steps):
     return tf.reduce_sum(tf.where(index < num_steps, values, 0.0)) / tf.cast(num_steps, tf.float32)
 
 
-def build_unroll(
-    task, layer, num_steps, objective, learning_rate, jit_compile=True, min_loss_ratio=1e-12,
-    loss_visible_fraction=0.5, feature_names=features.FEATURE_NAMES, parameter_scale_range=(1.0, 1.0),
-):
-    """Compiles `(thetas [M, D], InnerState) -> (InnerState, meta [M], losses [M, K])`.
+class Unroll:
+    """A compiled inner training loop for one task structure and objective.
 
-    Each member m trains its own task parameters for K steps with
-    meta-weights `thetas[m]`; `meta[m]` is its meta-loss on this truncation
-    (see `OBJECTIVES`) and `losses[m]` its raw training losses.
-    `num_steps` is the longest K: the returned `run(thetas, state,
-    num_steps=None)` runs any K from 1 to `num_steps` (default: all of them)
-    with the same compiled program, since K is a runtime argument; one
-    program per task structure serves every truncation and horizon length.
-    `run.with_steps(k)` binds K. `min_loss_ratio` floors the loss ratio in
-    the meta-loss (see `_meta_values`). Networks that read the loss
-    (per-tensor state) are given each step's training loss in a
-    `loss_visible_fraction` of the trajectories (`loss_visible`) and
-    `loss_known` = 0 in the others, as `LearnedOptimizer` runs with and
-    without a loss. `jit_compile=False` gives a function that can be
-    differentiated with respect to `thetas` (XLA cannot differentiate the
-    while loop), which the estimator tests use as ground truth.
-    `feature_names` are the features `layer` reads (`rule.step`). With a
-    `parameter_scale_range` other than `(1, 1)`, each trajectory trains its
-    task reparametrised by its `parameter_scales` `c`: the state holds
-    `phi = c * theta` (scaled when the trajectory starts, at step 0) and the
-    task's loss is evaluated at `phi / c`.
+    `unroll(thetas [M, D], state, num_steps=None) -> (state, meta [M],
+    losses [M, K])`: each member m trains its own task parameters for K
+    steps with meta-weights `thetas[m]`; `meta[m]` is its meta-loss on
+    this truncation (see `OBJECTIVES`) and `losses[m]` its raw training
+    losses. K is any length from 1 to `max_steps` (default: `max_steps`),
+    a runtime argument of one compiled program, so one `Unroll` per task
+    structure serves every truncation and horizon length.
+
+    Args:
+        task: the `tasks.Task` trained.
+        layer: the learned-optimizer network (`layers`); `thetas` are its
+            flattened weights (`flatten_weights`).
+        num_steps: `max_steps`, the longest K.
+        objective: one of `OBJECTIVES`.
+        learning_rate: the rule's `learning_rate`.
+        jit_compile: False gives a program that can be differentiated with
+            respect to `thetas` (XLA cannot differentiate the while loop),
+            which the estimator tests use as ground truth.
+        min_loss_ratio: floors the loss ratio in the meta-loss
+            (`_meta_values`).
+        loss_visible_fraction: networks that read the loss (per-tensor
+            state) are given each step's training loss in this fraction of
+            the trajectories (`loss_visible`) and `loss_known` = 0 in the
+            others, as `LearnedOptimizer` runs with and without a loss.
+        feature_names: the features `layer` reads (`rule.step`).
+        parameter_scale_range: other than `(1, 1)`, each trajectory trains
+            its task reparametrised by its `parameter_scales` `c`: the state
+            holds `phi = c * theta` (scaled when the trajectory starts, at
+            step 0) and the task's loss is evaluated at `phi / c`.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
-    max_steps = int(num_steps)
-    if max_steps < 1:
-        raise ValueError(f"`num_steps` must be a positive integer. Received: num_steps={num_steps!r}")
+
+    def __init__(
+        self,
+        task,
+        layer,
+        num_steps: int,
+        objective: str,
+        learning_rate: float,
+        jit_compile: bool = True,
+        min_loss_ratio: float = 1e-12,
+        loss_visible_fraction: float = 0.5,
+        feature_names: Sequence[str] = features.FEATURE_NAMES,
+        parameter_scale_range=(1.0, 1.0),
+    ):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
+        validation.positive_int("num_steps", num_steps)
+        self.layer = layer
+        self.max_steps = int(num_steps)
+        self._loss_visible_fraction = loss_visible_fraction
+        self._parameter_scale_range = parameter_scale_range
+        self._program = _compile(
+            task, layer, self.max_steps, objective, learning_rate, jit_compile,
+            min_loss_ratio, feature_names, tuple(parameter_scale_range) != (1.0, 1.0),
+        )
+
+    @property
+    def tracing_count(self) -> int:
+        """How many programs have been traced (one per population size M)."""
+        return self._program.experimental_get_tracing_count()
+
+    def __call__(self, thetas, state: InnerState, num_steps=None):
+        """Runs `num_steps` (default `max_steps`) inner steps; see the class."""
+        steps = self.max_steps if num_steps is None else int(num_steps)
+        if not 1 <= steps <= self.max_steps:
+            raise ValueError(
+                f"This unroll was built for at most {self.max_steps} steps. Received: num_steps={num_steps!r}"
+            )
+        seeds = state.seed.numpy()
+        new_state, meta, losses = self._program(
+            tf.convert_to_tensor(thetas, tf.float32),
+            state.as_tuple(),
+            tf.constant(loss_visible(seeds, self._loss_visible_fraction)),
+            tf.constant(parameter_scales(seeds, self._parameter_scale_range)),
+            tf.constant(steps, tf.int32),
+        )
+        return InnerState.from_tuple(new_state), meta, losses[:, :steps]
+
+
+def _compile(
+    task, layer, max_steps, objective, learning_rate, jit_compile, min_loss_ratio, feature_names,
+    reparametrized,
+):
+    """The `tf.function` behind `Unroll`: `(thetas, state tuple, loss_known
+    [M], scales [M], steps) -> (state tuple, meta [M], losses [M, max_steps])`."""
     shapes = weight_shapes(layer)
-    reparametrized = tuple(parameter_scale_range) != (1.0, 1.0)
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
@@ -293,29 +370,4 @@ def build_unroll(
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
 
-    def run(thetas, state, num_steps=None):
-        steps = max_steps if num_steps is None else int(num_steps)
-        if not 1 <= steps <= max_steps:
-            raise ValueError(
-                f"This unroll was built for at most {max_steps} steps. Received: num_steps={num_steps!r}"
-            )
-        new_state, meta, losses = unroll(
-            tf.convert_to_tensor(thetas, tf.float32),
-            state.as_tuple(),
-            tf.constant(loss_visible(state.seed.numpy(), loss_visible_fraction)),
-            tf.constant(parameter_scales(state.seed.numpy(), parameter_scale_range)),
-            tf.constant(steps, tf.int32),
-        )
-        return InnerState.from_tuple(new_state), meta, losses[:, :steps]
-
-    def with_steps(steps):
-        def bound(thetas, state):
-            return run(thetas, state, steps)
-
-        bound.layer = layer
-        return bound
-
-    run.compiled = unroll
-    run.layer = layer
-    run.with_steps = with_steps
-    return run
+    return unroll

@@ -1,58 +1,11 @@
-"""The commands of `keras-lopt` (also `python -m keras_lopt.meta`).
-
-Their arguments are parsed by `keras_lopt_cli`, which imports this module
-once they are valid: see `keras-lopt COMMAND --help`. Bad input raises a
-`ValueError`, which the command line prints as a one-line error (status 2)
-before anything is written.
-"""
+"""`keras-lopt benchmark` and `tune-benchmark`: the evaluation suites."""
 
 import json
 import os
-import sys
 
+from keras_lopt.cli.arguments import comma_separated
 
-def _meta_train(args):
-    from keras_lopt.meta.config import MetaTrainConfig
-
-    # Validate before anything is built or written: bad input costs one line.
-    config = MetaTrainConfig.from_file(args.config)
-    output = args.output or os.path.join("runs", config.name)
-    checkpoint = os.path.join(output, "checkpoint.npz")
-    if os.path.isfile(checkpoint) and not args.resume:
-        raise ValueError(f"{checkpoint!r} exists: pass --resume to continue it, or choose another --output.")
-
-    from keras_lopt.meta import distributed
-
-    # With TF_CONFIG naming a cluster, this process is one worker of a
-    # MultiWorkerMirroredStrategy (created before TensorFlow runs any op).
-    strategy = distributed.multi_worker_strategy_from_environment()
-    collective = distributed.StrategyCollective(strategy) if strategy else None
-
-    from keras_lopt.meta.trainer import MetaTrainer
-
-    trainer = MetaTrainer(config, output, collective)
-    chief = trainer.collective.is_chief
-    if args.resume and trainer.restore() and chief:
-        print(f"Resumed from {trainer.checkpoint_path} at outer step {trainer.step}.", flush=True)
-    trainer.train(progress=not args.no_progress)
-    preset = trainer.export(args.export)
-    if chief:
-        print(
-            f"Outer steps: {trainer.step}. Held-out meta-loss: initial "
-            f"{trainer.initial_eval}, best {trainer.best_eval}. Preset: {preset.path}"
-        )
-
-
-def _local_cluster(args):
-    from keras_lopt.meta import local_cluster
-
-    command = args.worker_command
-    command = command[1:] if command[:1] == ["--"] else command
-    sys.exit(local_cluster.run_local_cluster(args.workers, command))
-
-
-def _csv(text):
-    return [item for item in text.split(",") if item]
+__all__ = ["benchmark", "tune_benchmark"]
 
 
 def _benchmark_plan(args):
@@ -66,7 +19,7 @@ def _benchmark_plan(args):
     if args.quick:
         tasks = list(suites.QUICK_TASKS)
     elif args.tasks:
-        tasks = _csv(args.tasks)
+        tasks = comma_separated(args.tasks)
         for name in tasks:
             suites.get_task(name)
     else:
@@ -75,7 +28,7 @@ def _benchmark_plan(args):
     if steps is not None and steps < 1:
         raise ValueError(f"`--steps` must be a positive integer. Received: {steps}")
     try:
-        seeds = [int(s) for s in _csv(args.seeds)] if args.seeds else None
+        seeds = [int(s) for s in comma_separated(args.seeds)] if args.seeds else None
     except ValueError:
         raise ValueError(f"`--seeds` must be comma-separated integers. Received: {args.seeds!r}") from None
     if seeds is None:
@@ -84,12 +37,12 @@ def _benchmark_plan(args):
         raise ValueError(f"`--seeds` must name at least one seed. Received: {args.seeds!r}")
     # The Adam grid is every report's baseline: it always runs (once per
     # results file; later candidates reuse it).
-    runs = specs.expand([*_csv(args.optimizers), "adam_tuned"])
+    runs = specs.expand([*comma_separated(args.optimizers), "adam_tuned"])
     confirmed = bool(args.quick or args.suite or args.tasks or args.yes)
     return tasks, runs, seeds, steps, confirmed
 
 
-def _benchmark(args):
+def benchmark(args):
     from keras_lopt.evaluation import harness, report, specs
 
     tasks, runs, seeds, steps, confirmed = _benchmark_plan(args)
@@ -133,20 +86,20 @@ def _benchmark(args):
     print(table)
 
 
-def _tune_benchmark(args):
-    from keras_lopt.evaluation import harness, report, suites, specs, tuning
+def tune_benchmark(args):
+    from keras_lopt.evaluation import harness, report, specs, suites, tuning
 
-    tasks = _csv(args.tasks) if args.tasks else suites.task_names("selection")
+    tasks = comma_separated(args.tasks) if args.tasks else suites.task_names("selection")
     for name in tasks:
         suites.get_task(name)
-    references = specs.expand(_csv(args.reference))
-    runs = specs.expand(references + _csv(args.optimizers))
-    searches = _csv(args.searches)
+    references = specs.expand(comma_separated(args.reference))
+    runs = specs.expand(references + comma_separated(args.optimizers))
+    searches = comma_separated(args.searches)
     for search in searches:
         if search not in tuning.SEARCHES:
             raise ValueError(f"Unknown search {search!r}. Valid: {', '.join(tuning.SEARCHES)}")
     try:
-        budgets = sorted({int(b) for b in _csv(args.budget)})
+        budgets = sorted({int(b) for b in comma_separated(args.budget)})
     except ValueError:
         budgets = []
     if not budgets or budgets[0] < 1:
@@ -190,61 +143,3 @@ def _tune_benchmark(args):
 
     plots.draw_benchmark_curves(results, summary, runs, os.path.join(args.output, "curves.png"))
     print(*tables, sep="\n\n")
-
-
-def _export(args):
-    from keras_lopt.meta.config import MetaTrainConfig
-
-    config = MetaTrainConfig.from_file(args.config)
-    from keras_lopt.meta.trainer import MetaTrainer
-
-    trainer = MetaTrainer(config, args.run_dir)
-    if not trainer.restore():
-        raise ValueError(f"No checkpoint in {args.run_dir!r}.")
-    preset = trainer.export(args.output, use_best=not args.final, name=args.name)
-    provenance = preset.metadata["provenance"]
-    if provenance["exported_weights"] == "best_eval":
-        which = f"the best evaluated weights (outer step {provenance['best_eval_step']} of {trainer.step})"
-    else:
-        which = f"the final weights (outer step {trainer.step})"
-    print(f"Exported {which} as {preset.name!r} to {preset.path}")
-
-
-def _plot(args):
-    # Imported here: the other commands do not need matplotlib.
-    from keras_lopt import plots
-
-    directory = os.path.dirname(args.output)
-    created = bool(directory) and not os.path.isdir(directory)
-    if args.plot_command == "trajectories":
-        if args.steps < 1:
-            raise ValueError(f"`--steps` must be a positive integer. Received: {args.steps}")
-        plots.plot_trajectories(args.output, _csv(args.problems), _csv(args.optimizers), args.steps)
-    elif args.plot_command == "probes":
-        plots.plot_probes(args.output, _csv(args.presets or "") or None, total_steps=args.total_steps)
-    elif args.plot_command == "meta-training":
-        labels = _csv(args.labels) if args.labels else None
-        plots.plot_meta_training(_csv(args.runs), args.output, labels, args.window)
-    else:
-        plots.plot_benchmark_curves(
-            args.results, args.output, _csv(args.optimizers or ""), _csv(args.tasks or "")
-        )
-    print(f"Wrote {args.output}" + (f" (created the directory {directory})" if created else ""))
-
-
-def _presets(args):
-    del args
-    from keras_lopt import presets
-
-    print(presets.markdown_table())
-
-
-COMMANDS = {
-    "meta-train": _meta_train,
-    "local-cluster": _local_cluster,
-    "export": _export,
-    "benchmark": _benchmark,
-    "tune-benchmark": _tune_benchmark,
-    "presets": _presets,
-    "plot": _plot,
-}

@@ -1,0 +1,308 @@
+"""Task families for meta-training: named sets of task variants, and the
+models and data the built-in families train.
+
+A `TaskFamily` holds a few variants (structures) of one kind of problem; a
+meta-training run samples a family, then a variant, per task slot. The
+built-in families are named in configs (`MetaTrainConfig.task_families`,
+`family_names()`) and built on first use (`get_family`).
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt.meta import tasks
+
+__all__ = ["TaskFamily", "family_names", "get_family"]
+
+
+class TaskFamily:
+    """A named, finite set of task variants (structures), sampled by seed.
+
+    Args:
+        name: family name, as used in meta-training configs.
+        variants: sequence of zero-argument callables, each returning a Task.
+            They are built on first use and cached.
+    """
+
+    def __init__(self, name, variants):
+        self.name = name
+        self._variants = tuple(variants)
+        self._built = {}
+
+    def __len__(self):
+        return len(self._variants)
+
+    def task(self, index):
+        """The variant with this index (built once, then cached)."""
+        if index not in self._built:
+            self._built[index] = self._variants[index]()
+        return self._built[index]
+
+    def sample(self, rng):
+        """`(index, Task)` drawn uniformly with numpy Generator `rng`."""
+        index = int(rng.integers(len(self._variants)))
+        return index, self.task(index)
+
+
+def _mlp(input_shape, widths, outputs, activation):
+    layers = [keras.Input(input_shape), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(w, activation=activation) for w in widths]
+    layers.append(keras.layers.Dense(outputs))
+    return keras.Sequential(layers)
+
+
+def _residual_mlp(input_shape, sizes, outputs, activation):
+    """`sizes = (width, blocks)`: pre-LayerNorm residual blocks
+    `h + Dense(width)(act(Dense(width)(LayerNorm(h))))`, then LayerNorm."""
+    width, blocks = sizes
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Dense(width)(keras.layers.Flatten()(inputs))
+    for _ in range(blocks):
+        branch = keras.layers.LayerNormalization()(h)
+        branch = keras.layers.Dense(width, activation=activation)(branch)
+        h = h + keras.layers.Dense(width)(branch)
+    h = keras.layers.LayerNormalization()(h)
+    return keras.Model(inputs, keras.layers.Dense(outputs)(h))
+
+
+def _conv(input_shape, channels, outputs, activation):
+    layers = [keras.Input(input_shape)]
+    for c in channels:
+        layers.append(keras.layers.Conv2D(c, 3, padding="same", activation=activation))
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(outputs)]
+    return keras.Sequential(layers)
+
+
+def _recurrent(cell, seq_len, vocab, embed, units, outputs, sequence_outputs):
+    return keras.Sequential(
+        [
+            keras.Input((seq_len,), dtype="int32"),
+            keras.layers.Embedding(vocab, embed),
+            # Unrolled: the symbolic while loop of a rolled RNN does not vectorise.
+            cell(units, return_sequences=sequence_outputs, unroll=True),
+            keras.layers.Dense(outputs),
+        ]
+    )
+
+
+_lstm = functools.partial(_recurrent, keras.layers.LSTM)
+_gru = functools.partial(_recurrent, keras.layers.GRU)
+
+
+def _autoencoder(input_shape, widths, outputs, activation):
+    """MLP encoder `widths`, mirrored decoder, linear reconstruction `[outputs]`."""
+    del input_shape  # the input and output width are both `outputs`
+    layers = [keras.Input((outputs,))]
+    layers += [keras.layers.Dense(w, activation=activation) for w in widths + widths[-2::-1]]
+    layers.append(keras.layers.Dense(outputs))
+    return keras.Sequential(layers)
+
+
+def _transformer(seq_len, vocab, dim, heads, outputs):
+    tokens = keras.Input((seq_len,), dtype="int32")
+    h = keras.layers.Embedding(vocab, dim)(tokens)
+    positions = keras.layers.Embedding(seq_len, dim)(tf.range(seq_len)[None, :])
+    h = h + positions
+    causal = np.tril(np.ones((seq_len, seq_len), bool))[None]
+    attended = keras.layers.MultiHeadAttention(heads, dim // heads)(h, h, attention_mask=causal)
+    h = keras.layers.LayerNormalization()(h + attended)
+    ff = keras.layers.Dense(2 * dim, activation="gelu")(h)
+    h = keras.layers.LayerNormalization()(h + keras.layers.Dense(dim)(ff))
+    return keras.Model(tokens, keras.layers.Dense(outputs)(h))
+
+
+# ----------------------------------------------------------------------------
+# Analytic tasks for tests
+
+
+_AUGMENT = (0.5, 2.0)
+
+
+def _data(name):
+    from keras_lopt.meta import datasets
+
+    train = datasets.load_numpy(name, "train")
+    test = datasets.load_numpy(name, "test")
+    return (train["x"], train["y"]), (test["x"], test["y"])
+
+
+def _char_data(seq_len):
+    from keras_lopt.meta import datasets
+
+    def split(name):
+        tokens = datasets.load_numpy("python_chars", name)["tokens"]
+        return tokens[:, :seq_len], tokens[:, 1 : seq_len + 1]
+
+    return split("train"), split("test")
+
+
+def _variant_family(name, data, build, input_shape, outputs, loss, variants):
+    """A family of `build(input_shape, sizes, outputs, activation)` models.
+
+    `variants` lists `(sizes, activation, batch_size)`; the structure name is
+    `{name}_{sizes joined by x}_{activation}_b{batch_size}`.
+    """
+    train, valid = _data(data)
+    return TaskFamily(
+        name,
+        [
+            functools.partial(
+                tasks.keras_task,
+                f"{name}_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
+                functools.partial(build, input_shape, sizes, outputs, activation),
+                loss, train, valid, batch, _AUGMENT,
+            )
+            for sizes, activation, batch in variants
+        ],
+    )
+
+
+def _mlp_digits_family():
+    variants = [((32,), "relu", 64), ((64,), "tanh", 128), ((32, 32), "relu", 64), ((16, 16), "tanh", 32)]
+    return _variant_family("mlp_digits", "digits", _mlp, (8, 8, 1), 10, "classification", variants)
+
+
+def _conv_digits_family():
+    variants = [((8,), "relu", 64), ((8, 16), "relu", 32)]
+    return _variant_family("conv_digits", "digits", _conv, (8, 8, 1), 10, "classification", variants)
+
+
+def _mlp_mnist1d_family():
+    variants = [((64,), "relu", 64), ((32, 32), "gelu", 128)]
+    return _variant_family("mlp_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
+
+
+def _mlp_wide_mnist1d_family():
+    variants = [((128, 128), "relu", 64), ((256, 256), "gelu", 64)]
+    return _variant_family("mlp_wide_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
+
+
+def _resmlp_digits_family():
+    variants = [((32, 2), "gelu", 64), ((64, 3), "relu", 32)]
+    return _variant_family("resmlp_digits", "digits", _residual_mlp, (8, 8, 1), 10, "classification", variants)
+
+
+def _mlp_regression_family():
+    variants = [((32,), "relu", 64), ((64, 64), "tanh", 32)]
+    return _variant_family("mlp_regression", "synthetic_regression", _mlp, (16,), 4, "regression", variants)
+
+
+def _recurrent_parity_family(name, build, variants):
+    """`variants`: `(structure, units)`; each model reads parity sequences."""
+    train, valid = _data("synthetic_sequences/parity")
+    return TaskFamily(
+        name,
+        [
+            functools.partial(
+                tasks.keras_task,
+                structure,
+                functools.partial(build, 16, 2, 8, units, 2, True),
+                "sequence", train, valid, 32, _AUGMENT,
+            )
+            for structure, units in variants
+        ],
+    )
+
+
+def _lstm_parity_family():
+    return _recurrent_parity_family("lstm_parity", _lstm, [("lstm_parity_16_b32", 16)])
+
+
+def _gru_parity_family():
+    return _recurrent_parity_family(
+        "gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)]
+    )
+
+
+def _attention_parity_family():
+    train, valid = _data("synthetic_sequences/parity")
+    return TaskFamily(
+        "attention_parity",
+        [
+            functools.partial(
+                tasks.keras_task,
+                f"attention_parity_16_d{dim}_h2_b32",
+                functools.partial(_transformer, 16, 2, dim, 2, 2),
+                "sequence", train, valid, 32, _AUGMENT,
+            )
+            for dim in (16, 32)
+        ],
+    )
+
+
+def _autoencoder_mnist1d_family():
+    (train_x, _), (valid_x, _) = _data("mnist1d")
+    train_x, valid_x = np.asarray(train_x), np.asarray(valid_x)
+    variants = [((16,), "relu", 64), ((32, 8), "tanh", 32)]
+    return TaskFamily(
+        "autoencoder_mnist1d",
+        [
+            functools.partial(
+                tasks.keras_task,
+                f"autoencoder_mnist1d_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
+                functools.partial(_autoencoder, None, sizes, 40, activation),
+                "regression", (train_x, train_x), (valid_x, valid_x), batch, _AUGMENT,
+            )
+            for sizes, activation, batch in variants
+        ],
+    )
+
+
+def _transformer_chars_family():
+    train, valid = _char_data(32)
+    return TaskFamily(
+        "transformer_chars",
+        [
+            functools.partial(
+                tasks.keras_task,
+                "transformer_chars_d16_h2_s32_b16",
+                functools.partial(_transformer, 32, 256, 16, 2, 256),
+                "sequence", train, valid, 16, _AUGMENT,
+            )
+        ],
+    )
+
+
+def _quadratic_family():
+    return TaskFamily(
+        "quadratic",
+        [functools.partial(tasks.quadratic_task, dim=d, seed=s) for d in (8, 32) for s in (0, 1)],
+    )
+
+
+def _rosenbrock_family():
+    return TaskFamily("rosenbrock", [tasks.rosenbrock_task])
+
+
+_FAMILY_BUILDERS = {
+    "mlp_digits": _mlp_digits_family,
+    "conv_digits": _conv_digits_family,
+    "mlp_mnist1d": _mlp_mnist1d_family,
+    "mlp_wide_mnist1d": _mlp_wide_mnist1d_family,
+    "resmlp_digits": _resmlp_digits_family,
+    "mlp_regression": _mlp_regression_family,
+    "lstm_parity": _lstm_parity_family,
+    "gru_parity": _gru_parity_family,
+    "attention_parity": _attention_parity_family,
+    "autoencoder_mnist1d": _autoencoder_mnist1d_family,
+    "transformer_chars": _transformer_chars_family,
+    "quadratic": _quadratic_family,
+    "rosenbrock": _rosenbrock_family,
+}
+_FAMILIES = {}
+
+
+def family_names():
+    return sorted(_FAMILY_BUILDERS)
+
+
+def get_family(name):
+    """The TaskFamily called `name` (built once per process)."""
+    if name not in _FAMILY_BUILDERS:
+        raise ValueError(f"Unknown task family {name!r}. Valid names: {family_names()}")
+    if name not in _FAMILIES:
+        _FAMILIES[name] = _FAMILY_BUILDERS[name]()
+    return _FAMILIES[name]
