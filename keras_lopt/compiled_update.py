@@ -4,15 +4,20 @@ Keras calls `update_step` once per variable while it traces a train step.
 Tracing the rule there would build the whole unrolled network again for
 every variable: graph building (and XLA compilation) would grow with the
 number of variables, and without XLA each of its ~100 operations would be a
-kernel of its own on every step. `VariableStep` instead holds one
-`tf.function(jit_compile=True)` per variable signature (shape, dtypes,
-whether weight decay applies): variables that share a signature share one
-traced and compiled program. Called from a train step that is not compiled
-(Keras' default on CPU), each call runs as one XLA program; inside an XLA
-train step it is inlined into the step's program.
+kernel of its own on every step. On the TensorFlow backend `VariableStep`
+instead holds one `tf.function(jit_compile=True)` per variable signature
+(shape, dtypes, whether weight decay applies): variables that share a
+signature share one traced and compiled program. Called from a train step
+that is not compiled (Keras' default on CPU), each call runs as one XLA
+program; inside an XLA train step it is inlined into the step's program.
+
+On the JAX backend Keras jits the whole train step (unless it runs
+eagerly), so the step is traced into that program directly.
 """
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 from keras_lopt import rule
 from keras_lopt.layers import BoundNetwork
@@ -27,8 +32,11 @@ def all_finite(*tensors):
     than `reduce_all(is_finite(x))` per tensor, which materialises a boolean
     tensor for each (see BENCHMARKS.md, "Step time").
     """
-    zeros = [tf.cast(x * tf.constant(0, x.dtype), tf.float32) for x in tensors]
-    return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
+    zeros = [ops.cast(x * ops.zeros((), x.dtype), "float32") for x in tensors]
+    total = zeros[0]
+    for x in zeros[1:]:
+        total = total + x
+    return ops.isfinite(ops.sum(total))
 
 
 class VariableStep:
@@ -44,19 +52,30 @@ class VariableStep:
             moments as they will be stored.
         guard: an `AdamGuard`, or None.
         weight_decay: the decoupled weight decay, or None.
+        counter_dtype: the integer dtype of the returned counts.
     """
 
-    def __init__(self, network, feature_names, check_gradient_only, guard, weight_decay):
+    def __init__(
+        self,
+        network,
+        feature_names,
+        check_gradient_only,
+        guard,
+        weight_decay,
+        counter_dtype="int64",
+    ):
         self._network = network
         self._feature_names = tuple(feature_names)
         self._check_gradient_only = check_gradient_only
         self._guard = guard
         self._weight_decay = weight_decay
+        self._counter_dtype = counter_dtype
         self._programs = {}
 
     @property
     def programs(self):
-        """The compiled programs by signature `(shape, dtypes, decays)`."""
+        """The compiled programs by signature `(shape, dtypes, decays)`
+        (TensorFlow backend; empty on others)."""
         return dict(self._programs)
 
     def __call__(self, gradient, value, slots, network_weights, scalars, decays):
@@ -75,9 +94,14 @@ class VariableStep:
 
         Returns:
             `(new_value, new_slots, skipped, fell_back)`: the values to store
-            (the old ones where the step is skipped), and two int64 scalars
-            that count a skipped step and a step the guard replaced.
+            (the old ones where the step is skipped), and two integer scalars
+            (`counter_dtype`) that count a skipped step and a step the guard
+            replaced.
         """
+        if keras.backend.backend() != "tensorflow":
+            return self._step(
+                gradient, value, tuple(slots), tuple(network_weights), scalars, decays
+            )
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays)
         program = self._programs.get(key)
         if program is None:
@@ -92,34 +116,34 @@ class VariableStep:
         return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
 
     def _step(self, gradient, old_value, old_state, network_weights, scalars, decays):
-        gradient = tf.cast(gradient, tf.float32)
+        gradient = ops.cast(gradient, "float32")
         parameter = old_value
         learning_rate = scalars["learning_rate"]
         if decays:
             # The association of keras' AdamW: (v * wd) * lr.
-            parameter = parameter - parameter * tf.cast(
+            parameter = parameter - parameter * ops.cast(
                 self._weight_decay, parameter.dtype
-            ) * tf.cast(learning_rate, parameter.dtype)
+            ) * ops.cast(learning_rate, parameter.dtype)
         network = BoundNetwork(self._network, network_weights)
         iteration = scalars["iteration"]
         step_args = dict(scalars, feature_names=self._feature_names)
         old_state = list(old_state)
         state = rule.unflatten_state(old_state)
-        parameter_f32 = tf.cast(parameter, tf.float32)
+        parameter_f32 = ops.cast(parameter, "float32")
         # Selection, not Python control flow: this runs inside XLA programs.
         if self._check_gradient_only:
             # `square` overflows where the second moment would: such a step
             # is skipped too, not folded into the state as an inf.
             # (Measured: this reduction is about twice as fast under XLA
             # CPU as `all_finite`'s sum for one tensor.)
-            finite = tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
+            finite = ops.all(ops.isfinite(ops.square(gradient)))
             # The network reads the moments as they are stored, so XLA
             # writes each slot in place and then computes the step from the
             # written values, with no copy of the old ones.
             moved = rule.update_moments(state, gradient)
             state = rule.unflatten_state(
                 [
-                    tf.where(finite, new, old)
+                    ops.where(finite, new, old)
                     for new, old in zip(rule.flatten_state(moved), old_state)
                 ]
             )
@@ -130,16 +154,16 @@ class VariableStep:
             update, new_state = rule.step(
                 network, state, gradient, parameter_f32, **step_args
             )
-        new_value = parameter - tf.cast(update, parameter.dtype)
-        fell_back = tf.constant(False)
+        new_value = parameter - ops.cast(update, parameter.dtype)
+        fell_back = ops.convert_to_tensor(False)
         if self._guard is not None:
             adam = self._guard.adam_step(new_state, iteration, learning_rate)
             # The step taken, not `update`: a second use of `update` changes
             # how TensorFlow and XLA fuse (and round) the learned path.
-            taken = tf.cast(parameter - new_value, tf.float32)
-            fell_back = tf.logical_not(self._guard.accepts(taken, adam))
-            new_value = tf.where(
-                fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
+            taken = ops.cast(parameter - new_value, "float32")
+            fell_back = ops.logical_not(self._guard.accepts(taken, adam))
+            new_value = ops.where(
+                fell_back, parameter - ops.cast(adam, parameter.dtype), new_value
             )
         new_slots = rule.flatten_state(new_state)
         if self._check_gradient_only:
@@ -147,17 +171,17 @@ class VariableStep:
             # floats) is selected here.
             per_parameter = len(new_slots) - len(new_state.tensor_state)
             new_slots = [
-                new if i < per_parameter else tf.where(finite, new, old)
+                new if i < per_parameter else ops.where(finite, new, old)
                 for i, (new, old) in enumerate(zip(new_slots, old_state))
             ]
         else:
             finite = all_finite(gradient, new_value)
             new_slots = [
-                tf.where(finite, new, old) for new, old in zip(new_slots, old_state)
+                ops.where(finite, new, old) for new, old in zip(new_slots, old_state)
             ]
         return (
-            tf.where(finite, new_value, old_value),
+            ops.where(finite, new_value, old_value),
             tuple(new_slots),
-            tf.cast(tf.logical_not(finite), tf.int64),
-            tf.cast(tf.logical_and(fell_back, finite), tf.int64),
+            ops.cast(ops.logical_not(finite), self._counter_dtype),
+            ops.cast(ops.logical_and(fell_back, finite), self._counter_dtype),
         )

@@ -10,9 +10,10 @@ call it unchanged, so what is meta-trained is exactly what users run.
 where `(direction, magnitude)` is the network's output for each element.
 """
 
-from typing import NamedTuple, Tuple
+import math
+from typing import Any, NamedTuple, Tuple
 
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import features
 
@@ -26,9 +27,9 @@ class RuleState(NamedTuple):
     *network_state)`, a few floats per tensor (`tensor_state_shapes`).
     """
 
-    momenta: Tuple[tf.Tensor, ...]
-    second_moment: tf.Tensor
-    tensor_state: Tuple[tf.Tensor, ...] = ()
+    momenta: Tuple[Any, ...]
+    second_moment: Any
+    tensor_state: Tuple[Any, ...] = ()
 
 
 def _network_state_names(network):
@@ -68,12 +69,12 @@ def tensor_state_shapes(network=None):
 
 def init_state(parameter, network=None):
     """Zero state for a parameter tensor of any shape."""
-    zeros = tf.zeros_like(parameter, dtype=tf.float32)
+    zeros = ops.zeros_like(parameter, dtype="float32")
     return RuleState(
         momenta=tuple(zeros for _ in features.MOMENTUM_DECAYS),
         second_moment=zeros,
         tensor_state=tuple(
-            tf.zeros(shape, tf.float32) for shape in tensor_state_shapes(network)
+            ops.zeros(shape, "float32") for shape in tensor_state_shapes(network)
         ),
     )
 
@@ -110,7 +111,7 @@ def update_moments(state, gradient):
         for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
     )
     second_moment = state.second_moment + (
-        tf.square(gradient) - state.second_moment
+        ops.square(gradient) - state.second_moment
     ) * (1.0 - features.SECOND_MOMENT_DECAY)
     return RuleState(
         momenta=momenta,
@@ -195,9 +196,9 @@ def step_with_moments(
     reads them. Arguments and return value as in `step`; the returned
     state's moments are `state`'s.
     """
-    iteration = tf.cast(iteration, tf.float32)
-    total_steps = tf.cast(total_steps, tf.float32)
-    learning_rate = tf.cast(learning_rate, tf.float32)
+    iteration = ops.cast(iteration, "float32")
+    total_steps = ops.cast(total_steps, "float32")
+    learning_rate = ops.cast(learning_rate, "float32")
     momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
     element_names = [
@@ -207,7 +208,7 @@ def step_with_moments(
         gradient, parameter, momenta, second_moment, iteration, element_names
     )
     tensor_columns = features.tensor_features(
-        iteration, total_steps, parameter.shape.num_elements()
+        iteration, total_steps, math.prod(parameter.shape)
     )
     by_name = {
         **dict(zip(element_names, element_columns)),
@@ -234,7 +235,7 @@ def step_with_moments(
         if any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
             signals = features.alignment_features(gradient, momenta, second_moment)
             context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
-        context = tf.stack([context_columns[n] for n in context_names])
+        context = ops.stack([context_columns[n] for n in context_names])
         direction, magnitude, network_state = network(
             columns, context, tuple(network_state)
         )
@@ -244,7 +245,7 @@ def step_with_moments(
     update = (
         learning_rate
         * direction
-        * tf.exp(network.magnitude_scale * magnitude)
+        * ops.exp(network.magnitude_scale * magnitude)
     )
     return update, RuleState(
         momenta=momenta, second_moment=second_moment, tensor_state=tensor_state
