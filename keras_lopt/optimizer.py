@@ -24,6 +24,9 @@ STATE_FORMAT = 1
 # variable dtype: float16/bfloat16 slots would round away the small updates
 # of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
 STATE_DTYPE = "float32"
+# The step counters' dtype, as Keras' own `iterations`: int64 on TensorFlow,
+# int32 on JAX (which has 64-bit integers only when x64 is enabled).
+COUNTER_DTYPE = "int"
 
 
 def _is_number(value):
@@ -305,6 +308,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
         self._check_gradient_only = _finite_gradient_gives_finite_update(loaded)
+        if self._uses_loss and not _on_tensorflow():
+            warnings.warn(
+                f"Preset {loaded.name!r} reads the training loss, but on the "
+                f"{keras.backend.backend()!r} backend `model.fit` does not "
+                "give it to the optimizer (Keras calls `scale_loss` there in "
+                "a scope whose assignments it discards): every step runs "
+                "with the feature `loss_known` = 0, as the TensorFlow backend "
+                "does without a loss. A custom training loop that calls "
+                "`optimizer.set_loss(loss)` outside a traced function "
+                "passes it.",
+                stacklevel=2,
+            )
         if self._uses_loss:
             # Created here, not in `build`: `set_loss` may be traced before
             # the first step builds the optimizer.
@@ -400,7 +415,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             )
             self._skipped_updates = self.add_variable(
                 shape=(),
-                dtype="int64",
+                dtype=COUNTER_DTYPE,
                 aggregation="only_first_replica",
                 name="skipped_updates",
             )
@@ -424,18 +439,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 self._check_gradient_only,
                 self._guard,
                 self.weight_decay,
-                # int64 where the backend has it (JAX has 32-bit integers
-                # unless x64 is enabled).
-                counter_dtype=keras.backend.standardize_dtype(
-                    ops.convert_to_tensor(self._skipped_updates).dtype
-                ),
+                counter_dtype=self._skipped_updates.dtype,
             )
             if self._guard is not None:
                 # Created last: every other variable keeps its position, so
                 # unguarded checkpoints restore into a guarded optimizer.
                 self._guard_fallbacks = self.add_variable(
                     shape=(),
-                    dtype="int64",
+                    dtype=COUNTER_DTYPE,
                     aggregation="only_first_replica",
                     name="guard_fallbacks",
                 )
@@ -517,9 +528,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def set_loss(self, loss):
         """Gives the next step the training loss of the batch it applies.
 
-        `model.fit` needs no call: Keras' train step passes its loss to
-        `scale_loss` before computing gradients, and this optimizer records
-        it there. A custom training loop calls `set_loss(loss)` (or
+        `model.fit` needs no call on the TensorFlow backend: Keras' train
+        step passes its loss to `scale_loss` before computing gradients, and
+        this optimizer records it there (on the JAX backend it cannot: see
+        the warning such presets give there). A custom training loop calls `set_loss(loss)` (or
         `scale_loss(loss)`) before `apply_gradients`. Each step uses the
         loss given since the previous step; without one the step runs with
         the feature `loss_known` = 0, as in meta-training's runs without a
