@@ -1,6 +1,7 @@
 """Time to first step and step time of LearnedOptimizer against Adam, in one run.
 
-    python benchmarks/step_time.py [--preset NAME_OR_PATH] [--pin CORE] [--quick]
+    python benchmarks/step_time.py [--backend tensorflow|jax]
+                                   [--preset NAME_OR_PATH] [--pin CORE] [--quick]
                                    [--sections first-call,fit,optimizer-only]
                                    [--sizes 10,50,200] [--repeats 2]
                                    [--rounds 6] [--steps 20] [--apply-repeats 60]
@@ -42,6 +43,11 @@ it). `--large` adds the fit step of a 12.6M-parameter MLP (batch 128).
 `--breakdown` first times the parts of the learned step on one 1024x1024
 tensor under XLA, as cumulative variants of the update, for the default's
 "local" rule and for the "full" rule of mlp_es_v4 (see `breakdown`).
+
+`--backend jax` runs Keras on JAX (both optimizers): the first-call and
+fit sections, with XLA only (Keras' JAX train step runs eagerly without
+it); the optimizer-only section and `--breakdown` time TensorFlow functions
+and need the TensorFlow backend.
 """
 
 import argparse
@@ -51,8 +57,23 @@ import subprocess
 import sys
 import time
 
+BACKENDS = ("tensorflow", "jax")
+
+
+def _backend_argument(parser):
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
+    )
+
+
+# Keras reads its backend when it is imported: parse it first.
+_pre_parser = argparse.ArgumentParser(add_help=False)
+_backend_argument(_pre_parser)
+os.environ["KERAS_BACKEND"] = _pre_parser.parse_known_args()[0].backend
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -69,6 +90,9 @@ QUICK_FIRST_CALL_SIZES = (6, 10, 14)
 FIRST_CALL_BATCH = 32
 CHILD_TAG = "first call: "
 SECTIONS = ("first-call", "fit", "optimizer-only")
+TENSORFLOW_ONLY_SECTIONS = ("optimizer-only",)
+# Keras' JAX train step without XLA runs op by op: not a setting to time.
+JIT_COMPILE_CASES = (True, False) if keras.backend.backend() == "tensorflow" else (True,)
 
 
 def residual_mlp(num_variables, width=128, inputs=64):
@@ -207,6 +231,8 @@ def first_call_child(cases, order, quick):
     command = [
         sys.executable,
         os.path.abspath(__file__),
+        "--backend",
+        keras.backend.backend(),
         "--first-call-child",
         ",".join(f"{n}:{int(jit)}" for n, jit in cases),
         "--order",
@@ -230,7 +256,7 @@ def first_call_child(cases, order, quick):
 
 def time_first_calls(sizes, quick, repeats):
     """`{(num_variables, jit_compile): {name: [seconds per repeat]}}`."""
-    cases = [(n, jit) for n in sizes for jit in (True, False)]
+    cases = [(n, jit) for n in sizes for jit in JIT_COMPILE_CASES]
     times = {}
     for repeat in range(repeats):
         order = ("adam", "learned") if repeat % 2 == 0 else ("learned", "adam")
@@ -469,6 +495,7 @@ def xla_label(jit_compile):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _backend_argument(parser)
     parser.add_argument(
         "--preset", help="preset name or directory (default: the default preset)"
     )
@@ -488,8 +515,8 @@ def main():
     )
     parser.add_argument(
         "--sections",
-        default=",".join(SECTIONS),
-        help=f"comma-separated, from {','.join(SECTIONS)} (default: all)",
+        help=f"comma-separated, from {','.join(SECTIONS)} (default: all that "
+        "run on the backend)",
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="also time the parts of the learned step"
@@ -497,10 +524,18 @@ def main():
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
     parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sections = args.sections.split(",")
+    on_tensorflow = args.backend == "tensorflow"
+    available = [s for s in SECTIONS if on_tensorflow or s not in TENSORFLOW_ONLY_SECTIONS]
+    sections = args.sections.split(",") if args.sections else available
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown --sections {unknown}; expected names from {SECTIONS}")
+    unavailable = sorted(set(sections) - set(available))
+    if unavailable or (args.breakdown and not on_tensorflow):
+        parser.error(
+            f"--sections {unavailable or ''} and --breakdown need "
+            f"--backend tensorflow. Received: --backend {args.backend}"
+        )
     if args.pin is not None:
         # Before the first TensorFlow op sizes its thread pools; children
         # inherit it.
@@ -518,7 +553,8 @@ def main():
     if args.quick:
         args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"Keras {keras.__version__} on {keras.backend.backend()}, "
+        f"TensorFlow {tf.__version__}, "
         f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}, "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
         f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}",
@@ -565,7 +601,7 @@ def main():
     state = {}
     fits = fit_models(args.quick, args.large) if "fit" in sections else {}
     for label, (build, batch_size) in fits.items():
-        for jit_compile in (True, False):
+        for jit_compile in JIT_COMPILE_CASES:
             medians, models = time_fit(
                 build, batch_size, jit_compile, args.rounds, args.steps
             )

@@ -1,4 +1,4 @@
-"""keras_lopt: learned optimizers for Keras 3 (TensorFlow backend)."""
+"""keras_lopt: learned optimizers for Keras 3 (TensorFlow and JAX backends)."""
 
 import os as _os
 import sys as _sys

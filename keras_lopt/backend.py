@@ -1,13 +1,16 @@
 """The Keras backends keras_lopt runs on, checked when it is imported.
 
-The update rule and the optimizer are written in TensorFlow, so Keras must
-run on its TensorFlow backend. Support for another backend is one more name
-in `SUPPORTED_BACKENDS`, once the code runs there.
+The optimizer's update path is written in `keras.ops` and runs on the
+TensorFlow and JAX backends (tested on both). The meta-trainer (`meta/`)
+and the preset format need TensorFlow, which is a dependency on every
+backend. PyTorch is not supported: it is untested (PyPI's Linux torch
+wheels pull several GB of CUDA libraries). Support for another backend is
+one more name in `SUPPORTED_BACKENDS`, once it is tested there.
 """
 
 import keras
 
-SUPPORTED_BACKENDS = ("tensorflow",)
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 
 def check_backend(backend=None):
@@ -19,8 +22,8 @@ def check_backend(backend=None):
     backend = keras.backend.backend() if backend is None else backend
     if backend not in SUPPORTED_BACKENDS:
         raise ImportError(
-            f"keras_lopt needs Keras' TensorFlow backend, but Keras is using "
-            f"the {backend!r} backend. Set the environment variable "
-            "KERAS_BACKEND=tensorflow before Keras is imported (or "
-            '"backend": "tensorflow" in ~/.keras/keras.json).'
+            f"keras_lopt runs on Keras' TensorFlow or JAX backend, but Keras "
+            f"is using the {backend!r} backend. Set the environment variable "
+            "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before Keras is "
+            'imported (or "backend": "jax" in ~/.keras/keras.json).'
         )

@@ -4,15 +4,20 @@ Keras calls `update_step` once per variable while it traces a train step.
 Tracing the rule there would build the whole unrolled network again for
 every variable: graph building (and XLA compilation) would grow with the
 number of variables, and without XLA each of its ~100 operations would be a
-kernel of its own on every step. `VariableStep` instead holds one
-`tf.function(jit_compile=True)` per variable signature (shape, dtypes,
-whether weight decay applies): variables that share a signature share one
-traced and compiled program. Called from a train step that is not compiled
-(Keras' default on CPU), each call runs as one XLA program; inside an XLA
-train step it is inlined into the step's program.
+kernel of its own on every step. On the TensorFlow backend `VariableStep`
+instead holds one `tf.function(jit_compile=True)` per variable signature
+(shape, dtypes, whether weight decay applies): variables that share a
+signature share one traced and compiled program. Called from a train step
+that is not compiled (Keras' default on CPU), each call runs as one XLA
+program; inside an XLA train step it is inlined into the step's program.
+
+On the JAX backend Keras jits the whole train step (unless it runs
+eagerly), so the step is traced into that program directly.
 """
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 from keras_lopt import rule
 from keras_lopt.layers import BoundNetwork
@@ -27,8 +32,11 @@ def all_finite(*tensors):
     than `reduce_all(is_finite(x))` per tensor, which materialises a boolean
     tensor for each (see BENCHMARKS.md, "Step time").
     """
-    zeros = [tf.cast(x * tf.constant(0, x.dtype), tf.float32) for x in tensors]
-    return tf.math.is_finite(tf.reduce_sum(tf.add_n(zeros)))
+    zeros = [ops.cast(x * ops.zeros((), x.dtype), "float32") for x in tensors]
+    total = zeros[0]
+    for x in zeros[1:]:
+        total = total + x
+    return ops.isfinite(ops.sum(total))
 
 
 def finite_gradient_gives_finite_update(loaded):
@@ -62,25 +70,35 @@ class VariableStep:
             each call, so that they can live in optimizer variables).
         feature_names: the features the network reads (a preset's).
         check_gradient_only: whether a finite gradient (with a finite
-            square) always gives a finite update
-            (`finite_gradient_gives_finite_update`), so that the non-finite
+            square) always gives a finite update, so that the non-finite
             check reads the gradient alone and the network reads the
             moments as they will be stored.
         guard: an `AdamGuard`, or None.
         weight_decay: the decoupled weight decay, or None.
+        counter_dtype: the integer dtype of the returned counts.
     """
 
-    def __init__(self, network, feature_names, check_gradient_only, guard, weight_decay):
+    def __init__(
+        self,
+        network,
+        feature_names,
+        check_gradient_only,
+        guard,
+        weight_decay,
+        counter_dtype="int64",
+    ):
         self._network = network
         self._feature_names = tuple(feature_names)
         self._check_gradient_only = check_gradient_only
         self._guard = guard
         self._weight_decay = weight_decay
+        self._counter_dtype = counter_dtype
         self._programs = {}
 
     @property
     def programs(self):
-        """The compiled programs by signature `(shape, dtypes, decays)`."""
+        """The compiled programs by signature `(shape, dtypes, decays)`
+        (TensorFlow backend; empty on others)."""
         return dict(self._programs)
 
     def __call__(self, gradient, value, slots, network_weights, scalars, decays):
@@ -99,9 +117,14 @@ class VariableStep:
 
         Returns:
             `(new_value, new_slots, skipped, fell_back)`: the values to store
-            (the old ones where the step is skipped), and two int64 scalars
-            that count a skipped step and a step the guard replaced.
+            (the old ones where the step is skipped), and two integer scalars
+            (`counter_dtype`) that count a skipped step and a step the guard
+            replaced.
         """
+        if keras.backend.backend() != "tensorflow":
+            return self._step(
+                gradient, value, tuple(slots), tuple(network_weights), scalars, decays
+            )
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays)
         program = self._programs.get(key)
         if program is None:
@@ -119,7 +142,7 @@ class VariableStep:
         """Decay, the rule (moments, then the network's update), the guard,
         and the selection that leaves everything as it was on a non-finite
         step. Selection, not Python control flow: this runs inside XLA."""
-        gradient = tf.cast(gradient, tf.float32)
+        gradient = ops.cast(gradient, "float32")
         old_state = list(old_state)
         parameter = old_value
         if decays:
@@ -134,10 +157,10 @@ class VariableStep:
                 BoundNetwork(self._network, network_weights),
                 rule.unflatten_state(old_state),
                 gradient,
-                tf.cast(parameter, tf.float32),
+                ops.cast(parameter, "float32"),
                 **self._rule_arguments(scalars),
             )
-        new_value = parameter - tf.cast(update, parameter.dtype)
+        new_value = parameter - ops.cast(update, parameter.dtype)
         new_value, fell_back = self._guarded(parameter, new_value, new_state, scalars)
         new_slots = list(rule.flatten_state(new_state))
         if self._check_gradient_only:
@@ -151,10 +174,10 @@ class VariableStep:
             finite = all_finite(gradient, new_value)
             new_slots = _select(finite, new_slots, old_state)
         return (
-            tf.where(finite, new_value, old_value),
+            ops.where(finite, new_value, old_value),
             tuple(new_slots),
-            tf.cast(tf.logical_not(finite), tf.int64),
-            tf.cast(tf.logical_and(fell_back, finite), tf.int64),
+            ops.cast(ops.logical_not(finite), self._counter_dtype),
+            ops.cast(ops.logical_and(fell_back, finite), self._counter_dtype),
         )
 
     def _rule_arguments(self, scalars):
@@ -163,9 +186,9 @@ class VariableStep:
     def _decayed(self, parameter, learning_rate):
         """`parameter` after decoupled weight decay."""
         # The association of keras' AdamW: (v * wd) * lr.
-        return parameter - parameter * tf.cast(
+        return parameter - parameter * ops.cast(
             self._weight_decay, parameter.dtype
-        ) * tf.cast(learning_rate, parameter.dtype)
+        ) * ops.cast(learning_rate, parameter.dtype)
 
     def _learned_step_after_moments(
         self, gradient, parameter, old_state, finite, network_weights, scalars
@@ -183,7 +206,7 @@ class VariableStep:
             BoundNetwork(self._network, network_weights),
             state,
             gradient,
-            tf.cast(parameter, tf.float32),
+            ops.cast(parameter, "float32"),
             **self._rule_arguments(scalars),
         )
 
@@ -191,15 +214,15 @@ class VariableStep:
         """`(new_value, fell_back)`: Adam's step where the guard rejects the
         learned one (no guard: never)."""
         if self._guard is None:
-            return new_value, tf.constant(False)
+            return new_value, ops.convert_to_tensor(False)
         learning_rate = scalars["learning_rate"]
         adam = self._guard.adam_step(new_state, scalars["iteration"], learning_rate)
         # The step taken, not `update`: a second use of `update` changes
         # how TensorFlow and XLA fuse (and round) the learned path.
-        taken = tf.cast(parameter - new_value, tf.float32)
-        fell_back = tf.logical_not(self._guard.accepts(taken, adam))
-        new_value = tf.where(
-            fell_back, parameter - tf.cast(adam, parameter.dtype), new_value
+        taken = ops.cast(parameter - new_value, "float32")
+        fell_back = ops.logical_not(self._guard.accepts(taken, adam))
+        new_value = ops.where(
+            fell_back, parameter - ops.cast(adam, parameter.dtype), new_value
         )
         return new_value, fell_back
 
@@ -211,9 +234,9 @@ def _square_is_finite(gradient):
     skipped too, not folded into the state as an inf. (This reduction is
     faster under XLA on CPU than `all_finite`'s sum for one tensor.)
     """
-    return tf.reduce_all(tf.math.is_finite(tf.square(gradient)))
+    return ops.all(ops.isfinite(ops.square(gradient)))
 
 
 def _select(finite, new, old):
     """`new` where `finite`, else `old`, element by element of two lists."""
-    return [tf.where(finite, n, o) for n, o in zip(new, old)]
+    return [ops.where(finite, n, o) for n, o in zip(new, old)]

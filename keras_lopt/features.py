@@ -21,9 +21,12 @@ scalars only, so the whole learned step is one elementwise pass.
 """
 
 import math
-from typing import Iterable, List, Sequence, Tuple
+from typing import Any, Iterable, List, Sequence, Tuple
 
-import tensorflow as tf
+from keras import ops
+
+# A tensor of Keras' backend (tf.Tensor, jax.Array).
+Tensor = Any
 
 MOMENTUM_DECAYS = (0.9, 0.99)
 SECOND_MOMENT_DECAY = 0.999
@@ -96,17 +99,17 @@ def feature_set_of(names: Iterable[str]) -> str:
 
 
 def _tensor_rms_normalize(x):
-    return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x)) + TENSOR_RMS_EPSILON)
+    return x * ops.rsqrt(ops.mean(ops.square(x)) + TENSOR_RMS_EPSILON)
 
 
 def element_features(
-    gradient: tf.Tensor,
-    parameter: tf.Tensor,
-    momenta: Sequence[tf.Tensor],
-    second_moment: tf.Tensor,
-    iteration: tf.Tensor,
+    gradient: Tensor,
+    parameter: Tensor,
+    momenta: Sequence[Tensor],
+    second_moment: Tensor,
+    iteration: Tensor,
     names: Sequence[str] = ELEMENT_FEATURE_NAMES,
-) -> List[tf.Tensor]:
+) -> List[Tensor]:
     """Builds the element features of one parameter tensor.
 
     Args:
@@ -122,8 +125,8 @@ def element_features(
     Returns:
         A list of `len(names)` float32 tensors of shape `S`, in `names` order.
     """
-    second_moment_correction = tf.sqrt(1.0 - SECOND_MOMENT_DECAY**iteration)
-    inverse_denominator = 1.0 / (tf.sqrt(second_moment) + EPSILON)
+    second_moment_correction = ops.sqrt(1.0 - SECOND_MOMENT_DECAY**iteration)
+    inverse_denominator = 1.0 / (ops.sqrt(second_moment) + EPSILON)
 
     def normalized_momentum(index):
         # The same algebra as keras.optimizers.Adam:
@@ -136,9 +139,9 @@ def element_features(
         )
 
     def rms_ratio():
-        return tf.sqrt(
+        return ops.sqrt(
             second_moment
-            / (tf.reduce_mean(second_moment) + TENSOR_RMS_EPSILON)
+            / (ops.mean(second_moment) + TENSOR_RMS_EPSILON)
         )
 
     builders = {
@@ -162,7 +165,7 @@ def element_features(
     return [builders[n]() for n in names]
 
 
-def tensor_features(iteration: tf.Tensor, total_steps: tf.Tensor, tensor_size: int) -> List[tf.Tensor]:
+def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size: int) -> List[Tensor]:
     """Builds the tensor features of one parameter tensor.
 
     Args:
@@ -174,15 +177,15 @@ def tensor_features(iteration: tf.Tensor, total_steps: tf.Tensor, tensor_size: i
     Returns:
         A list of `len(TENSOR_FEATURE_NAMES)` float32 scalars.
     """
-    horizon_known = tf.cast(total_steps > 0, tf.float32)
-    progress = horizon_known * tf.minimum(
-        iteration / tf.maximum(total_steps, 1.0), 1.0
+    horizon_known = ops.cast(total_steps > 0, "float32")
+    progress = horizon_known * ops.minimum(
+        iteration / ops.maximum(total_steps, 1.0), 1.0
     )
     return [
-        *(tf.tanh(iteration / float(s)) for s in STEP_TIMESCALES),
+        *(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES),
         progress,
         horizon_known,
-        tf.constant(math.log10(max(tensor_size, 1)), tf.float32),
+        ops.convert_to_tensor(math.log10(max(tensor_size, 1)), "float32"),
     ]
 
 
@@ -214,7 +217,7 @@ NUM_CONTEXT_FEATURES = len(CONTEXT_FEATURE_NAMES)
 LOSS_EPSILON = 1e-12
 
 
-def summary_features(element_columns: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+def summary_features(element_columns: Sequence[Tensor]) -> List[Tensor]:
     """Mean and RMS over the tensor of the `SUMMARIZED_FEATURE_NAMES` columns.
 
     Args:
@@ -227,14 +230,14 @@ def summary_features(element_columns: Sequence[tf.Tensor]) -> List[tf.Tensor]:
     """
     summaries = []
     for column in element_columns[: len(SUMMARIZED_FEATURE_NAMES)]:
-        summaries.append(tf.reduce_mean(column))
-        summaries.append(tf.sqrt(tf.reduce_mean(tf.square(column))))
+        summaries.append(ops.mean(column))
+        summaries.append(ops.sqrt(ops.mean(ops.square(column))))
     return summaries
 
 
 def loss_features(
-    loss: tf.Tensor, loss_known: tf.Tensor, loss_statistics: tf.Tensor
-) -> Tuple[List[tf.Tensor], tf.Tensor]:
+    loss: Tensor, loss_known: Tensor, loss_statistics: Tensor
+) -> Tuple[List[Tensor], Tensor]:
     """Features of the training loss, relative to its own recent history.
 
     The loss enters only through `(loss - average) / |average|`, so a loss
@@ -254,22 +257,22 @@ def loss_features(
         `(columns, new_loss_statistics)`: a list of
         `len(LOSS_FEATURE_NAMES)` float32 scalars and the updated statistics.
     """
-    loss_known = tf.cast(loss_known, tf.float32)
+    loss_known = ops.cast(loss_known, "float32")
     # A non-finite loss counts as unknown: it must not poison the averages.
-    loss = tf.cast(loss, tf.float32)
-    loss_known = loss_known * tf.cast(tf.math.is_finite(loss), tf.float32)
-    loss = tf.where(loss_known > 0, loss, 0.0)
+    loss = ops.cast(loss, "float32")
+    loss_known = loss_known * ops.cast(ops.isfinite(loss), "float32")
+    loss = ops.where(loss_known > 0, loss, 0.0)
     count = loss_statistics[-1]
-    seen_before = tf.cast(count > 0, tf.float32) * loss_known
+    seen_before = ops.cast(count > 0, "float32") * loss_known
     columns = [loss_known]
     averages = []
     for i, decay in enumerate(LOSS_AVERAGE_DECAYS):
         average = loss_statistics[i]
-        corrected = average / tf.maximum(1.0 - decay**count, LOSS_EPSILON)
-        change = (loss - corrected) / (tf.abs(corrected) + LOSS_EPSILON)
-        columns.append(seen_before * tf.tanh(change))
+        corrected = average / ops.maximum(1.0 - decay**count, LOSS_EPSILON)
+        change = (loss - corrected) / (ops.abs(corrected) + LOSS_EPSILON)
+        columns.append(seen_before * ops.tanh(change))
         averages.append(average + loss_known * (1.0 - decay) * (loss - average))
-    new_statistics = tf.stack([*averages, count + loss_known])
+    new_statistics = ops.stack([*averages, count + loss_known])
     return columns, new_statistics
 
 
@@ -309,8 +312,8 @@ def alignment_sample_stride(num_elements: int) -> int:
 
 
 def alignment_features(
-    gradient: tf.Tensor, momenta: Sequence[tf.Tensor], second_moment: tf.Tensor
-) -> List[tf.Tensor]:
+    gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor
+) -> List[Tensor]:
     """Per-tensor alignment signals of one parameter tensor.
 
     Measured over every `alignment_sample_stride`-th element of the
@@ -333,33 +336,33 @@ def alignment_features(
         zero or negligible next to the gradient, and 0 if a sum overflows),
         then the mean of `gradient ** 2` (at most `MAX_MEAN_SQUARE`).
     """
-    gradient = tf.convert_to_tensor(gradient, tf.float32)
-    stride = alignment_sample_stride(gradient.shape.num_elements())
+    gradient = ops.convert_to_tensor(gradient, "float32")
+    stride = alignment_sample_stride(math.prod(gradient.shape))
 
     def sample(x):
-        x = tf.reshape(x, [-1])
+        x = ops.reshape(x, [-1])
         return x if stride == 1 else x[::stride]
 
     gradient = sample(gradient)
-    inverse_denominator = 1.0 / (tf.sqrt(sample(second_moment)) + EPSILON)
-    gradient_square_sum = tf.reduce_sum(tf.square(gradient))
+    inverse_denominator = 1.0 / (ops.sqrt(sample(second_moment)) + EPSILON)
+    gradient_square_sum = ops.sum(ops.square(gradient))
     # A previous direction smaller than this (relative to the gradient's
     # own) is rounding noise of the recovery, e.g. on the first step.
-    floor = ALIGNMENT_RELATIVE_FLOOR * tf.reduce_sum(tf.square(gradient * inverse_denominator))
+    floor = ALIGNMENT_RELATIVE_FLOOR * ops.sum(ops.square(gradient * inverse_denominator))
     columns = []
     for momentum, decay in zip(momenta, MOMENTUM_DECAYS):
         previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
         direction = previous * inverse_denominator
-        cosine = tf.reduce_sum(gradient * direction) * tf.math.rsqrt(
-            gradient_square_sum * (tf.reduce_sum(tf.square(direction)) + floor)
+        cosine = ops.sum(gradient * direction) * ops.rsqrt(
+            gradient_square_sum * (ops.sum(ops.square(direction)) + floor)
             + ALIGNMENT_EPSILON
         )
         # An overflowing sum (inf / inf) says nothing about the direction.
         columns.append(
-            tf.where(tf.math.is_finite(cosine), tf.clip_by_value(cosine, -1.0, 1.0), 0.0)
+            ops.where(ops.isfinite(cosine), ops.clip(cosine, -1.0, 1.0), 0.0)
         )
-    size = max(gradient.shape.num_elements() or 1, 1)
+    size = max(math.prod(gradient.shape), 1)
     # Capped so that running averages of it stay finite (a finite gradient
     # can still overflow the sum).
-    columns.append(tf.minimum(gradient_square_sum / float(size), MAX_MEAN_SQUARE))
+    columns.append(ops.minimum(gradient_square_sum / float(size), MAX_MEAN_SQUARE))
     return columns

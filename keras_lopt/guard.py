@@ -18,7 +18,7 @@ fallback of Prémont-Schwarz et al. ("A Simple Guard for Learned Optimizers",
 evaluation per step that an optimizer inside `model.fit` does not have.
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import features, validation
 
@@ -146,10 +146,10 @@ class AdamGuard:
             update: float32 learned step, shape `S`.
             adam: float32 Adam update from `adam_step`, shape `S`.
         """
-        learned_sq = tf.reduce_sum(tf.square(update))
-        adam_sq = tf.reduce_sum(tf.square(adam))
+        learned_sq = ops.sum(ops.square(update))
+        adam_sq = ops.sum(ops.square(adam))
         # Written so that a NaN anywhere gives False.
-        return tf.logical_and(
+        return ops.logical_and(
             learned_sq <= self._max_ratio**2 * adam_sq,
             learned_sq >= self._min_ratio**2 * adam_sq,
         )
@@ -172,14 +172,14 @@ def adam_update(momentum, second_moment, iteration, learning_rate):
     """
     beta_1 = features.MOMENTUM_DECAYS[ADAM_MOMENTUM_INDEX]
     beta_2 = features.SECOND_MOMENT_DECAY
-    iteration = tf.cast(iteration, tf.float32)
-    learning_rate = tf.cast(learning_rate, tf.float32)
+    iteration = ops.cast(iteration, "float32")
+    learning_rate = ops.cast(learning_rate, "float32")
     alpha = (
         learning_rate
-        * tf.sqrt(1.0 - tf.pow(beta_2, iteration))
-        / (1.0 - tf.pow(beta_1, iteration))
+        * ops.sqrt(1.0 - ops.power(beta_2, iteration))
+        / (1.0 - ops.power(beta_1, iteration))
     )
-    return momentum * alpha / (tf.sqrt(second_moment) + features.EPSILON)
+    return momentum * alpha / (ops.sqrt(second_moment) + features.EPSILON)
 
 
 def get(identifier):

@@ -8,12 +8,15 @@ compiled step (`compiled_update`), the state's identity (`saved_state`) and
 the argument checks (`optimizer_arguments`).
 """
 
+import contextlib
+import json
 import os
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_lopt import compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
 from keras_lopt import guard as guard_lib
@@ -26,6 +29,34 @@ STATE_FORMAT = 1
 # variable dtype: float16/bfloat16 slots would round away the small updates
 # of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
 STATE_DTYPE = "float32"
+# The step counters' dtype, as Keras' own `iterations`: int64 on TensorFlow,
+# int32 on JAX (which has 64-bit integers only when x64 is enabled).
+COUNTER_DTYPE = "int"
+
+
+def _on_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _eager_scope():
+    """`tf.init_scope()` on the TensorFlow backend: lifts variable creation
+    and assignment out of a traced train step. Other backends create the
+    optimizer's state outside their compiled step."""
+    return tf.init_scope() if _on_tensorflow() else contextlib.nullcontext()
+
+
+def _colocated_with(variable):
+    """Places new variables beside `variable` under a `tf.distribute`
+    strategy (TensorFlow backend; a no-op on others)."""
+    if not _on_tensorflow():
+        return contextlib.nullcontext()
+    return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
+
+
+def _dense(x):
+    """A dense tensor of Keras' backend from a tensor, variable or
+    `tf.IndexedSlices`."""
+    return tf.convert_to_tensor(x) if _on_tensorflow() else ops.convert_to_tensor(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -142,6 +173,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
         self._check_gradient_only = compiled_update.finite_gradient_gives_finite_update(loaded)
+        if self._uses_loss and not _on_tensorflow():
+            warnings.warn(
+                f"Preset {loaded.name!r} reads the training loss, but on the "
+                f"{keras.backend.backend()!r} backend `model.fit` does not "
+                "give it to the optimizer (Keras calls `scale_loss` there in "
+                "a scope whose assignments it discards): every step runs "
+                "with the feature `loss_known` = 0, as the TensorFlow backend "
+                "does without a loss. A custom training loop that calls "
+                "`optimizer.set_loss(loss)` outside a traced function "
+                "passes it.",
+                stacklevel=2,
+            )
         if self._uses_loss:
             # Created here, not in `build`: `set_loss` may be traced before
             # the first step builds the optimizer.
@@ -162,16 +205,20 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         # State read from a Keras file before the optimizer was built; it is
         # restored when `build` has made the variables.
         self._pending_state = None
-        self._state_identity = saved_state.StateIdentity(
-            name,
-            {
-                "state_format": STATE_FORMAT,
-                "slots": list(rule.state_slot_names(loaded.network)),
-                "state_dtype": STATE_DTYPE,
-                "preset": loaded.name,
-                "preset_fingerprint": saved_state.preset_fingerprint(loaded),
-            },
-        )
+        identity = {
+            "state_format": STATE_FORMAT,
+            "slots": list(rule.state_slot_names(loaded.network)),
+            "state_dtype": STATE_DTYPE,
+            "preset": loaded.name,
+            "preset_fingerprint": saved_state.preset_fingerprint(loaded),
+        }
+        # A JSON string: TensorFlow's tracking would wrap a dict attribute.
+        self._identity_json = json.dumps(identity, sort_keys=True)
+        if _on_tensorflow():
+            # Checked by `tf.train.Checkpoint`, which only the TensorFlow
+            # backend's variables take part in; Keras files carry the
+            # identity on every backend (`save_own_variables`).
+            self._state_identity = saved_state.StateIdentity(name, identity)
 
     @property
     def network(self):
@@ -220,7 +267,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         # variable created inside a traced function gets a conditional
         # initialiser of its own, a large part of the first call with three
         # slots per variable.
-        with tf.init_scope():
+        with _eager_scope():
             super().build(var_list)
             self._total_steps = self.add_variable(
                 shape=(),
@@ -233,7 +280,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             )
             self._skipped_updates = self.add_variable(
                 shape=(),
-                dtype="int64",
+                dtype=COUNTER_DTYPE,
                 aggregation="only_first_replica",
                 name="skipped_updates",
             )
@@ -257,13 +304,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 self._check_gradient_only,
                 self._guard,
                 self.weight_decay,
+                counter_dtype=self._skipped_updates.dtype,
             )
             if self._guard is not None:
                 # Created last: every other variable keeps its position, so
                 # unguarded checkpoints restore into a guarded optimizer.
                 self._guard_fallbacks = self.add_variable(
                     shape=(),
-                    dtype="int64",
+                    dtype=COUNTER_DTYPE,
                     aggregation="only_first_replica",
                     name="guard_fallbacks",
                 )
@@ -280,7 +328,6 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         tensor_shapes = rule.tensor_state_shapes(self.network)
         per_parameter = len(names) - len(tensor_shapes)
         slots = tuple([] for _ in names)
-        strategy = tf.distribute.get_strategy()
         for variable in var_list:
             if getattr(variable, "overwrite_with_gradient", False):
                 for slot_list in slots:
@@ -292,7 +339,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 variable.value if isinstance(variable, keras.Variable) else variable
             )
             shapes = [variable.shape] * per_parameter + list(tensor_shapes)
-            with strategy.extended.colocate_vars_with(placement):
+            with _colocated_with(placement):
                 for slot_list, name, shape in zip(slots, names, shapes):
                     slot_list.append(
                         self.add_variable(
@@ -315,18 +362,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         slots = [slot_list[index] for slot_list in self._slots]
         scalars = {
             "iteration": self.iterations + 1,
-            "total_steps": tf.convert_to_tensor(self._total_steps),
-            "learning_rate": tf.convert_to_tensor(learning_rate),
+            "total_steps": _dense(self._total_steps),
+            "learning_rate": _dense(learning_rate),
         }
         if self._uses_loss:
-            scalars["loss"] = tf.convert_to_tensor(self._loss)
-            scalars["loss_known"] = tf.convert_to_tensor(self._loss_known)
+            scalars["loss"] = _dense(self._loss)
+            scalars["loss_known"] = _dense(self._loss_known)
         new_value, new_slots, skipped, fell_back = self._variable_step(
             # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
-            tf.convert_to_tensor(gradient),
-            tf.convert_to_tensor(variable),
-            [tf.convert_to_tensor(s) for s in slots],
-            [tf.convert_to_tensor(w) for w in self._network_weights],
+            _dense(gradient),
+            _dense(variable),
+            [_dense(s) for s in slots],
+            [_dense(w) for w in self._network_weights],
             scalars,
             decays=self.weight_decay is not None
             and self._use_weight_decay(variable),
@@ -346,9 +393,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def set_loss(self, loss):
         """Gives the next step the training loss of the batch it applies.
 
-        `model.fit` needs no call: Keras' train step passes its loss to
-        `scale_loss` before computing gradients, and this optimizer records
-        it there. A custom training loop calls `set_loss(loss)` (or
+        `model.fit` needs no call on the TensorFlow backend: Keras' train
+        step passes its loss to `scale_loss` before computing gradients, and
+        this optimizer records it there (on the JAX backend it cannot: see
+        the warning such presets give there). A custom training loop calls `set_loss(loss)` (or
         `scale_loss(loss)`) before `apply_gradients`. Each step uses the
         loss given since the previous step; without one the step runs with
         the feature `loss_known` = 0, as in meta-training's runs without a
@@ -360,8 +408,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 moving averages).
         """
         if self._uses_loss:
-            loss = tf.stop_gradient(tf.cast(tf.convert_to_tensor(loss), tf.float32))
-            self._loss.assign(tf.reshape(loss, []))
+            loss = ops.stop_gradient(ops.cast(loss, "float32"))
+            self._loss.assign(ops.reshape(loss, []))
             self._loss_known.assign(1.0)
 
     def scale_loss(self, loss):
@@ -380,7 +428,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         """Saves the variables and the state identity into a Keras store."""
         super().save_own_variables(store)
         store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(
-            self._state_identity.identity
+            json.loads(self._identity_json)
         )
 
     def load_own_variables(self, store):
@@ -394,7 +442,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         `optimizer.build(model.trainable_variables)`.
         """
         values, reason = saved_state.read_keras_store(
-            store, self._state_identity.identity
+            store, json.loads(self._identity_json)
         )
         if reason is None and len(values) == self._unbuilt_variable_count:
             # Saved before it was built: `iterations`, the learning rate
@@ -419,7 +467,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             return
         # Eager even when `build` runs inside a traced function: the values
         # are assigned once, not at every call of that function.
-        with tf.init_scope():
+        with _eager_scope():
             for variable, value in zip(self.variables, values):
                 variable.assign(value)
 

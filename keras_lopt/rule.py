@@ -10,11 +10,13 @@ call it unchanged, so what is meta-trained is exactly what users run.
 where `(direction, magnitude)` is the network's output for each element.
 """
 
+import math
 from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import features
+from keras_lopt.features import Tensor
 
 
 class RuleState(NamedTuple):
@@ -26,15 +28,15 @@ class RuleState(NamedTuple):
     *network_state)`, a few floats per tensor (`tensor_state_shapes`).
     """
 
-    momenta: Tuple[tf.Tensor, ...]
-    second_moment: tf.Tensor
-    tensor_state: Tuple[tf.Tensor, ...] = ()
+    momenta: Tuple[Any, ...]
+    second_moment: Any
+    tensor_state: Tuple[Any, ...] = ()
 
 
 # A network layer of `keras_lopt.layers`, or a plain callable
 # `columns -> (direction, magnitude)` with a `magnitude_scale` (see `step`).
 Network = Any
-Scalar = Union[tf.Tensor, float, int]
+Scalar = Union[Tensor, float, int]
 
 
 def _network_state_names(network):
@@ -72,24 +74,24 @@ def tensor_state_shapes(network: Optional[Network] = None) -> Tuple[Tuple[int, .
     return shapes
 
 
-def init_state(parameter: tf.Tensor, network: Optional[Network] = None) -> RuleState:
+def init_state(parameter: Tensor, network: Optional[Network] = None) -> RuleState:
     """Zero state for a parameter tensor of any shape."""
-    zeros = tf.zeros_like(parameter, dtype=tf.float32)
+    zeros = ops.zeros_like(parameter, dtype="float32")
     return RuleState(
         momenta=tuple(zeros for _ in features.MOMENTUM_DECAYS),
         second_moment=zeros,
         tensor_state=tuple(
-            tf.zeros(shape, tf.float32) for shape in tensor_state_shapes(network)
+            ops.zeros(shape, "float32") for shape in tensor_state_shapes(network)
         ),
     )
 
 
-def flatten_state(state: RuleState) -> Tuple[tf.Tensor, ...]:
+def flatten_state(state: RuleState) -> Tuple[Tensor, ...]:
     """RuleState -> tuple of tensors, in `state_slot_names()` order."""
     return (*state.momenta, state.second_moment, *state.tensor_state)
 
 
-def unflatten_state(slots: Sequence[tf.Tensor]) -> RuleState:
+def unflatten_state(slots: Sequence[Tensor]) -> RuleState:
     """Inverse of `flatten_state`."""
     count = len(features.MOMENTUM_DECAYS)
     return RuleState(
@@ -99,7 +101,7 @@ def unflatten_state(slots: Sequence[tf.Tensor]) -> RuleState:
     )
 
 
-def update_moments(state: RuleState, gradient: tf.Tensor) -> RuleState:
+def update_moments(state: RuleState, gradient: Tensor) -> RuleState:
     """`state` with this step's gradient folded into its moments.
 
     The per-tensor state is left as it is (`step_with_moments` updates it).
@@ -116,7 +118,7 @@ def update_moments(state: RuleState, gradient: tf.Tensor) -> RuleState:
         for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
     )
     second_moment = state.second_moment + (
-        tf.square(gradient) - state.second_moment
+        ops.square(gradient) - state.second_moment
     ) * (1.0 - features.SECOND_MOMENT_DECAY)
     return RuleState(
         momenta=momenta,
@@ -128,15 +130,15 @@ def update_moments(state: RuleState, gradient: tf.Tensor) -> RuleState:
 def step(
     network: Network,
     state: RuleState,
-    gradient: tf.Tensor,
-    parameter: tf.Tensor,
+    gradient: Tensor,
+    parameter: Tensor,
     iteration: Scalar,
     total_steps: Scalar,
     learning_rate: Scalar,
     loss: Scalar = 0.0,
     loss_known: Scalar = 0.0,
     feature_names: Sequence[str] = features.FEATURE_NAMES,
-) -> Tuple[tf.Tensor, RuleState]:
+) -> Tuple[Tensor, RuleState]:
     """One application of the learned rule to one parameter tensor.
 
     Args:
@@ -183,15 +185,15 @@ def step(
 def step_with_moments(
     network: Network,
     state: RuleState,
-    gradient: tf.Tensor,
-    parameter: tf.Tensor,
+    gradient: Tensor,
+    parameter: Tensor,
     iteration: Scalar,
     total_steps: Scalar,
     learning_rate: Scalar,
     loss: Scalar = 0.0,
     loss_known: Scalar = 0.0,
     feature_names: Sequence[str] = features.FEATURE_NAMES,
-) -> Tuple[tf.Tensor, RuleState]:
+) -> Tuple[Tensor, RuleState]:
     """`step` for a `state` whose moments already hold `gradient`.
 
     `step(network, state, g, ...)` is
@@ -201,9 +203,9 @@ def step_with_moments(
     reads them. Arguments and return value as in `step`; the returned
     state's moments are `state`'s.
     """
-    iteration = tf.cast(iteration, tf.float32)
-    total_steps = tf.cast(total_steps, tf.float32)
-    learning_rate = tf.cast(learning_rate, tf.float32)
+    iteration = ops.cast(iteration, "float32")
+    total_steps = ops.cast(total_steps, "float32")
+    learning_rate = ops.cast(learning_rate, "float32")
     momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
     element_names = [
@@ -213,7 +215,7 @@ def step_with_moments(
         gradient, parameter, momenta, second_moment, iteration, element_names
     )
     tensor_columns = features.tensor_features(
-        iteration, total_steps, parameter.shape.num_elements()
+        iteration, total_steps, math.prod(parameter.shape)
     )
     by_name = {
         **dict(zip(element_names, element_columns)),
@@ -240,7 +242,7 @@ def step_with_moments(
         if any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
             signals = features.alignment_features(gradient, momenta, second_moment)
             context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
-        context = tf.stack([context_columns[n] for n in context_names])
+        context = ops.stack([context_columns[n] for n in context_names])
         direction, magnitude, network_state = network(
             columns, context, tuple(network_state)
         )
@@ -250,7 +252,7 @@ def step_with_moments(
     update = (
         learning_rate
         * direction
-        * tf.exp(network.magnitude_scale * magnitude)
+        * ops.exp(network.magnitude_scale * magnitude)
     )
     return update, RuleState(
         momenta=momenta, second_moment=second_moment, tensor_state=tensor_state

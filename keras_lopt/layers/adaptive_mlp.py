@@ -2,10 +2,15 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import features, validation
-from keras_lopt.layers.mlp import ACTIVATIONS, PresetNetworkLayer, elementwise_mlp
+from keras_lopt.layers.mlp import (
+    ACTIVATIONS,
+    PresetNetworkLayer,
+    elementwise_mlp,
+    matvec_transposed,
+)
 
 # Decay of the controller's running averages of its alignment signals and
 # of the gradient's mean square.
@@ -150,10 +155,10 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
     def controller_inputs(self, context, state):
         """`([I] controller inputs, new running averages [3])` of one tensor."""
         count = len(features.ALIGNMENT_FEATURE_NAMES)
-        signals = tf.unstack(context[:count], num=count)
-        tensor_columns = tf.unstack(context[count:], num=len(features.TENSOR_FEATURE_NAMES))
+        signals = ops.unstack(context[:count], num=count)
+        tensor_columns = ops.unstack(context[count:], num=len(features.TENSOR_FEATURE_NAMES))
         log_step = state[0]
-        averages = tf.unstack(state[1:], num=count)
+        averages = ops.unstack(state[1:], num=count)
         new_averages = [
             average + (signal - average) * (1.0 - SIGNAL_AVERAGE_DECAY)
             for signal, average in zip(signals[:-1], averages[:-1])
@@ -162,22 +167,22 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         seen = square_average > 0.0
         # The first gradient starts the average: no ratio to report yet.
         new_averages.append(
-            tf.where(
+            ops.where(
                 seen,
                 square_average + (square - square_average) * (1.0 - SIGNAL_AVERAGE_DECAY),
                 square,
             )
         )
-        ratio = tf.where(
+        ratio = ops.where(
             seen,
-            tf.math.log(
+            ops.log(
                 (square + features.ALIGNMENT_EPSILON)
                 / (square_average + features.ALIGNMENT_EPSILON)
             ),
             0.0,
         )
-        ratio = tf.clip_by_value(ratio, -MAX_LOG_GRADIENT_RATIO, MAX_LOG_GRADIENT_RATIO)
-        inputs = tf.stack(
+        ratio = ops.clip(ratio, -MAX_LOG_GRADIENT_RATIO, MAX_LOG_GRADIENT_RATIO)
+        inputs = ops.stack(
             [*signals[:-1], *new_averages[:-1], ratio, log_step, *tensor_columns]
         )
         return inputs, new_averages
@@ -206,27 +211,27 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         (step_control,) = state
         inputs, new_averages = self.controller_inputs(context, step_control)
         hidden = ACTIVATIONS[self.activation](
-            tf.linalg.matvec(controller[0], inputs, transpose_a=True) + controller[1]
+            matvec_transposed(controller[0], inputs) + controller[1]
         )
-        change = tf.linalg.matvec(controller[2], hidden, transpose_a=True)[0] + controller[3][0]
+        change = matvec_transposed(controller[2], hidden)[0] + controller[3][0]
         low, high = self.log_step_range
-        log_step = tf.clip_by_value(
-            step_control[0] + self.max_step_change * tf.tanh(change), low, high
+        log_step = ops.clip(
+            step_control[0] + self.max_step_change * ops.tanh(change), low, high
         )
         (direction,) = elementwise_mlp(direction_weights, columns, self.activation)
-        new_state = tf.stack([log_step, *new_averages])
+        new_state = ops.stack([log_step, *new_averages])
         return direction, log_step, (new_state,)
 
     def call(self, features_matrix, context, step_control):
         """features `[N, F]`, context `[C]`, state `[4]` ->
         (direction `[N]`, log step `[]`, (step_control `[4]`,))."""
-        features_matrix = tf.convert_to_tensor(features_matrix, tf.float32)
-        columns = tf.unstack(features_matrix, num=self.num_features, axis=-1)
+        features_matrix = ops.convert_to_tensor(features_matrix, "float32")
+        columns = ops.unstack(features_matrix, num=self.num_features, axis=-1)
         return self.forward(
             [w.value for w in self.weights],
             columns,
-            tf.convert_to_tensor(context, tf.float32),
-            (tf.convert_to_tensor(step_control, tf.float32),),
+            ops.convert_to_tensor(context, "float32"),
+            (ops.convert_to_tensor(step_control, "float32"),),
         )
 
     def get_config(self):

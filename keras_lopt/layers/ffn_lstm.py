@@ -3,7 +3,7 @@ architecture, and compute")."""
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt.layers.lstm import RecurrentNetwork
 
@@ -44,7 +44,7 @@ class FFNLSTMNetwork(RecurrentNetwork):
         return self.lstm_hidden_size
 
     def _parameter_forward(self, weights, columns, hidden):
-        conditioning = tf.unstack(hidden, num=self.lstm_hidden_size)
+        conditioning = ops.unstack(hidden, num=self.lstm_hidden_size)
         return self._mlp.layer.forward(weights, list(columns) + conditioning)
 
     def weights_from_mlp(self, mlp_network, mlp_weights):

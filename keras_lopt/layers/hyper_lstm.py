@@ -2,10 +2,11 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import validation
 from keras_lopt.layers.lstm import RecurrentNetwork
+from keras_lopt.layers.mlp import matvec_transposed
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -55,10 +56,10 @@ class HyperLSTMNetwork(RecurrentNetwork):
 
     def _parameter_forward(self, weights, columns, hidden):
         mixing_kernel, mixing_bias, *bank = weights
-        coefficients = tf.nn.softmax(
-            tf.linalg.matvec(mixing_kernel, hidden, transpose_a=True) + mixing_bias
+        coefficients = ops.softmax(
+            matvec_transposed(mixing_kernel, hidden) + mixing_bias
         )
-        mixed = [tf.tensordot(coefficients, w, axes=1) for w in bank]
+        mixed = [ops.tensordot(coefficients, w, axes=1) for w in bank]
         return self._mlp.layer.forward(mixed, columns)
 
     def weights_from_mlp(self, mlp_network, mlp_weights):

@@ -13,10 +13,10 @@ parameter tensor (`state_names`, `state_shapes`).
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import features, validation
-from keras_lopt.layers.mlp import MLPNetwork, PresetNetworkLayer
+from keras_lopt.layers.mlp import MLPNetwork, PresetNetworkLayer, matvec_transposed
 
 
 class _Untracked:
@@ -40,13 +40,13 @@ def lstm_cell(kernel, recurrent_kernel, bias, inputs, hidden, cell):
         `(new_hidden [H], new_cell [H])`.
     """
     z = (
-        tf.linalg.matvec(kernel, inputs, transpose_a=True)
-        + tf.linalg.matvec(recurrent_kernel, hidden, transpose_a=True)
+        matvec_transposed(kernel, inputs)
+        + matvec_transposed(recurrent_kernel, hidden)
         + bias
     )
-    i, f, g, o = tf.split(z, 4)
-    new_cell = tf.sigmoid(f) * cell + tf.sigmoid(i) * tf.tanh(g)
-    return tf.sigmoid(o) * tf.tanh(new_cell), new_cell
+    i, f, g, o = ops.split(z, 4)
+    new_cell = ops.sigmoid(f) * cell + ops.sigmoid(i) * ops.tanh(g)
+    return ops.sigmoid(o) * ops.tanh(new_cell), new_cell
 
 
 class RecurrentNetwork(PresetNetworkLayer):
@@ -168,15 +168,15 @@ class RecurrentNetwork(PresetNetworkLayer):
     def call(self, features, context, lstm_hidden, lstm_cell):
         """features `[N, F]`, context `[C]`, state `[H]` x 2 ->
         (direction `[N]`, magnitude `[N]`, (lstm_hidden `[H]`, lstm_cell `[H]`))."""
-        features = tf.convert_to_tensor(features, tf.float32)
-        columns = tf.unstack(features, num=self.num_features, axis=-1)
+        features = ops.convert_to_tensor(features, "float32")
+        columns = ops.unstack(features, num=self.num_features, axis=-1)
         return self.forward(
             [w.value for w in self.weights],
             columns,
-            tf.convert_to_tensor(context, tf.float32),
+            ops.convert_to_tensor(context, "float32"),
             (
-                tf.convert_to_tensor(lstm_hidden, tf.float32),
-                tf.convert_to_tensor(lstm_cell, tf.float32),
+                ops.convert_to_tensor(lstm_hidden, "float32"),
+                ops.convert_to_tensor(lstm_cell, "float32"),
             ),
         )
 

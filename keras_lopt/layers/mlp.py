@@ -1,18 +1,29 @@
 """The per-parameter MLP learned-optimizer network."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_lopt import validation
 
-ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
+ACTIVATIONS = {"relu": ops.relu, "tanh": ops.tanh}
 
 
 def _scalars(kernel):
     """`[I, J]` tensor -> nested lists `[I][J]` of its scalars."""
     rows, columns = kernel.shape
-    flat = tf.unstack(tf.reshape(kernel, [-1]), num=rows * columns)
+    flat = ops.unstack(ops.reshape(kernel, [-1]), num=rows * columns)
     return [flat[i * columns : (i + 1) * columns] for i in range(rows)]
+
+
+def matvec_transposed(matrix, vector):
+    """`matrix [I, J]`, `vector [I]` -> `vector @ matrix`, `[J]`."""
+    if keras.backend.backend() == "tensorflow":
+        # The op the meta-trained presets were trained and golden-tested
+        # with: other contractions may round differently.
+        import tensorflow as tf
+
+        return tf.linalg.matvec(matrix, vector, transpose_a=True)
+    return ops.matmul(ops.expand_dims(vector, 0), matrix)[0]
 
 
 def elementwise_mlp(weights, columns, activation):
@@ -31,13 +42,13 @@ def elementwise_mlp(weights, columns, activation):
     """
     activation = ACTIVATIONS[activation]
     kernel, bias = weights[0], weights[1]
-    scalar_idx = [i for i, c in enumerate(columns) if c.shape.rank == 0]
-    element_idx = [i for i, c in enumerate(columns) if c.shape.rank != 0]
+    scalar_idx = [i for i, c in enumerate(columns) if len(c.shape) == 0]
+    element_idx = [i for i, c in enumerate(columns) if len(c.shape) != 0]
     first_bias = bias
     if scalar_idx:
-        scalars = tf.stack([columns[i] for i in scalar_idx])
-        first_bias = bias + tf.linalg.matvec(
-            tf.gather(kernel, scalar_idx), scalars, transpose_a=True
+        scalars = ops.stack([columns[i] for i in scalar_idx])
+        first_bias = bias + matvec_transposed(
+            ops.take(kernel, scalar_idx, axis=0), scalars
         )
     num_layers = len(weights) // 2
     # Unrolled over the tiny widths so XLA fuses the whole network (and the
@@ -45,7 +56,7 @@ def elementwise_mlp(weights, columns, activation):
     # tensor is split into its scalars by one op, not one slice per scalar:
     # the traced program, and so tracing and XLA compilation, stay small.
     kernel = _scalars(kernel)
-    first_bias = tf.unstack(first_bias)
+    first_bias = ops.unstack(first_bias)
     hidden = []
     for j in range(len(first_bias)):
         acc = first_bias[j]
@@ -54,7 +65,7 @@ def elementwise_mlp(weights, columns, activation):
         hidden.append(acc if num_layers == 1 else activation(acc))
     for layer in range(1, num_layers):
         kernel = _scalars(weights[2 * layer])
-        bias = tf.unstack(weights[2 * layer + 1])
+        bias = ops.unstack(weights[2 * layer + 1])
         is_output = layer == num_layers - 1
         outputs = []
         for j in range(len(bias)):
@@ -178,13 +189,13 @@ class MLPNetwork(PresetNetworkLayer):
         direction, magnitude = elementwise_mlp(weights, columns, self.activation)
         if self.max_log_multiplier is not None:
             bound, scale = self.max_log_multiplier, self.magnitude_scale
-            magnitude = (bound / scale) * tf.tanh(magnitude * (scale / bound))
+            magnitude = (bound / scale) * ops.tanh(magnitude * (scale / bound))
         return direction, magnitude
 
     def call(self, features):
         """features `[N, F]` -> (direction `[N]`, magnitude `[N]`)."""
-        features = tf.convert_to_tensor(features, tf.float32)
-        columns = tf.unstack(features, num=self.num_features, axis=-1)
+        features = ops.convert_to_tensor(features, "float32")
+        columns = ops.unstack(features, num=self.num_features, axis=-1)
         return self.forward([w.value for w in self.weights], columns)
 
     def get_config(self):
