@@ -27,3 +27,19 @@ def check_backend(backend=None):
             "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before Keras is "
             'imported (or "backend": "jax" in ~/.keras/keras.json).'
         )
+
+
+def dense(x):
+    """A dense tensor of Keras' backend from a tensor, variable or
+    `tf.IndexedSlices`.
+
+    TensorFlow gives the gradient of an embedding lookup as `IndexedSlices`
+    (one row per lookup, repeated indices not yet summed), and `keras.ops`
+    keeps them sparse: `ops.square` would square each lookup's row before
+    the rows are summed. The rule needs the summed, dense gradient.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(x)
+    return keras.ops.convert_to_tensor(x)

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lopt import compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
+from keras_lopt import backend, compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
 from keras_lopt import guard as guard_lib
 
 # Version of the optimizer-state layout: the variables `build` creates, their
@@ -51,12 +51,6 @@ def _colocated_with(variable):
     if not _on_tensorflow():
         return contextlib.nullcontext()
     return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
-
-
-def _dense(x):
-    """A dense tensor of Keras' backend from a tensor, variable or
-    `tf.IndexedSlices`."""
-    return tf.convert_to_tensor(x) if _on_tensorflow() else ops.convert_to_tensor(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -362,18 +356,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         slots = [slot_list[index] for slot_list in self._slots]
         scalars = {
             "iteration": self.iterations + 1,
-            "total_steps": _dense(self._total_steps),
-            "learning_rate": _dense(learning_rate),
+            "total_steps": backend.dense(self._total_steps),
+            "learning_rate": backend.dense(learning_rate),
         }
         if self._uses_loss:
-            scalars["loss"] = _dense(self._loss)
-            scalars["loss_known"] = _dense(self._loss_known)
+            scalars["loss"] = backend.dense(self._loss)
+            scalars["loss_known"] = backend.dense(self._loss_known)
         new_value, new_slots, skipped, fell_back = self._variable_step(
             # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
-            _dense(gradient),
-            _dense(variable),
-            [_dense(s) for s in slots],
-            [_dense(w) for w in self._network_weights],
+            backend.dense(gradient),
+            backend.dense(variable),
+            [backend.dense(s) for s in slots],
+            [backend.dense(w) for w in self._network_weights],
             scalars,
             decays=self.weight_decay is not None
             and self._use_weight_decay(variable),

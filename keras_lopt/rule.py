@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 from keras import ops
 
-from keras_lopt import features
+from keras_lopt import backend, features
 from keras_lopt.features import Tensor
 
 
@@ -108,11 +108,12 @@ def update_moments(state: RuleState, gradient: Tensor) -> RuleState:
 
     Args:
         state: `RuleState` of a parameter tensor of shape `S`.
-        gradient: float32 tensor of shape `S`.
+        gradient: float32 tensor of shape `S` (or `tf.IndexedSlices`).
 
     Returns:
         The new `RuleState`.
     """
+    gradient = backend.dense(gradient)
     momenta = tuple(
         m + (gradient - m) * (1.0 - decay)
         for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
@@ -152,7 +153,7 @@ def step(
             `context_feature_names` (per-tensor summaries, tensor, loss or
             alignment features); `magnitude` may be a per-tensor scalar.
         state: `RuleState` of this parameter.
-        gradient: float32 tensor of shape `S`.
+        gradient: float32 tensor of shape `S` (or `tf.IndexedSlices`).
         parameter: float32 tensor of shape `S`.
         iteration: scalar, the 1-based step count.
         total_steps: scalar, the training horizon in steps; 0 if unknown.
@@ -168,6 +169,7 @@ def step(
         `(update, new_state)`: the float32 update of shape `S` to subtract
         from the parameter, and the new `RuleState`.
     """
+    gradient = backend.dense(gradient)
     return step_with_moments(
         network,
         update_moments(state, gradient),
@@ -203,6 +205,7 @@ def step_with_moments(
     reads them. Arguments and return value as in `step`; the returned
     state's moments are `state`'s.
     """
+    gradient = backend.dense(gradient)
     iteration = ops.cast(iteration, "float32")
     total_steps = ops.cast(total_steps, "float32")
     learning_rate = ops.cast(learning_rate, "float32")

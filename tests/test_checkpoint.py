@@ -63,13 +63,13 @@ def _one_step_after_restore(run_dir, tmp_path):
     }
 
 
-def _assert_same_step(got, want, rtol=0.0):
+def _assert_same_step(got, want):
     assert got["step"] == int(want["step"])
     for key in ("theta", "adam_m", "adam_v"):
         assert got[key].dtype == want[key].dtype, key
-        np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=0, err_msg=key)
-    np.testing.assert_allclose(got["meta_loss"], float(want["meta_loss"]), rtol=rtol, atol=0)
-    np.testing.assert_allclose(got["grad_norm"], float(want["grad_norm"]), rtol=rtol, atol=0)
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert got["meta_loss"] == float(want["meta_loss"])
+    assert got["grad_norm"] == float(want["grad_norm"])
 
 
 @pytest.mark.parametrize("run", ["pes_mlp", "pes_ffn_lstm"])
@@ -78,25 +78,11 @@ def test_a_version_1_checkpoint_resumes_to_the_old_code_s_next_step(run, tmp_pat
     _assert_same_step(_one_step_after_restore(os.path.join(SMALL_RUNS, run), tmp_path), golden)
 
 
-_PES_AFTER_OPS = pytest.mark.xfail(
-    reason="since the rule moved to keras.ops, mlp_pes_v3's next PES step differs from the recorded one "
-    "(theta within 1e-6 relative, meta_loss -6.531 vs -6.866): the golden needs re-recording or the "
-    "difference a cause; open in issue 21/22",
-    strict=True,
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "run",
-    [pytest.param(r, marks=_PES_AFTER_OPS) if r == "mlp_pes_v3" else r for r in sorted(_golden(META_RUNS_GOLDEN))],
-)
+@pytest.mark.parametrize("run", sorted(_golden(META_RUNS_GOLDEN)))
 def test_committed_meta_runs_resume_to_the_old_code_s_next_step(run, tmp_path):
     golden = _golden(META_RUNS_GOLDEN)[run]
-    # The golden step was recorded before the rule moved to keras.ops, whose
-    # ops round a few elements of the full-feature PES meta-gradient 1 ulp
-    # differently (measured: 8.5e-8 relative); the restore itself is exact.
-    _assert_same_step(_one_step_after_restore(os.path.join(REPO, "meta_runs", run), tmp_path), golden, rtol=1e-6)
+    _assert_same_step(_one_step_after_restore(os.path.join(REPO, "meta_runs", run), tmp_path), golden)
 
 
 def test_upgrade_v1_names_the_positional_trajectory_arrays():

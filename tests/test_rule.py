@@ -108,3 +108,31 @@ def test_state_round_trips_through_flatten():
     flat = rule.flatten_state(state)
     assert len(flat) == len(rule.state_slot_names())
     assert rule.unflatten_state(flat) == state
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_embedding_gradient_slices_give_the_dense_gradient_s_step(random_network, jit):
+    # TensorFlow returns the gradient of an embedding lookup as IndexedSlices
+    # with one row per lookup (repeated ids not summed). The rule must square
+    # and average the summed gradient, as the meta-trainer's unrolls did.
+    bound = BoundNetwork(random_network, [w.value for w in random_network.weights])
+    rng = np.random.default_rng(5)
+    table = tf.constant(rng.normal(size=(3, 4)).astype("float32"))
+    ids = tf.constant([0, 2, 0, 0, 2])
+
+    def run(as_slices):
+        with tf.GradientTape() as tape:
+            tape.watch(table)
+            loss = tf.reduce_sum(tf.square(tf.gather(table, ids)) * tf.range(1.0, 5.0))
+        gradient = tape.gradient(loss, table)
+        assert isinstance(gradient, tf.IndexedSlices)
+        if not as_slices:
+            gradient = tf.convert_to_tensor(gradient)
+        state = rule.init_state(table)
+        update, state = rule.step(bound, state, gradient, table, iteration=1, total_steps=10, learning_rate=1e-2)
+        update_2, state = rule.step(bound, state, gradient, table, iteration=2, total_steps=10, learning_rate=1e-2)
+        return update, update_2, rule.flatten_state(state)
+
+    fn = tf.function(run, jit_compile=True) if jit else run
+    for got, want in zip(tf.nest.flatten(fn(True)), tf.nest.flatten(fn(False))):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
