@@ -45,14 +45,13 @@ def _add_plot_parser(commands):
         "--problems", default="product,rosenbrock", help="comma-separated: product, difference, rosenbrock"
     )
     paths.add_argument(
-        "--optimizers", default="learned,adam,sgd",
+        "--optimizers",
+        default="learned,adam,sgd",
         help="comma-separated specs: learned[:PRESET][@LR], adam[@LR], sgd[@LR]",
     )
     paths.add_argument("--steps", type=int, default=500, help="steps from each start")
     probes = _add_command(kinds, "probes", "the learned update vs gradient and vs progress, next to Adam's")
-    probes.add_argument(
-        "--presets", help="comma-separated preset names or directories (default: the default preset)"
-    )
+    probes.add_argument("--presets", help="comma-separated preset names or directories (default: the default preset)")
     probes.add_argument("--total-steps", type=int, default=10000, help="horizon of the progress sweep")
     curves = _add_command(kinds, "curves", "loss curves from a benchmark results file")
     curves.add_argument("--results", required=True, help="results.jsonl written by `keras-lopt benchmark`")
@@ -63,9 +62,7 @@ def _add_plot_parser(commands):
     meta.add_argument("--labels", help="comma-separated names, one per run (default: directory names)")
     meta.add_argument("--window", type=int, default=20, help="moving mean of the meta-loss, in outer steps")
     for parser in (paths, probes, curves, meta):
-        parser.add_argument(
-            "--output", required=True, help="the PNG to write (a missing directory is created)"
-        )
+        parser.add_argument("--output", required=True, help="the PNG to write (a missing directory is created)")
 
 
 def build_parser():
@@ -97,19 +94,22 @@ def build_parser():
         commands, "benchmark", "the evaluation protocol: learned optimizers against Adam tuned per metric"
     )
     bench.add_argument(
-        "--suite", choices=("selection", "test"),
+        "--suite",
+        choices=("selection", "test"),
         help="selection: tasks that choose presets; test: tasks that report them",
     )
     bench.add_argument("--tasks", help="comma-separated evaluation tasks (instead of --suite)")
     bench.add_argument(
-        "--optimizers", default="learned,learned+horizon",
+        "--optimizers",
+        default="learned,learned+horizon",
         help="comma-separated optimizer specs (see keras_lopt.evaluation.specs); Adam at the 7 rates of "
-             "the grid always runs too, once per results file",
+        "the grid always runs too, once per results file",
     )
     bench.add_argument("--steps", type=int, help="training steps of every run (default: each task's own; --quick: 100)")
     bench.add_argument("--seeds", help="comma-separated seeds (default: test 0,1,2; selection 0,1; --quick: 0)")
     bench.add_argument(
-        "--output", default="benchmark_results",
+        "--output",
+        default="benchmark_results",
         help="directory for results.jsonl, summary.json, table.md, curves.png",
     )
     bench.add_argument("--quick", action="store_true", help="2 tiny test-suite tasks, 100 steps, seed 0 (for CI)")
@@ -127,17 +127,20 @@ def build_parser():
     )
     tune.add_argument("--budget", default="1,3,10,30", help="comma-separated trial budgets")
     tune.add_argument(
-        "--reference", default="learned",
+        "--reference",
+        default="learned",
         help="comma-separated specs the searches must match (plots of the first: trials_to_match*.png)",
     )
     tune.add_argument("--steps", type=int, help="training steps per run and per trial (default: each task's own)")
     tune.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
     tune.add_argument(
-        "--output", default="benchmark_results/tuning",
+        "--output",
+        default="benchmark_results/tuning",
         help="directory for results.jsonl, trials.jsonl, tuners/, summary.json, table.md and plots",
     )
     tune.add_argument(
-        "--report-only", action="store_true",
+        "--report-only",
+        action="store_true",
         help="train nothing: write the tables and plots from the runs and trials already in --output",
     )
     _add_command(commands, "presets", "the shipped presets: status, architecture, features, step cost")

@@ -69,8 +69,7 @@ def main():
     steps = 5 if args.quick else args.steps
 
     structure, params, rate = unroll_rate(args.family)
-    print(f"unroll alone: {structure} ({params} parameters), population 8 x 20 steps: "
-          f"{rate:,.0f} inner steps/s")
+    print(f"unroll alone: {structure} ({params} parameters), population 8 x 20 steps: {rate:,.0f} inner steps/s")
     print(f"\n| estimator | inner steps/s | outer steps/hour | family {args.family}, 4 pairs, K=20 |")
     print("|---|---|---|---|")
     for kind in ("es", "truncated_es", "pes"):

@@ -105,8 +105,7 @@ def residual_mlp(num_variables, width=128, inputs=64):
     blocks, rest = divmod(num_variables - 4, 4)
     if num_variables < 6 or rest not in (0, 2):
         raise ValueError(
-            "`num_variables` must be 4 + 4k or 6 + 4k (k >= 0), at least 6. "
-            f"Received: num_variables={num_variables}"
+            f"`num_variables` must be 4 + 4k or 6 + 4k (k >= 0), at least 6. Received: num_variables={num_variables}"
         )
     x_in = keras.Input((inputs,))
     x = keras.layers.Dense(width)(x_in)
@@ -244,14 +243,8 @@ def first_call_child(cases, order, quick):
         command.append("--quick")
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(
-            f"first-call process failed ({result.returncode}):\n{result.stderr[-3000:]}"
-        )
-    return [
-        json.loads(line[len(CHILD_TAG):])
-        for line in result.stdout.splitlines()
-        if line.startswith(CHILD_TAG)
-    ]
+        raise RuntimeError(f"first-call process failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return [json.loads(line[len(CHILD_TAG) :]) for line in result.stdout.splitlines() if line.startswith(CHILD_TAG)]
 
 
 def time_first_calls(sizes, quick, repeats):
@@ -294,9 +287,7 @@ def time_apply(shapes, repeats, jit_compile):
     rng = np.random.default_rng(0)
     runs = {}
     for name, opt in optimizers().items():
-        variables = [
-            tf.Variable(rng.normal(0, 0.05, s).astype("float32")) for s in shapes
-        ]
+        variables = [tf.Variable(rng.normal(0, 0.05, s).astype("float32")) for s in shapes]
         grads = [tf.constant(rng.normal(0, 1e-3, s).astype("float32")) for s in shapes]
         opt.build(variables)
 
@@ -319,11 +310,7 @@ def time_apply(shapes, repeats, jit_compile):
 def state_floats(opt):
     """Optimizer state elements, without scalars and the network's weights."""
     network = {id(v) for v in getattr(opt, "_network_weights", [])}
-    return sum(
-        int(np.prod(v.shape))
-        for v in opt.variables
-        if id(v) not in network and len(v.shape) > 0
-    )
+    return sum(int(np.prod(v.shape)) for v in opt.variables if id(v) not in network and len(v.shape) > 0)
 
 
 def apply_shapes(quick):
@@ -337,13 +324,10 @@ def apply_shapes(quick):
 
 def _state_update(gradient, state):
     """The rule's momenta and second-moment update (as in `rule.step`)."""
-    momenta = [
-        m + (gradient - m) * (1.0 - d)
-        for m, d in zip(state.momenta, features.MOMENTUM_DECAYS)
-    ]
-    second_moment = state.second_moment + (
-        tf.square(gradient) - state.second_moment
-    ) * (1.0 - features.SECOND_MOMENT_DECAY)
+    momenta = [m + (gradient - m) * (1.0 - d) for m, d in zip(state.momenta, features.MOMENTUM_DECAYS)]
+    second_moment = state.second_moment + (tf.square(gradient) - state.second_moment) * (
+        1.0 - features.SECOND_MOMENT_DECAY
+    )
     return momenta, second_moment
 
 
@@ -391,17 +375,13 @@ def breakdown(repeats, shape=(1024, 1024)):
 
     def with_network(network, names):
         def body(g, p, state, iteration):
-            update, new_state = rule.step(
-                network, state, g, p, iteration, 0.0, lr, feature_names=names
-            )
+            update, new_state = rule.step(network, state, g, p, iteration, 0.0, lr, feature_names=names)
             return p - update, list(new_state.momenta), new_state.second_moment, None
 
         return body
 
     def full_as_shipped(g, p, state, iteration):
-        new_p, momenta, second_moment, _ = with_network(full_network, full_names)(
-            g, p, state, iteration
-        )
+        new_p, momenta, second_moment, _ = with_network(full_network, full_names)(g, p, state, iteration)
         return new_p, momenta, second_moment, compiled_update.all_finite(g, new_p)
 
     def local_as_shipped(g, p, state, iteration):
@@ -410,14 +390,10 @@ def breakdown(repeats, shape=(1024, 1024)):
         finite = tf.reduce_all(tf.math.is_finite(tf.square(g)))
         moved = rule.update_moments(state, g)
         kept = rule.RuleState(
-            momenta=tuple(
-                tf.where(finite, new, old) for new, old in zip(moved.momenta, state.momenta)
-            ),
+            momenta=tuple(tf.where(finite, new, old) for new, old in zip(moved.momenta, state.momenta)),
             second_moment=tf.where(finite, moved.second_moment, state.second_moment),
         )
-        update, _ = rule.step_with_moments(
-            local_network, kept, g, p, iteration, 0.0, lr, feature_names=local_names
-        )
+        update, _ = rule.step_with_moments(local_network, kept, g, p, iteration, 0.0, lr, feature_names=local_names)
         return tf.where(finite, p - update, p), list(kept.momenta), kept.second_moment, None
 
     def compile_variant(body):
@@ -431,9 +407,7 @@ def breakdown(repeats, shape=(1024, 1024)):
             old = [v.read_value() for v in variables]
             state = rule.unflatten_state(old[1:])
             new_p, momenta, second_moment, finite = body(g, old[0], state, iteration)
-            for variable, before, after in zip(
-                variables, old, (new_p, *momenta, second_moment)
-            ):
+            for variable, before, after in zip(variables, old, (new_p, *momenta, second_moment)):
                 variable.assign(after if finite is None else tf.where(finite, after, before))
             return iteration + 0
 
@@ -452,31 +426,15 @@ def breakdown(repeats, shape=(1024, 1024)):
 
     variants = {
         "Adam (keras)": keras_variant(keras.optimizers.Adam()),
-        f"LearnedOptimizer() (keras, {presets.DEFAULT_PRESET})": keras_variant(
-            keras_lopt.LearnedOptimizer()
-        ),
-        "LearnedOptimizer(preset='mlp_es_v4') (keras)": keras_variant(
-            keras_lopt.LearnedOptimizer(preset="mlp_es_v4")
-        ),
+        f"LearnedOptimizer() (keras, {presets.DEFAULT_PRESET})": keras_variant(keras_lopt.LearnedOptimizer()),
+        "LearnedOptimizer(preset='mlp_es_v4') (keras)": keras_variant(keras_lopt.LearnedOptimizer(preset="mlp_es_v4")),
         "1. state update (3 slots) + Adam-like step": compile_variant(adam_like),
-        "L2. + local element features (linear read-out)": compile_variant(
-            with_features(local_names)
-        ),
-        "L3. + network (rule.step), no non-finite check": compile_variant(
-            with_network(local_network, local_names)
-        ),
-        "L4. + gradient check, moments selected first (as shipped)": compile_variant(
-            local_as_shipped
-        ),
-        "F2. full element features (linear read-out)": compile_variant(
-            with_features(full_names)
-        ),
-        "F3. + network (rule.step), no non-finite check": compile_variant(
-            with_network(full_network, full_names)
-        ),
-        "F4. + check of gradient and new value (as shipped)": compile_variant(
-            full_as_shipped
-        ),
+        "L2. + local element features (linear read-out)": compile_variant(with_features(local_names)),
+        "L3. + network (rule.step), no non-finite check": compile_variant(with_network(local_network, local_names)),
+        "L4. + gradient check, moments selected first (as shipped)": compile_variant(local_as_shipped),
+        "F2. full element features (linear read-out)": compile_variant(with_features(full_names)),
+        "F3. + network (rule.step), no non-finite check": compile_variant(with_network(full_network, full_names)),
+        "F4. + check of gradient and new value (as shipped)": compile_variant(full_as_shipped),
     }
     for run in variants.values():
         run(gradient).numpy()
@@ -496,31 +454,23 @@ def xla_label(jit_compile):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _backend_argument(parser)
-    parser.add_argument(
-        "--preset", help="preset name or directory (default: the default preset)"
-    )
+    parser.add_argument("--preset", help="preset name or directory (default: the default preset)")
     parser.add_argument("--pin", type=int, metavar="CORE", help="run on this core only")
     parser.add_argument("--repeats", type=int, default=2, help="first-call repeats")
     parser.add_argument(
         "--sizes",
-        help="first-call model sizes in variables, comma-separated "
-        f"(default: {','.join(map(str, FIRST_CALL_SIZES))})",
+        help=f"first-call model sizes in variables, comma-separated (default: {','.join(map(str, FIRST_CALL_SIZES))})",
     )
     parser.add_argument("--rounds", type=int, default=6, help="alternating fit rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit round")
     parser.add_argument("--apply-repeats", type=int, default=60)
     parser.add_argument("--quick", action="store_true", help="small models, few steps (CI)")
-    parser.add_argument(
-        "--large", action="store_true", help="also the fit step of a 12.6M-parameter MLP"
-    )
+    parser.add_argument("--large", action="store_true", help="also the fit step of a 12.6M-parameter MLP")
     parser.add_argument(
         "--sections",
-        help=f"comma-separated, from {','.join(SECTIONS)} (default: all that "
-        "run on the backend)",
+        help=f"comma-separated, from {','.join(SECTIONS)} (default: all that run on the backend)",
     )
-    parser.add_argument(
-        "--breakdown", action="store_true", help="also time the parts of the learned step"
-    )
+    parser.add_argument("--breakdown", action="store_true", help="also time the parts of the learned step")
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
     parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -543,10 +493,7 @@ def main():
     global PRESET
     PRESET = args.preset
     if args.first_call_child:
-        cases = [
-            (int(n), bool(int(jit)))
-            for n, jit in (c.split(":") for c in args.first_call_child.split(","))
-        ]
+        cases = [(int(n), bool(int(jit))) for n, jit in (c.split(":") for c in args.first_call_child.split(","))]
         width, inputs = (8, 8) if args.quick else (128, 64)
         run_first_calls(cases, args.order.split(","), width, inputs)
         return
@@ -577,8 +524,7 @@ def main():
         scale, fmt = (1.0, "{:.2f} s") if unit == "s" else (1e3, "{:.2f} ms")
         ratio = learned / adam
         print(
-            f"| {label} | {fmt.format(scale * learned)} | "
-            f"{fmt.format(scale * adam)} | {ratio:.2f} |",
+            f"| {label} | {fmt.format(scale * learned)} | {fmt.format(scale * adam)} | {ratio:.2f} |",
             flush=True,
         )
         ratios.append((label, ratio))
@@ -602,9 +548,7 @@ def main():
     fits = fit_models(args.quick, args.large) if "fit" in sections else {}
     for label, (build, batch_size) in fits.items():
         for jit_compile in JIT_COMPILE_CASES:
-            medians, models = time_fit(
-                build, batch_size, jit_compile, args.rounds, args.steps
-            )
+            medians, models = time_fit(build, batch_size, jit_compile, args.rounds, args.steps)
             report(
                 f"fit step, {label}, {xla_label(jit_compile)}",
                 medians["learned"],
@@ -613,9 +557,7 @@ def main():
             )
             if label.startswith("MLP") and not state:
                 params = models["adam"].count_params()
-                state = {
-                    k: state_floats(m.optimizer) / params for k, m in models.items()
-                }
+                state = {k: state_floats(m.optimizer) / params for k, m in models.items()}
     applies = apply_shapes(args.quick) if "optimizer-only" in sections else {}
     for size, shapes in applies.items():
         for jit_compile in (True, False):
@@ -636,8 +578,7 @@ def main():
         print(f"ratio LearnedOptimizer/Adam, {label}: {ratio:.2f}")
     if state:
         print(
-            "optimizer state, floats per parameter: "
-            f"LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
+            f"optimizer state, floats per parameter: LearnedOptimizer {state['learned']:.2f}, Adam {state['adam']:.2f}"
         )
 
 

@@ -76,10 +76,24 @@ def main():
     results = {}
     for mode in ("per_length", "shared"):
         out = subprocess.run(
-            [sys.executable, __file__, "--child", mode, "--family", args.family,
-             "--lengths", args.lengths, "--members", str(args.members),
-             "--architecture", args.architecture],
-            check=True, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                "--family",
+                args.family,
+                "--lengths",
+                args.lengths,
+                "--members",
+                str(args.members),
+                "--architecture",
+                args.architecture,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         )
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         calls = ", ".join(f"{n}: {s:.1f}s" for n, s in results[mode]["first_call_s"].items())

@@ -93,16 +93,19 @@ def main():
             )
         )
 
-    print(f"\n8x8 digits, MLP 64-128-64-10, {args.epochs} epochs, "
-          f"batch {args.batch_size}, preset {keras_lopt.LearnedOptimizer().preset}")
-    header = ("optimizer", "train loss", "val loss", "train acc", "val acc",
-              "time/step")
+    print(
+        f"\n8x8 digits, MLP 64-128-64-10, {args.epochs} epochs, "
+        f"batch {args.batch_size}, preset {keras_lopt.LearnedOptimizer().preset}"
+    )
+    header = ("optimizer", "train loss", "val loss", "train acc", "val acc", "time/step")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, *values in rows:
-        print(f"| {label} | " + " | ".join(
-            f"{v:.4f}" if i < 4 else f"{v * 1e3:.2f} ms" for i, v in enumerate(values)
-        ) + " |")
+        print(
+            f"| {label} | "
+            + " | ".join(f"{v:.4f}" if i < 4 else f"{v * 1e3:.2f} ms" for i, v in enumerate(values))
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -128,10 +128,7 @@ def hypergradient_weights(network, feature_names, seed=0, alignment_gain=2.0, bi
     names = list(feature_names)
     fast = f"{features.momentum_slot_names()[0]}_normalized"
     if len(names) != network.num_features or fast not in names:
-        raise ValueError(
-            f"Expected {network.num_features} feature names including {fast!r}. "
-            f"Received: {names}"
-        )
+        raise ValueError(f"Expected {network.num_features} feature names including {fast!r}. Received: {names}")
     if len(network.hidden_sizes) != 1 or network.hidden_sizes[0] < 2 or network.controller_hidden_size < 2:
         raise ValueError(
             "Hand-set weights need one hidden layer of width >= 2 in both "
@@ -209,8 +206,4 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m keras_lopt.adam_equivalent SAVED_MODELS_DIR")
     print(export_preset(os.path.join(sys.argv[1], PRESET_NAME)).path)
-    print(
-        export_hypergradient_preset(
-            os.path.join(sys.argv[1], HYPERGRADIENT_PRESET_NAME)
-        ).path
-    )
+    print(export_hypergradient_preset(os.path.join(sys.argv[1], HYPERGRADIENT_PRESET_NAME)).path)

@@ -14,9 +14,7 @@ def find_learned_optimizer(optimizer):
         ValueError: if there is none.
     """
     inner = optimizer
-    while not isinstance(inner, LearnedOptimizer) and hasattr(
-        inner, "inner_optimizer"
-    ):
+    while not isinstance(inner, LearnedOptimizer) and hasattr(inner, "inner_optimizer"):
         inner = inner.inner_optimizer
     if not isinstance(inner, LearnedOptimizer):
         raise ValueError(
@@ -72,6 +70,4 @@ class TrainingHorizon(keras.callbacks.Callback):
             return
         batches = (epochs - epoch) * steps
         optimizer_steps = batches // (optimizer.gradient_accumulation_steps or 1)
-        optimizer.total_steps = max(
-            1, int(optimizer.iterations.numpy()) + optimizer_steps
-        )
+        optimizer.total_steps = max(1, int(optimizer.iterations.numpy()) + optimizer_steps)

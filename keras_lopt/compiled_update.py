@@ -57,9 +57,7 @@ def finite_gradient_gives_finite_update(loaded):
         return False
     # The adaptive network's direction MLP reads bounded features and its
     # step size is clipped; its per-tensor signals are sanitised.
-    return network.kind == "adaptive_mlp" or (
-        network.kind == "mlp" and network.max_log_multiplier is not None
-    )
+    return network.kind == "adaptive_mlp" or (network.kind == "mlp" and network.max_log_multiplier is not None)
 
 
 class VariableStep:
@@ -122,17 +120,13 @@ class VariableStep:
             replaced.
         """
         if keras.backend.backend() != "tensorflow":
-            return self._step(
-                gradient, value, tuple(slots), tuple(network_weights), scalars, decays
-            )
+            return self._step(gradient, value, tuple(slots), tuple(network_weights), scalars, decays)
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays)
         program = self._programs.get(key)
         if program is None:
 
             def step(gradient, value, slots, network_weights, scalars):
-                return self._step(
-                    gradient, value, slots, network_weights, scalars, decays
-                )
+                return self._step(gradient, value, slots, network_weights, scalars, decays)
 
             program = tf.function(step, jit_compile=True, autograph=False)
             self._programs[key] = program
@@ -186,13 +180,11 @@ class VariableStep:
     def _decayed(self, parameter, learning_rate):
         """`parameter` after decoupled weight decay."""
         # The association of keras' AdamW: (v * wd) * lr.
-        return parameter - parameter * ops.cast(
-            self._weight_decay, parameter.dtype
-        ) * ops.cast(learning_rate, parameter.dtype)
+        return parameter - parameter * ops.cast(self._weight_decay, parameter.dtype) * ops.cast(
+            learning_rate, parameter.dtype
+        )
 
-    def _learned_step_after_moments(
-        self, gradient, parameter, old_state, finite, network_weights, scalars
-    ):
+    def _learned_step_after_moments(self, gradient, parameter, old_state, finite, network_weights, scalars):
         """The rule's `(update, new_state)` with the moments moved first,
         and kept as they were unless `finite`.
 
@@ -221,9 +213,7 @@ class VariableStep:
         # how TensorFlow and XLA fuse (and round) the learned path.
         taken = ops.cast(parameter - new_value, "float32")
         fell_back = ops.logical_not(self._guard.accepts(taken, adam))
-        new_value = ops.where(
-            fell_back, parameter - ops.cast(adam, parameter.dtype), new_value
-        )
+        new_value = ops.where(fell_back, parameter - ops.cast(adam, parameter.dtype), new_value)
         return new_value, fell_back
 
 

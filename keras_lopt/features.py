@@ -75,8 +75,7 @@ def feature_names(feature_set: str) -> Tuple[str, ...]:
     """The feature names (a tuple) of one of `FEATURE_SETS`, by its name."""
     if feature_set not in FEATURE_SETS:
         raise ValueError(
-            f"Unknown feature set. Expected one of {sorted(FEATURE_SETS)}. "
-            f"Received: feature_set={feature_set!r}"
+            f"Unknown feature set. Expected one of {sorted(FEATURE_SETS)}. Received: feature_set={feature_set!r}"
         )
     return FEATURE_SETS[feature_set]
 
@@ -132,36 +131,21 @@ def element_features(
         # The same algebra as keras.optimizers.Adam:
         # m * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps).
         decay = MOMENTUM_DECAYS[index]
-        return (
-            momenta[index]
-            * (second_moment_correction / (1.0 - decay**iteration))
-            * inverse_denominator
-        )
+        return momenta[index] * (second_moment_correction / (1.0 - decay**iteration)) * inverse_denominator
 
     def rms_ratio():
-        return ops.sqrt(
-            second_moment
-            / (ops.mean(second_moment) + TENSOR_RMS_EPSILON)
-        )
+        return ops.sqrt(second_moment / (ops.mean(second_moment) + TENSOR_RMS_EPSILON))
 
     builders = {
-        ELEMENT_FEATURE_NAMES[0]: (
-            lambda: gradient * second_moment_correction * inverse_denominator
-        ),
-        **{
-            f"{slot}_normalized": (lambda i=i: normalized_momentum(i))
-            for i, slot in enumerate(momentum_slot_names())
-        },
+        ELEMENT_FEATURE_NAMES[0]: (lambda: gradient * second_moment_correction * inverse_denominator),
+        **{f"{slot}_normalized": (lambda i=i: normalized_momentum(i)) for i, slot in enumerate(momentum_slot_names())},
         "gradient_tensor_normalized": lambda: _tensor_rms_normalize(gradient),
         "parameter_tensor_normalized": lambda: _tensor_rms_normalize(parameter),
         "rms_tensor_normalized": rms_ratio,
     }
     unknown = [n for n in names if n not in builders]
     if unknown:
-        raise ValueError(
-            f"Unknown element feature(s) {unknown}. "
-            f"Expected names from {list(ELEMENT_FEATURE_NAMES)}"
-        )
+        raise ValueError(f"Unknown element feature(s) {unknown}. Expected names from {list(ELEMENT_FEATURE_NAMES)}")
     return [builders[n]() for n in names]
 
 
@@ -178,9 +162,7 @@ def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size: int) ->
         A list of `len(TENSOR_FEATURE_NAMES)` float32 scalars.
     """
     horizon_known = ops.cast(total_steps > 0, "float32")
-    progress = horizon_known * ops.minimum(
-        iteration / ops.maximum(total_steps, 1.0), 1.0
-    )
+    progress = horizon_known * ops.minimum(iteration / ops.maximum(total_steps, 1.0), 1.0)
     return [
         *(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES),
         progress,
@@ -197,9 +179,7 @@ def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size: int) ->
 # These three are Adam-normalised, so their summaries are scale-free.
 SUMMARIZED_FEATURE_NAMES = ELEMENT_FEATURE_NAMES[: 1 + len(MOMENTUM_DECAYS)]
 SUMMARY_FEATURE_NAMES = tuple(
-    f"{name}_{statistic}"
-    for name in SUMMARIZED_FEATURE_NAMES
-    for statistic in ("mean", "rms")
+    f"{name}_{statistic}" for name in SUMMARIZED_FEATURE_NAMES for statistic in ("mean", "rms")
 )
 # Exponential moving averages of the training loss that the loss features
 # compare the current loss with (fast, slow).
@@ -209,9 +189,7 @@ LOSS_FEATURE_NAMES = (
     "loss_known",
     *(f"loss_change_vs_average_{_decay_label(d)}" for d in LOSS_AVERAGE_DECAYS),
 )
-CONTEXT_FEATURE_NAMES = (
-    SUMMARY_FEATURE_NAMES + TENSOR_FEATURE_NAMES + LOSS_FEATURE_NAMES
-)
+CONTEXT_FEATURE_NAMES = SUMMARY_FEATURE_NAMES + TENSOR_FEATURE_NAMES + LOSS_FEATURE_NAMES
 NUM_CONTEXT_FEATURES = len(CONTEXT_FEATURE_NAMES)
 # Keeps the relative loss change finite when the loss average is 0.
 LOSS_EPSILON = 1e-12
@@ -235,9 +213,7 @@ def summary_features(element_columns: Sequence[Tensor]) -> List[Tensor]:
     return summaries
 
 
-def loss_features(
-    loss: Tensor, loss_known: Tensor, loss_statistics: Tensor
-) -> Tuple[List[Tensor], Tensor]:
+def loss_features(loss: Tensor, loss_known: Tensor, loss_statistics: Tensor) -> Tuple[List[Tensor], Tensor]:
     """Features of the training loss, relative to its own recent history.
 
     The loss enters only through `(loss - average) / |average|`, so a loss
@@ -311,9 +287,7 @@ def alignment_sample_stride(num_elements: int) -> int:
     return _next_prime(-(-num_elements // ALIGNMENT_SAMPLE_SIZE))
 
 
-def alignment_features(
-    gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor
-) -> List[Tensor]:
+def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor) -> List[Tensor]:
     """Per-tensor alignment signals of one parameter tensor.
 
     Measured over every `alignment_sample_stride`-th element of the
@@ -354,13 +328,10 @@ def alignment_features(
         previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
         direction = previous * inverse_denominator
         cosine = ops.sum(gradient * direction) * ops.rsqrt(
-            gradient_square_sum * (ops.sum(ops.square(direction)) + floor)
-            + ALIGNMENT_EPSILON
+            gradient_square_sum * (ops.sum(ops.square(direction)) + floor) + ALIGNMENT_EPSILON
         )
         # An overflowing sum (inf / inf) says nothing about the direction.
-        columns.append(
-            ops.where(ops.isfinite(cosine), ops.clip(cosine, -1.0, 1.0), 0.0)
-        )
+        columns.append(ops.where(ops.isfinite(cosine), ops.clip(cosine, -1.0, 1.0), 0.0))
     size = max(math.prod(gradient.shape), 1)
     # Capped so that running averages of it stay finite (a finite gradient
     # can still overflow the sum).

@@ -62,8 +62,7 @@ class AdamGuard:
         self._min_ratio = validation.non_negative_number("min_ratio", min_ratio)
         if self._min_ratio > self._max_ratio:
             raise ValueError(
-                "`min_ratio` must not exceed `max_ratio`. Received: "
-                f"min_ratio={min_ratio!r}, max_ratio={max_ratio!r}"
+                f"`min_ratio` must not exceed `max_ratio`. Received: min_ratio={min_ratio!r}, max_ratio={max_ratio!r}"
             )
         if learning_rate is not None:
             learning_rate = validation.positive_number("learning_rate", learning_rate)
@@ -107,9 +106,7 @@ class AdamGuard:
         config = dict(config)
         name = config.pop("name", cls.name)
         if name != cls.name:
-            raise ValueError(
-                f"Unknown guard {name!r}. Valid guards: {[cls.name]}"
-            )
+            raise ValueError(f"Unknown guard {name!r}. Valid guards: {[cls.name]}")
         unknown = sorted(set(config) - {"max_ratio", "min_ratio", "learning_rate"})
         if unknown:
             raise ValueError(
@@ -174,11 +171,7 @@ def adam_update(momentum, second_moment, iteration, learning_rate):
     beta_2 = features.SECOND_MOMENT_DECAY
     iteration = ops.cast(iteration, "float32")
     learning_rate = ops.cast(learning_rate, "float32")
-    alpha = (
-        learning_rate
-        * ops.sqrt(1.0 - ops.power(beta_2, iteration))
-        / (1.0 - ops.power(beta_1, iteration))
-    )
+    alpha = learning_rate * ops.sqrt(1.0 - ops.power(beta_2, iteration)) / (1.0 - ops.power(beta_1, iteration))
     return momentum * alpha / (ops.sqrt(second_moment) + features.EPSILON)
 
 
@@ -196,6 +189,5 @@ def get(identifier):
     if isinstance(identifier, dict):
         return AdamGuard.from_config(identifier)
     raise ValueError(
-        "`guard` must be None, 'adam', a `keras_lopt.AdamGuard` or its "
-        f"config dict. Received: guard={identifier!r}"
+        f"`guard` must be None, 'adam', a `keras_lopt.AdamGuard` or its config dict. Received: guard={identifier!r}"
     )

@@ -265,9 +265,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             super().build(var_list)
             self._total_steps = self.add_variable(
                 shape=(),
-                initializer=keras.initializers.Constant(
-                    float(self._initial_total_steps or 0)
-                ),
+                initializer=keras.initializers.Constant(float(self._initial_total_steps or 0)),
                 dtype="float32",
                 aggregation="only_first_replica",
                 name="total_steps",
@@ -329,9 +327,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 continue
             reference = getattr(variable, "path", None) or variable.name
             reference = reference.replace("/", "_").replace(":", "_")
-            placement = (
-                variable.value if isinstance(variable, keras.Variable) else variable
-            )
+            placement = variable.value if isinstance(variable, keras.Variable) else variable
             shapes = [variable.shape] * per_parameter + list(tensor_shapes)
             with _colocated_with(placement):
                 for slot_list, name, shape in zip(slots, names, shapes):
@@ -369,8 +365,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             [backend.dense(s) for s in slots],
             [backend.dense(w) for w in self._network_weights],
             scalars,
-            decays=self.weight_decay is not None
-            and self._use_weight_decay(variable),
+            decays=self.weight_decay is not None and self._use_weight_decay(variable),
         )
         for slot, new in zip(slots, new_slots):
             self.assign(slot, new)
@@ -421,9 +416,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def save_own_variables(self, store):
         """Saves the variables and the state identity into a Keras store."""
         super().save_own_variables(store)
-        store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(
-            json.loads(self._identity_json)
-        )
+        store[saved_state.IDENTITY_KEY] = saved_state.encode_identity(json.loads(self._identity_json))
 
     def load_own_variables(self, store):
         """Restores the state saved in a `.keras` or `.weights.h5` file.
@@ -435,15 +428,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         it is built: at the first training step, or at
         `optimizer.build(model.trainable_variables)`.
         """
-        values, reason = saved_state.read_keras_store(
-            store, json.loads(self._identity_json)
-        )
+        values, reason = saved_state.read_keras_store(store, json.loads(self._identity_json))
         if reason is None and len(values) == self._unbuilt_variable_count:
             # Saved before it was built: `iterations`, the learning rate
             # (and the loss inputs), created first in both.
-            values = values + [
-                np.asarray(v) for v in self.variables[len(values) :]
-            ]
+            values = values + [np.asarray(v) for v in self.variables[len(values) :]]
         elif reason is None and not self.built:
             self._pending_state = values
             return
@@ -473,11 +462,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         preset = config.get("preset")
-        if (
-            isinstance(preset, str)
-            and os.path.isabs(preset)
-            and not os.path.isdir(preset)
-        ):
+        if isinstance(preset, str) and os.path.isabs(preset) and not os.path.isdir(preset):
             raise ValueError(
                 f"The saved LearnedOptimizer (e.g. in the `.keras` file being "
                 f"loaded) uses the preset directory {preset!r}, which does not "
@@ -495,9 +480,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             {
                 "preset": self.preset,
                 "total_steps": self.total_steps,
-                "guard": (
-                    None if self._guard is None else self._guard.get_config()
-                ),
+                "guard": (None if self._guard is None else self._guard.get_config()),
             }
         )
         return config
@@ -506,6 +489,4 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 # The names users type: `keras.optimizers.get("learned_optimizer")`, and
 # `model.compile(optimizer="LearnedOptimizer")`, as for Keras' own optimizers.
 # Saved configs keep the registered name "keras_lopt>LearnedOptimizer".
-keras.saving.get_custom_objects().update(
-    {"LearnedOptimizer": LearnedOptimizer, "learned_optimizer": LearnedOptimizer}
-)
+keras.saving.get_custom_objects().update({"LearnedOptimizer": LearnedOptimizer, "learned_optimizer": LearnedOptimizer})

@@ -17,7 +17,9 @@ def checked_total_steps(total_steps):
         return None
     validation.require(
         validation.is_integer(total_steps) and total_steps >= 1,
-        "total_steps", total_steps, "a positive integer or None",
+        "total_steps",
+        total_steps,
+        "a positive integer or None",
     )
     return int(total_steps)
 
@@ -31,8 +33,7 @@ def checked_learning_rate(learning_rate):
         # `learning_rate` is the first argument, as in every Keras optimizer;
         # the preset used to be, so say where a preset name goes.
         hint = (
-            f" To choose a preset, pass it by keyword: "
-            f"LearnedOptimizer(preset={learning_rate!r})."
+            f" To choose a preset, pass it by keyword: LearnedOptimizer(preset={learning_rate!r})."
             if isinstance(learning_rate, str)
             else ""
         )
@@ -80,15 +81,21 @@ def check_base_arguments(
     validation.boolean("use_ema", use_ema)
     validation.require(
         validation.is_number(ema_momentum) and 0 <= ema_momentum <= 1,
-        "ema_momentum", ema_momentum, "a number in [0, 1]",
+        "ema_momentum",
+        ema_momentum,
+        "a number in [0, 1]",
     )
     validation.require(
         ema_overwrite_frequency is None
         or (validation.is_integer(ema_overwrite_frequency) and ema_overwrite_frequency >= 1),
-        "ema_overwrite_frequency", ema_overwrite_frequency, "an integer >= 1 or None",
+        "ema_overwrite_frequency",
+        ema_overwrite_frequency,
+        "an integer >= 1 or None",
     )
     validation.require(
         gradient_accumulation_steps is None
         or (validation.is_integer(gradient_accumulation_steps) and gradient_accumulation_steps >= 2),
-        "gradient_accumulation_steps", gradient_accumulation_steps, "an integer >= 2 or None",
+        "gradient_accumulation_steps",
+        gradient_accumulation_steps,
+        "an integer >= 2 or None",
     )

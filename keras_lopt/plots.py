@@ -83,15 +83,11 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
     styles = ["-", "--", ":", "-."]
     kinds = [toy_problems.parse_spec(spec)[0] for spec in optimizers]
     for column, problem in enumerate(problems):
-        runs = data[problem.name] = {
-            spec: toy_problems.trajectories(problem, spec, steps) for spec in optimizers
-        }
+        runs = data[problem.name] = {spec: toy_problems.trajectories(problem, spec, steps) for spec in optimizers}
         ax, loss_ax = axes[0, column], axes[1, column]
         (x0, x1), (y0, y1) = problem.limits
         grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
-        surface = np.asarray(
-            problem.loss(np.stack([grid_x, grid_y]).astype(np.float32)), np.float64
-        )
+        surface = np.asarray(problem.loss(np.stack([grid_x, grid_y]).astype(np.float32)), np.float64)
         ax.contour(grid_x, grid_y, np.log10(surface + 1e-3), levels=14, cmap="Greys", linewidths=0.5)
         for index, spec in enumerate(optimizers):
             points, losses = runs[spec]
@@ -99,8 +95,14 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
             color = _COLORS[kind] if kinds.count(kind) == 1 else f"C{index + 4}"
             style = styles[index % len(styles)]
             for start in range(points.shape[0]):
-                ax.plot(points[start, :, 0], points[start, :, 1], style, color=color, lw=1.4,
-                        label=label if start == 0 else None)
+                ax.plot(
+                    points[start, :, 0],
+                    points[start, :, 1],
+                    style,
+                    color=color,
+                    lw=1.4,
+                    label=label if start == 0 else None,
+                )
                 ax.plot(*points[start, -1], "o", color=color, ms=4)
             loss_ax.plot(np.mean(losses, axis=0) + 1e-12, style, color=color, lw=1.4, label=label)
         for start in problem.starts:
@@ -148,8 +150,12 @@ def plot_probes(path, presets=None, gradient_range=3.0, momenta=(-1.0, 0.0, 1.0)
     gradients = np.linspace(-gradient_range, gradient_range, 121).astype(np.float32)
     steps = np.unique(np.geomspace(1, total_steps, 80).round()).astype(np.float32)
     data = {
-        "gradients": gradients, "momenta": np.asarray(momenta, np.float32), "steps": steps,
-        "total_steps": total_steps, "gradient_sweep": {}, "progress_sweep": {},
+        "gradients": gradients,
+        "momenta": np.asarray(momenta, np.float32),
+        "steps": steps,
+        "total_steps": total_steps,
+        "gradient_sweep": {},
+        "progress_sweep": {},
     }
     for preset in presets:
         data["gradient_sweep"][preset] = probes.gradient_sweep(preset, gradients, momenta, step=step)
@@ -276,13 +282,32 @@ def draw_benchmark_curves(records, summary, candidates, path):
         if tuned:
             rate = {metric: specs.adam_rate(spec) for metric, spec in tuned.items()}
             if tuned["train"] == tuned["valid"]:
-                lines.append((tuned["train"], dict(label=f"Adam tuned on train and valid loss ({rate['train']:g})",
-                                                   color="C0", lw=1.6, zorder=2)))
+                lines.append(
+                    (
+                        tuned["train"],
+                        dict(
+                            label=f"Adam tuned on train and valid loss ({rate['train']:g})",
+                            color="C0",
+                            lw=1.6,
+                            zorder=2,
+                        ),
+                    )
+                )
             else:
-                lines.append((tuned["train"], dict(label=f"Adam tuned on train loss ({rate['train']:g})",
-                                                   color="C0", lw=1.6, zorder=2)))
-                lines.append((tuned["valid"], dict(label=f"Adam tuned on valid loss ({rate['valid']:g})",
-                                                   color="C2", lw=1.6, ls=":", zorder=2)))
+                lines.append(
+                    (
+                        tuned["train"],
+                        dict(label=f"Adam tuned on train loss ({rate['train']:g})", color="C0", lw=1.6, zorder=2),
+                    )
+                )
+                lines.append(
+                    (
+                        tuned["valid"],
+                        dict(
+                            label=f"Adam tuned on valid loss ({rate['valid']:g})", color="C2", lw=1.6, ls=":", zorder=2
+                        ),
+                    )
+                )
         lines.append((specs.ADAM_DEFAULT, dict(label="Adam(1e-3)", color="black", lw=1.8, ls="--", zorder=5)))
         for spec, style in lines:
             data = curve(task, spec)
@@ -294,7 +319,7 @@ def draw_benchmark_curves(records, summary, candidates, path):
         ax.set_ylabel("training loss (window mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     _save(fig, path)
 

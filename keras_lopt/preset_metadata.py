@@ -106,9 +106,7 @@ def _formula_of(network):
     log_multiplier = "magnitude_scale * magnitude"
     bound = getattr(network, "max_log_multiplier", None)
     if bound is not None:
-        log_multiplier = (
-            f"max_log_multiplier * tanh({log_multiplier} / max_log_multiplier)"
-        )
+        log_multiplier = f"max_log_multiplier * tanh({log_multiplier} / max_log_multiplier)"
     return f"update = learning_rate * direction * exp({log_multiplier})"
 
 
@@ -230,17 +228,13 @@ _METADATA_CHECKS = (
 def _read_json(path):
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(metadata_path):
-        raise ValueError(
-            f"Invalid learned-optimizer SavedModel at {path!r}: missing "
-            f"file `{METADATA_FILE}`."
-        )
+        raise ValueError(f"Invalid learned-optimizer SavedModel at {path!r}: missing file `{METADATA_FILE}`.")
     try:
         with open(metadata_path) as f:
             metadata = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(
-            f"Invalid learned-optimizer SavedModel at {path!r}: "
-            f"`{METADATA_FILE}` is not valid JSON ({e})."
+            f"Invalid learned-optimizer SavedModel at {path!r}: `{METADATA_FILE}` is not valid JSON ({e})."
         ) from None
     if not isinstance(metadata, dict):
         raise invalid(path, METADATA_FILE, "a JSON object", metadata)

@@ -72,22 +72,17 @@ def presets_dir():
 
 def _invalid_registry(path, field, expected, received):
     return ValueError(
-        f"Invalid preset registry {path!r}: `{field}` is wrong. "
-        f"Expected: {expected}. Received: {received!r}"
+        f"Invalid preset registry {path!r}: `{field}` is wrong. Expected: {expected}. Received: {received!r}"
     )
 
 
 def _validate_entry(path, name, entry):
     if not isinstance(entry, dict) or set(entry) != {"status", "description", "step_cost"}:
-        raise _invalid_registry(
-            path, f"presets.{name}", "an object with status, description, step_cost", entry
-        )
+        raise _invalid_registry(path, f"presets.{name}", "an object with status, description, step_cost", entry)
     if entry["status"] not in STATUSES:
         raise _invalid_registry(path, f"presets.{name}.status", f"one of {STATUSES}", entry["status"])
     if not (isinstance(entry["description"], str) and entry["description"]):
-        raise _invalid_registry(
-            path, f"presets.{name}.description", "a non-empty string", entry["description"]
-        )
+        raise _invalid_registry(path, f"presets.{name}.description", "a non-empty string", entry["description"])
     cost = entry["step_cost"]
     ratio = cost.get("fit_step_vs_adam") if isinstance(cost, dict) else None
     if not (
@@ -119,13 +114,9 @@ def _registry():
     if not isinstance(registry, dict):
         raise _invalid_registry(path, "(top level)", "a JSON object", registry)
     if registry.get("schema_version") != REGISTRY_SCHEMA_VERSION:
-        raise _invalid_registry(
-            path, "schema_version", REGISTRY_SCHEMA_VERSION, registry.get("schema_version")
-        )
+        raise _invalid_registry(path, "schema_version", REGISTRY_SCHEMA_VERSION, registry.get("schema_version"))
     if set(registry) != {"schema_version", "step_cost_case", "presets"}:
-        raise _invalid_registry(
-            path, "(keys)", ["schema_version", "step_cost_case", "presets"], sorted(registry)
-        )
+        raise _invalid_registry(path, "(keys)", ["schema_version", "step_cost_case", "presets"], sorted(registry))
     entries = registry["presets"]
     if not isinstance(entries, dict):
         raise _invalid_registry(path, "presets", "an object {name: entry}", entries)
@@ -135,14 +126,10 @@ def _registry():
     if len(defaults) != 1:
         raise _invalid_registry(path, "status", "exactly one preset with status 'default'", defaults)
     directories = sorted(
-        name
-        for name in os.listdir(root)
-        if os.path.isfile(os.path.join(root, name, savedmodel.METADATA_FILE))
+        name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, savedmodel.METADATA_FILE))
     )
     if sorted(entries) != directories:
-        raise _invalid_registry(
-            path, "presets", f"one entry per preset directory {directories}", sorted(entries)
-        )
+        raise _invalid_registry(path, "presets", f"one entry per preset directory {directories}", sorted(entries))
     return registry["step_cost_case"], entries
 
 
@@ -163,11 +150,7 @@ def list_presets(include_unstable=False):
             (they load, with a warning, but diverge on held-out tasks).
     """
     _, entries = _registry()
-    return sorted(
-        name
-        for name, entry in entries.items()
-        if include_unstable or entry["status"] != "unstable"
-    )
+    return sorted(name for name, entry in entries.items() if include_unstable or entry["status"] != "unstable")
 
 
 def preset_info(name):
@@ -179,9 +162,7 @@ def preset_info(name):
     """
     case, entries = _registry()
     if name not in entries:
-        raise ValueError(
-            f"`name` must be a shipped preset, one of {sorted(entries)}. Received: name={name!r}"
-        )
+        raise ValueError(f"`name` must be a shipped preset, one of {sorted(entries)}. Received: name={name!r}")
     entry = entries[name]
     path = os.path.join(presets_dir(), name)
     metadata = savedmodel.read_metadata(path)
@@ -231,10 +212,7 @@ def resolve(path_or_preset):
     loading an "unstable" preset warns. Directories come back absolute.
     """
     if not isinstance(path_or_preset, (str, os.PathLike)):
-        raise ValueError(
-            "Expected a preset name or a SavedModel directory path. "
-            f"Received: {path_or_preset!r}"
-        )
+        raise ValueError(f"Expected a preset name or a SavedModel directory path. Received: {path_or_preset!r}")
     if is_shipped(path_or_preset):
         name = path_or_preset
         if os.path.isdir(name):
@@ -255,8 +233,7 @@ def resolve(path_or_preset):
     if os.path.isdir(value):
         return os.path.abspath(value)
     raise ValueError(
-        f"{value!r} is neither a shipped preset nor a SavedModel directory. "
-        f"Shipped presets: {list_presets()}"
+        f"{value!r} is neither a shipped preset nor a SavedModel directory. Shipped presets: {list_presets()}"
     )
 
 

@@ -77,8 +77,12 @@ def probe(preset, gradient, momentum, rms, step, total_steps=0, parameter=0.0):
     """
     shape = np.broadcast_shapes(*(np.shape(v) for v in (gradient, momentum, rms, step, total_steps, parameter)))
     points = _broadcast(
-        gradient=gradient, momentum=momentum, rms=rms, step=step,
-        total_steps=total_steps, parameter=parameter,
+        gradient=gradient,
+        momentum=momentum,
+        rms=rms,
+        step=step,
+        total_steps=total_steps,
+        parameter=parameter,
     )
     network, feature_names = _network(preset)
     rng = np.random.default_rng(0)
@@ -99,7 +103,13 @@ def probe(preset, gradient, momentum, rms, step, total_steps=0, parameter=0.0):
         p = tf.concat([p, background_parameter], 0)
         recorder = _Recorder(network)
         update, new_state = rule.step(
-            recorder, state, g, p, iteration=t, total_steps=horizon, learning_rate=1.0,
+            recorder,
+            state,
+            g,
+            p,
+            iteration=t,
+            total_steps=horizon,
+            learning_rate=1.0,
             feature_names=feature_names,
         )
         adam = guard.adam_update(new_state.momenta[guard.ADAM_MOMENTUM_INDEX], new_state.second_moment, t, 1.0)

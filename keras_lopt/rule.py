@@ -80,9 +80,7 @@ def init_state(parameter: Tensor, network: Optional[Network] = None) -> RuleStat
     return RuleState(
         momenta=tuple(zeros for _ in features.MOMENTUM_DECAYS),
         second_moment=zeros,
-        tensor_state=tuple(
-            ops.zeros(shape, "float32") for shape in tensor_state_shapes(network)
-        ),
+        tensor_state=tuple(ops.zeros(shape, "float32") for shape in tensor_state_shapes(network)),
     )
 
 
@@ -114,13 +112,10 @@ def update_moments(state: RuleState, gradient: Tensor) -> RuleState:
         The new `RuleState`.
     """
     gradient = backend.dense(gradient)
-    momenta = tuple(
-        m + (gradient - m) * (1.0 - decay)
-        for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS)
+    momenta = tuple(m + (gradient - m) * (1.0 - decay) for m, decay in zip(state.momenta, features.MOMENTUM_DECAYS))
+    second_moment = state.second_moment + (ops.square(gradient) - state.second_moment) * (
+        1.0 - features.SECOND_MOMENT_DECAY
     )
-    second_moment = state.second_moment + (
-        ops.square(gradient) - state.second_moment
-    ) * (1.0 - features.SECOND_MOMENT_DECAY)
     return RuleState(
         momenta=momenta,
         second_moment=second_moment,
@@ -211,15 +206,9 @@ def step_with_moments(
     learning_rate = ops.cast(learning_rate, "float32")
     momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
-    element_names = [
-        n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES
-    ]
-    element_columns = features.element_features(
-        gradient, parameter, momenta, second_moment, iteration, element_names
-    )
-    tensor_columns = features.tensor_features(
-        iteration, total_steps, math.prod(parameter.shape)
-    )
+    element_names = [n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES]
+    element_columns = features.element_features(gradient, parameter, momenta, second_moment, iteration, element_names)
+    tensor_columns = features.tensor_features(iteration, total_steps, math.prod(parameter.shape))
     by_name = {
         **dict(zip(element_names, element_columns)),
         **dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns)),
@@ -231,32 +220,20 @@ def step_with_moments(
         network_state = state.tensor_state
         if reads_loss(network):
             loss_statistics, *network_state = network_state
-            loss_columns, loss_statistics = features.loss_features(
-                loss, loss_known, loss_statistics
-            )
+            loss_columns, loss_statistics = features.loss_features(loss, loss_known, loss_statistics)
             context_columns.update(zip(features.LOSS_FEATURE_NAMES, loss_columns))
             tensor_state = (loss_statistics,)
         context_names = network.context_feature_names
         if any(n in features.SUMMARY_FEATURE_NAMES for n in context_names):
             summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
-            context_columns.update(
-                zip(features.SUMMARY_FEATURE_NAMES, features.summary_features(summarized))
-            )
+            context_columns.update(zip(features.SUMMARY_FEATURE_NAMES, features.summary_features(summarized)))
         if any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
             signals = features.alignment_features(gradient, momenta, second_moment)
             context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
         context = ops.stack([context_columns[n] for n in context_names])
-        direction, magnitude, network_state = network(
-            columns, context, tuple(network_state)
-        )
+        direction, magnitude, network_state = network(columns, context, tuple(network_state))
         tensor_state += tuple(network_state)
     else:
         direction, magnitude = network(columns)
-    update = (
-        learning_rate
-        * direction
-        * ops.exp(network.magnitude_scale * magnitude)
-    )
-    return update, RuleState(
-        momenta=momenta, second_moment=second_moment, tensor_state=tensor_state
-    )
+    update = learning_rate * direction * ops.exp(network.magnitude_scale * magnitude)
+    return update, RuleState(momenta=momenta, second_moment=second_moment, tensor_state=tensor_state)

@@ -92,14 +92,9 @@ class StateIdentity(tf.Module):
     def _restore_from_tensors(self, restored_tensors):
         stored = restored_tensors["identity"]
         if tf.executing_eagerly():
-            reason = identity_mismatch(
-                json.loads(stored.numpy().decode()), self.identity
-            )
+            reason = identity_mismatch(json.loads(stored.numpy().decode()), self.identity)
             if reason:
-                raise ValueError(
-                    "Cannot restore the state of LearnedOptimizer "
-                    f"'{self._optimizer_name}': {reason}."
-                )
+                raise ValueError(f"Cannot restore the state of LearnedOptimizer '{self._optimizer_name}': {reason}.")
             return tf.no_op()
         # Traced restore functions (e.g. of a SavedModel) compare in-graph.
         return tf.debugging.assert_equal(

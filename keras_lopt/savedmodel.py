@@ -77,7 +77,9 @@ class PresetInfo:
     def __post_init__(self):
         validation.require(
             isinstance(self.name, str) and self.name.isidentifier(),
-            "name", self.name, "a valid identifier such as 'small_mlp_v1'",
+            "name",
+            self.name,
+            "a valid identifier such as 'small_mlp_v1'",
         )
         validation.positive_number("learning_rate", self.learning_rate)
         validation.require(isinstance(self.provenance, dict), "provenance", self.provenance, "a dict")
@@ -125,18 +127,13 @@ class _WeightsModule(tf.Module):
         setattr(
             self,
             _WEIGHTS_ATTRIBUTE,
-            {
-                w.name: tf.Variable(w.numpy(), name=w.name)
-                for w in network.weights
-            },
+            {w.name: tf.Variable(w.numpy(), name=w.name) for w in network.weights},
         )
 
     def _weights_and_columns(self, feature_matrix):
         """`([weight], [N] * F)` for `network.forward`."""
         weights = getattr(self, _WEIGHTS_ATTRIBUTE)
-        columns = tf.unstack(
-            feature_matrix, num=self._network.num_features, axis=-1
-        )
+        columns = tf.unstack(feature_matrix, num=self._network.num_features, axis=-1)
         return [weights[name] for name in self._network.weight_names()], columns
 
 
@@ -145,15 +142,11 @@ class _ExportModule(_WeightsModule):
         super().__init__(network)
         self.serve = tf.function(
             self._serve,
-            input_signature=[
-                tf.TensorSpec([None, network.num_features], tf.float32)
-            ],
+            input_signature=[tf.TensorSpec([None, network.num_features], tf.float32)],
         )
 
     def _serve(self, feature_matrix):
-        direction, magnitude = self._network.forward(
-            *self._weights_and_columns(feature_matrix)
-        )
+        direction, magnitude = self._network.forward(*self._weights_and_columns(feature_matrix))
         return {"direction": direction, "magnitude": magnitude}
 
 
@@ -216,9 +209,7 @@ def export(network, path, info: PresetInfo) -> LoadedPreset:
         )
     for w in network.weights:
         if not np.all(np.isfinite(w.numpy())):
-            raise ValueError(
-                f"Refusing to export non-finite network weight `{w.name}`."
-            )
+            raise ValueError(f"Refusing to export non-finite network weight `{w.name}`.")
     metadata = build_metadata(network, info)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
@@ -227,9 +218,7 @@ def export(network, path, info: PresetInfo) -> LoadedPreset:
     os.chmod(staging, 0o755)
     try:
         module = (_RecurrentExportModule if recurrent else _ExportModule)(network)
-        tf.saved_model.save(
-            module, staging, signatures={"serving_default": module.serve}
-        )
+        tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -246,9 +235,7 @@ def _build_network(path, metadata):
     architecture = metadata["architecture"]
     kind = architecture.get("kind") if isinstance(architecture, dict) else None
     if kind not in ARCHITECTURES:
-        raise invalid(
-            path, "architecture.kind", f"one of {sorted(ARCHITECTURES)}", kind
-        )
+        raise invalid(path, "architecture.kind", f"one of {sorted(ARCHITECTURES)}", kind)
     config = dict(architecture.get("config") or {})
     network_class = ARCHITECTURES[kind]
     configured_scale = config.get("magnitude_scale", getattr(network_class, "magnitude_scale", None))
@@ -282,10 +269,7 @@ def _build_network(path, metadata):
 def _read_weights(path, network):
     prefix = os.path.join(path, "variables", "variables")
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise ValueError(
-            f"Invalid learned-optimizer SavedModel at {path!r}: missing "
-            "file `saved_model.pb`."
-        )
+        raise ValueError(f"Invalid learned-optimizer SavedModel at {path!r}: missing file `saved_model.pb`.")
     try:
         reader = tf.train.load_checkpoint(prefix)
         stored = {
@@ -303,9 +287,7 @@ def _read_weights(path, network):
     for w in network.weights:
         key = f"{_WEIGHTS_ATTRIBUTE}/{w.name}/.ATTRIBUTES/VARIABLE_VALUE"
         if key not in stored:
-            raise invalid(
-                path, f"variables/{w.name}", f"shape {tuple(w.shape)}", "missing"
-            )
+            raise invalid(path, f"variables/{w.name}", f"shape {tuple(w.shape)}", "missing")
         value = stored.pop(key)
         if value.shape != tuple(w.shape) or value.dtype != np.float32:
             raise invalid(
@@ -315,14 +297,10 @@ def _read_weights(path, network):
                 f"{value.dtype} of shape {value.shape}",
             )
         if not np.all(np.isfinite(value)):
-            raise invalid(
-                path, f"variables/{w.name}", "finite values", "NaN or inf"
-            )
+            raise invalid(path, f"variables/{w.name}", "finite values", "NaN or inf")
         values.append(value)
     if stored:
-        raise invalid(
-            path, "variables", "only the architecture's weights", sorted(stored)
-        )
+        raise invalid(path, "variables", "only the architecture's weights", sorted(stored))
     return values
 
 
@@ -341,13 +319,9 @@ def load(path) -> LoadedPreset:
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise ValueError(
-            f"No learned-optimizer SavedModel directory at {path!r}."
-        )
+        raise ValueError(f"No learned-optimizer SavedModel directory at {path!r}.")
     metadata = read_metadata(path)
     network = _build_network(path, metadata)
     weights = _read_weights(path, network)
     network.set_weights(weights)
-    return LoadedPreset(
-        path=path, metadata=metadata, network=network, weights=tuple(weights)
-    )
+    return LoadedPreset(path=path, metadata=metadata, network=network, weights=tuple(weights))

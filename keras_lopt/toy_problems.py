@@ -48,25 +48,31 @@ class Problem:
 
 PROBLEMS = {
     "product": Problem(
-        "product", "(x y - 1)^2",
+        "product",
+        "(x y - 1)^2",
         lambda p: tf.square(p[0] * p[1] - 1.0),
         starts=((0.15, 2.5), (2.5, 0.15), (-0.5, 1.5), (0.5, -1.0)),
         limits=((-1.5, 3.0), (-1.5, 3.0)),
-        learning_rate=1e-2, sgd_learning_rate=2e-2,
+        learning_rate=1e-2,
+        sgd_learning_rate=2e-2,
     ),
     "difference": Problem(
-        "difference", "(x - y)^2",
+        "difference",
+        "(x - y)^2",
         lambda p: tf.square(p[0] - p[1]),
         starts=((2.0, -1.0), (-1.5, 1.0), (0.5, 2.5), (2.5, 1.5)),
         limits=((-2.0, 3.0), (-2.0, 3.0)),
-        learning_rate=1e-2, sgd_learning_rate=5e-2,
+        learning_rate=1e-2,
+        sgd_learning_rate=5e-2,
     ),
     "rosenbrock": Problem(
-        "rosenbrock", "(1 - x)^2 + 100 (y - x^2)^2",
+        "rosenbrock",
+        "(1 - x)^2 + 100 (y - x^2)^2",
         lambda p: tf.square(1.0 - p[0]) + 100.0 * tf.square(p[1] - tf.square(p[0])),
         starts=((-1.2, 1.0), (0.0, 2.0), (1.8, 2.0)),
         limits=((-2.0, 2.0), (-0.5, 3.0)),
-        learning_rate=1e-2, sgd_learning_rate=1e-3,
+        learning_rate=1e-2,
+        sgd_learning_rate=1e-3,
     ),
 }
 

@@ -86,9 +86,7 @@ def positive_number(name: str, value: Any, rule: str = "a positive finite number
     return float(value)
 
 
-def non_negative_number(
-    name: str, value: Any, rule: str = "a non-negative finite number"
-) -> float:
+def non_negative_number(name: str, value: Any, rule: str = "a non-negative finite number") -> float:
     """`value` as a float; it must be a finite number >= 0 (`rule`: as in
     `positive_number`)."""
     require(is_number(value) and math.isfinite(value) and value >= 0, name, value, rule)

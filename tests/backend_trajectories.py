@@ -38,9 +38,7 @@ def _model(dtype_policy=None):
             keras.layers.Dense(2, dtype=dtype_policy),
         ]
     )
-    model.set_weights(
-        [rng.normal(0, 0.5, w.shape).astype("float32") for w in model.weights]
-    )
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.weights])
     return model
 
 
@@ -70,9 +68,7 @@ def keras_file_case():
         restored = keras.models.load_model(path)
     saved = [np.asarray(v) for v in model.optimizer.variables]
     loaded = [np.asarray(v) for v in restored.optimizer.variables]
-    state_equal = len(saved) == len(loaded) and all(
-        np.array_equal(a, b) for a, b in zip(saved, loaded)
-    )
+    state_equal = len(saved) == len(loaded) and all(np.array_equal(a, b) for a, b in zip(saved, loaded))
     restored.fit(x[BATCH * half :], y[BATCH * half :], batch_size=BATCH, shuffle=False, verbose=0)
     return {
         **_weights(restored),
@@ -96,8 +92,7 @@ def apply_case(preset, nonfinite_steps=()):
     the loss given by `set_loss`; NaN gradients at `nonfinite_steps`."""
     rng = np.random.default_rng(2)
     variables = [
-        keras.Variable(rng.normal(size=shape).astype("float32"), name=f"v{i}")
-        for i, shape in enumerate([(5, 3), (3,)])
+        keras.Variable(rng.normal(size=shape).astype("float32"), name=f"v{i}") for i, shape in enumerate([(5, 3), (3,)])
     ]
     targets = [rng.normal(size=v.shape).astype("float32") for v in variables]
     optimizer = keras_lopt.LearnedOptimizer(preset=preset, total_steps=APPLY_STEPS)
@@ -117,28 +112,18 @@ def apply_case(preset, nonfinite_steps=()):
 # default test run; "slow" covers the other architectures and mixed precision.
 CASES = {
     "fast": {
-        "adam_equivalent": lambda: _weights(
-            _fit(keras_lopt.LearnedOptimizer(preset="adam_equivalent_v1"))
-        ),
+        "adam_equivalent": lambda: _weights(_fit(keras_lopt.LearnedOptimizer(preset="adam_equivalent_v1"))),
         "keras_adam": lambda: _weights(_fit(keras.optimizers.Adam(learning_rate=1e-3))),
         "default": lambda: _weights(_fit(keras_lopt.LearnedOptimizer())),
         "keras_file": keras_file_case,
         "nonfinite_skip": lambda: apply_case("mlp_local_es_v1", nonfinite_steps=(3, 4)),
     },
     "slow": {
-        "adaptive_mlp": lambda: _weights(
-            _fit(keras_lopt.LearnedOptimizer(preset="adam_hypergradient_v1"))
-        ),
+        "adaptive_mlp": lambda: _weights(_fit(keras_lopt.LearnedOptimizer(preset="adam_hypergradient_v1"))),
         "full_features_guard_decay": lambda: _weights(
-            _fit(
-                keras_lopt.LearnedOptimizer(
-                    preset="mlp_es_v4", guard="adam", weight_decay=0.01
-                )
-            )
+            _fit(keras_lopt.LearnedOptimizer(preset="mlp_es_v4", guard="adam", weight_decay=0.01))
         ),
-        "mixed_float16": lambda: _weights(
-            _fit(keras_lopt.LearnedOptimizer(), dtype_policy="mixed_float16")
-        ),
+        "mixed_float16": lambda: _weights(_fit(keras_lopt.LearnedOptimizer(), dtype_policy="mixed_float16")),
         "ffn_lstm": lambda: apply_case("ffn_lstm_es_v2"),
         "hyper_lstm": lambda: apply_case("hyper_lstm_es_v2"),
     },

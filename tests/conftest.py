@@ -18,9 +18,7 @@ def random_network():
     """An MLPNetwork with seeded random (non-Adam) weights."""
     network = MLPNetwork(num_features=features.NUM_FEATURES, name="random_net")
     rng = np.random.default_rng(1234)
-    network.set_weights(
-        [rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights]
-    )
+    network.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights])
     return network
 
 
@@ -49,9 +47,7 @@ def local_preset(tmp_path):
     from keras_lopt import savedmodel
 
     names = features.FEATURE_SETS["local"]
-    network = MLPNetwork(
-        num_features=len(names), magnitude_scale=0.5, max_log_multiplier=2.0, name="local_net"
-    )
+    network = MLPNetwork(num_features=len(names), magnitude_scale=0.5, max_log_multiplier=2.0, name="local_net")
     rng = np.random.default_rng(7)
     network.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights])
     path = tmp_path / "local_random"
@@ -59,7 +55,9 @@ def local_preset(tmp_path):
         network,
         path,
         savedmodel.PresetInfo(
-            name="local_random_v1", learning_rate=1e-2, provenance={"method": "random for tests"},
+            name="local_random_v1",
+            learning_rate=1e-2,
+            provenance={"method": "random for tests"},
             feature_set="local",
         ),
     )
@@ -125,7 +123,12 @@ def unroll_and_optimizer_losses(preset, steps, seed=77, learning_rate=1e-2):
     # Noise-free: XLA and TF kernels draw different stateless random numbers.
     task = tasks.quadratic_task(dim=8, noise=0.0, seed=3)
     run = unroll.Unroll(
-        task, loaded.network, steps, "mean", learning_rate, loss_visible_fraction=1.0,
+        task,
+        loaded.network,
+        steps,
+        "mean",
+        learning_rate,
+        loss_visible_fraction=1.0,
         feature_names=loaded.feature_names,
     )
     state = unroll.fresh_state(task, [seed], [steps], [1.0], network=loaded.network)

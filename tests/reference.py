@@ -26,10 +26,7 @@ def feature_matrix(g, p, momenta, v, t, total_steps):
     denom = np.sqrt(v) + features.EPSILON
     tiny = features.TENSOR_RMS_EPSILON
     cols = [g * c2 / denom]
-    cols += [
-        m * c2 / (1 - d**t) / denom
-        for m, d in zip(momenta, features.MOMENTUM_DECAYS)
-    ]
+    cols += [m * c2 / (1 - d**t) / denom for m, d in zip(momenta, features.MOMENTUM_DECAYS)]
     cols += [
         g / np.sqrt(np.mean(g**2) + tiny),
         p / np.sqrt(np.mean(p**2) + tiny),

@@ -30,8 +30,10 @@ def _export(network, path):
         network,
         path,
         savedmodel.PresetInfo(
-            name="adaptive_random_v1", learning_rate=1e-3,
-            provenance={"method": "random for tests"}, feature_set="local",
+            name="adaptive_random_v1",
+            learning_rate=1e-3,
+            provenance={"method": "random for tests"},
+            feature_set="local",
         ),
     )
 
@@ -52,7 +54,9 @@ def test_alignment_features_match_numpy():
     expected.append(np.mean(g * g))
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     assert features.ALIGNMENT_FEATURE_NAMES == (
-        "alignment_momentum_0p9", "alignment_momentum_0p99", "gradient_mean_square",
+        "alignment_momentum_0p9",
+        "alignment_momentum_0p99",
+        "gradient_mean_square",
     )
 
 
@@ -144,10 +148,22 @@ def test_log_step_is_bounded():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"controller_hidden_size": 0}, "`controller_hidden_size` must be a positive integer. Received: controller_hidden_size=0"),
-        ({"max_step_change": -1.0}, "`max_step_change` must be a positive finite number. Received: max_step_change=-1.0"),
-        ({"log_step_range": (0.5, 2.0)}, "`log_step_range` must be finite `(low, high)` with low <= 0 <= high. Received: log_step_range=(0.5, 2.0)"),
-        ({"hidden_sizes": (4, "8")}, "`hidden_sizes` must be a sequence of positive integers. Received: hidden_sizes=(4, '8')"),
+        (
+            {"controller_hidden_size": 0},
+            "`controller_hidden_size` must be a positive integer. Received: controller_hidden_size=0",
+        ),
+        (
+            {"max_step_change": -1.0},
+            "`max_step_change` must be a positive finite number. Received: max_step_change=-1.0",
+        ),
+        (
+            {"log_step_range": (0.5, 2.0)},
+            "`log_step_range` must be finite `(low, high)` with low <= 0 <= high. Received: log_step_range=(0.5, 2.0)",
+        ),
+        (
+            {"hidden_sizes": (4, "8")},
+            "`hidden_sizes` must be a sequence of positive integers. Received: hidden_sizes=(4, '8')",
+        ),
         ({"activation": "gelu"}, "`activation` must be one of ['relu', 'tanh']. Received: activation='gelu'"),
     ],
 )
@@ -261,7 +277,10 @@ def test_fit_with_the_hand_set_preset_learns_faster_than_adam(jit_compile):
     x = rng.normal(size=(512, 8)).astype("float32")
     y = (x @ rng.normal(size=(8, 1))).astype("float32")
     losses = {}
-    for name, optimizer in (("adam", keras.optimizers.Adam(1e-3)), ("learned", keras_lopt.LearnedOptimizer(preset=PRESET))):
+    for name, optimizer in (
+        ("adam", keras.optimizers.Adam(1e-3)),
+        ("learned", keras_lopt.LearnedOptimizer(preset=PRESET)),
+    ):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
         model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)

@@ -15,14 +15,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _import_keras_lopt(prelude="", **env):
     environment = dict(os.environ, PYTHONPATH=REPO, **env)
     code = prelude + "import keras_lopt\n"
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300
-    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300)
 
 
 @pytest.mark.parametrize("name", ["torch", "numpy", "openvino"])
 def test_other_backends_are_refused_by_name(name):
-    with pytest.raises(ImportError, match=f"Keras is using the '{name}' backend.*KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"):
+    with pytest.raises(
+        ImportError, match=f"Keras is using the '{name}' backend.*KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+    ):
         backend.check_backend(name)
     backend.check_backend("tensorflow")
     backend.check_backend("jax")
@@ -33,7 +33,10 @@ def test_import_raises_when_keras_runs_on_another_backend():
     # import exactly as it would under one, with Keras reporting "torch".
     result = _import_keras_lopt("import keras\nkeras.backend.backend = lambda: 'torch'\n")
     assert result.returncode != 0
-    assert "ImportError: keras_lopt runs on Keras' TensorFlow or JAX backend, but Keras is using the 'torch' backend" in result.stderr
+    assert (
+        "ImportError: keras_lopt runs on Keras' TensorFlow or JAX backend, but Keras is using the 'torch' backend"
+        in result.stderr
+    )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

@@ -18,8 +18,15 @@ def test_specs_have_one_canonical_name():
 
     default = presets.DEFAULT_PRESET
     assert specs.expand(["learned", "learned+horizon", "adam", "adam@1e-3", "adam_tuned"]) == [
-        f"learned:{default}", f"learned:{default}+horizon",
-        "adam@0.001", "adam@0.0001", "adam@0.0003", "adam@0.003", "adam@0.01", "adam@0.03", "adam@0.1",
+        f"learned:{default}",
+        f"learned:{default}+horizon",
+        "adam@0.001",
+        "adam@0.0001",
+        "adam@0.0003",
+        "adam@0.003",
+        "adam@0.01",
+        "adam@0.03",
+        "adam@0.1",
     ]
     assert specs.canonical("learned:./saved_models/../saved_models/mlp_es_v4") == "learned:saved_models/mlp_es_v4"
     assert specs.canonical("learned:mlp_es_v4+horizon") == "learned:mlp_es_v4+horizon"
@@ -33,12 +40,15 @@ def test_specs_have_one_canonical_name():
     assert type(optimizer).__name__ == "AdamW" and optimizer.beta_1 == 0.8
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("rmsprob", "Unknown optimizer spec 'rmsprob'"),
-    ("adam@-1", "Unknown optimizer spec 'adam@-1'"),
-    ("adam+horizon", "`+horizon` applies to learned optimizers only. Received: 'adam+horizon'"),
-    ("learned:no_such_preset", "'no_such_preset' is neither a shipped preset nor a SavedModel directory"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("rmsprob", "Unknown optimizer spec 'rmsprob'"),
+        ("adam@-1", "Unknown optimizer spec 'adam@-1'"),
+        ("adam+horizon", "`+horizon` applies to learned optimizers only. Received: 'adam+horizon'"),
+        ("learned:no_such_preset", "'no_such_preset' is neither a shipped preset nor a SavedModel directory"),
+    ],
+)
 def test_bad_specs_are_rejected(spec, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("+", r"\+")):
         specs.expand([spec])
@@ -88,16 +98,33 @@ def test_every_task_builds_and_has_a_finite_gradient(name):
 
 
 def _record(task, spec, seed, train, valid, steps=100):
-    return dict(task=task, optimizer=spec, seed=seed, steps=steps, batch_size=8, final_train_loss=train,
-                final_valid_loss=valid, diverged=not (math.isfinite(train) and math.isfinite(valid)), seconds=1.0,
-                curve_steps=[50, 100], curve=[2 * train, train])
+    return dict(
+        task=task,
+        optimizer=spec,
+        seed=seed,
+        steps=steps,
+        batch_size=8,
+        final_train_loss=train,
+        final_valid_loss=valid,
+        diverged=not (math.isfinite(train) and math.isfinite(valid)),
+        seconds=1.0,
+        curve_steps=[50, 100],
+        curve=[2 * train, train],
+    )
 
 
 def test_tuned_adam_is_chosen_per_metric_and_the_counts_follow():
     """Task "t": the best training loss is Adam(1e-1)'s, the best validation
     loss Adam(1e-4)'s, so the candidate is compared with each on its metric."""
-    grid = {"adam@0.0001": (1.0, 0.5), "adam@0.0003": (0.95, 0.6), "adam@0.001": (0.8, 0.7),
-            "adam@0.003": (0.6, 0.9), "adam@0.01": (0.4, 1.2), "adam@0.03": (0.2, 1.5), "adam@0.1": (0.1, 2.0)}
+    grid = {
+        "adam@0.0001": (1.0, 0.5),
+        "adam@0.0003": (0.95, 0.6),
+        "adam@0.001": (0.8, 0.7),
+        "adam@0.003": (0.6, 0.9),
+        "adam@0.01": (0.4, 1.2),
+        "adam@0.03": (0.2, 1.5),
+        "adam@0.1": (0.1, 2.0),
+    }
     records = []
     for seed in (0, 1):
         for spec, (train, valid) in grid.items():
@@ -131,8 +158,10 @@ def test_tuned_adam_is_chosen_per_metric_and_the_counts_follow():
 
     table = report.markdown(summary)
     assert "| **target** | >= 95% | >= 50% | >= 80% | (none) | 0 | <= 2 |" in table
-    assert ("| cand | 2/4 (50%) **missed** | 1/2 (50%) ok | 3/4 (75%) **missed** | 1/2 (50%) "
-            "| 1/4 **missed** | inf (byte_mlp_lm_w64) **> 2x** |") in table
+    assert (
+        "| cand | 2/4 (50%) **missed** | 1/2 (50%) ok | 3/4 (75%) **missed** | 1/2 (50%) "
+        "| 1/4 **missed** | inf (byte_mlp_lm_w64) **> 2x** |"
+    ) in table
     assert "| t | 100 | 0.86 | 0.105 (0.1) | 1.063 |" in table  # training losses, means over seeds
     assert "| t | 100 | 0.79 | 0.525 (0.0001) | 0.5467 |" in table  # validation losses
     assert "Final training loss" in table and "Final validation loss" in table
@@ -140,8 +169,10 @@ def test_tuned_adam_is_chosen_per_metric_and_the_counts_follow():
 
 def test_ladder_ratio_is_flagged_above_two():
     records = [_record("resmlp_ln_mnist1d_1k", "adam@0.001", s, 1.0, 1.0, 1000) for s in (0, 1)]
-    records += [_record("resmlp_ln_mnist1d_1k", "cand", 0, 1.5, 1.0, 1000),
-                _record("resmlp_ln_mnist1d_1k", "cand", 1, 2.5, 1.0, 1000)]
+    records += [
+        _record("resmlp_ln_mnist1d_1k", "cand", 0, 1.5, 1.0, 1000),
+        _record("resmlp_ln_mnist1d_1k", "cand", 1, 2.5, 1.0, 1000),
+    ]
     summary = report.build(records, ["cand"])
     assert summary["counts"]["cand"]["ladders"] == {"resmlp_ln_mnist1d_1k": 2.5}
     assert "| resmlp_ln_mnist1d_1k (1000 steps) | 2.5 **> 2x** |" in report.markdown(summary)
@@ -209,14 +240,17 @@ def test_no_suite_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--suite", "test", "--tasks", "mlp_iris"], "Pass `--suite` or `--tasks`, not both."),
-    (["--quick", "--suite", "test"], "`--quick` runs its own tasks"),
-    (["--tasks", "imagenet"], "Unknown evaluation task 'imagenet'"),
-    (["--tasks", "mlp_iris", "--seeds", "0,x"], "`--seeds` must be comma-separated integers. Received: '0,x'"),
-    (["--tasks", "mlp_iris", "--steps", "0"], "`--steps` must be a positive integer. Received: 0"),
-    (["--tasks", "mlp_iris", "--optimizers", "adam+horizon"], "`+horizon` applies to learned optimizers only"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--suite", "test", "--tasks", "mlp_iris"], "Pass `--suite` or `--tasks`, not both."),
+        (["--quick", "--suite", "test"], "`--quick` runs its own tasks"),
+        (["--tasks", "imagenet"], "Unknown evaluation task 'imagenet'"),
+        (["--tasks", "mlp_iris", "--seeds", "0,x"], "`--seeds` must be comma-separated integers. Received: '0,x'"),
+        (["--tasks", "mlp_iris", "--steps", "0"], "`--steps` must be a positive integer. Received: 0"),
+        (["--tasks", "mlp_iris", "--optimizers", "adam+horizon"], "`+horizon` applies to learned optimizers only"),
+    ],
+)
 def test_bad_benchmark_arguments_exit_2_before_anything_runs(tmp_path, capsys, argv, message):
     out = tmp_path / "bench"
     assert cli.main(["benchmark", *argv, "--output", str(out)]) == 2
@@ -248,7 +282,9 @@ def test_quick_benchmark_end_to_end(tmp_path):
     out = tmp_path / "quick"
     proc = subprocess.run(
         [sys.executable, "-m", "keras_lopt.meta", "benchmark", "--quick", "--output", str(out)],
-        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = harness.read_results(str(out / "results.jsonl"))

@@ -24,7 +24,8 @@ def _python(code, **env):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["--version"], ["plot", "probes", "--help"], ["meta-train", "--help"], ["benchmark", "--steps", "x"]]
+    "argv",
+    [["--help"], ["--version"], ["plot", "probes", "--help"], ["meta-train", "--help"], ["benchmark", "--steps", "x"]],
 )
 def test_help_version_and_bad_arguments_do_not_import_tensorflow(argv):
     code = (

@@ -51,11 +51,7 @@ SPECS = {
 
 
 def load_all(data_dir):
-    return {
-        (name, split): datasets.load_numpy(name, split, data_dir)
-        for name in SPECS
-        for split in ("train", "test")
-    }
+    return {(name, split): datasets.load_numpy(name, split, data_dir) for name in SPECS for split in ("train", "test")}
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +121,7 @@ def test_python_chars_is_python_source(prepared):
         tokens = prepared[("python_chars", split)]["tokens"]
         assert len(tokens) > 1000
         assert tokens.min() >= 0 and tokens.max() < 256
-        text = bytes(tokens[:, :-1].astype(np.uint8).ravel()).decode(
-            "utf-8", errors="replace"
-        )
+        text = bytes(tokens[:, :-1].astype(np.uint8).ravel()).decode("utf-8", errors="replace")
         assert "def " in text and "import " in text and "return" in text
     # Consecutive windows of a file share one byte: targets continue inputs.
     tokens = prepared[("python_chars", "train")]["tokens"]
@@ -195,19 +189,14 @@ def test_unknown_name():
 
 
 def test_second_import_does_not_clash():
-    spec = importlib.util.spec_from_file_location(
-        "keras_lopt_datasets_copy", datasets.__file__
-    )
+    spec = importlib.util.spec_from_file_location("keras_lopt_datasets_copy", datasets.__file__)
     copy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(copy)
     assert copy.DATASETS.keys() == datasets.DATASETS.keys()
 
 
 def test_import_keras_lopt_skips_tensorflow_datasets():
-    code = (
-        "import sys, keras_lopt, keras_lopt.meta; "
-        "sys.exit('tensorflow_datasets' in sys.modules)"
-    )
+    code = "import sys, keras_lopt, keras_lopt.meta; sys.exit('tensorflow_datasets' in sys.modules)"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 

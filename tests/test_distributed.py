@@ -32,8 +32,12 @@ CONFIG = {
     "checkpoint_every": 2,
     "tasks_per_step": 4,
     "estimator": {
-        "kind": "pes", "num_pairs": 4, "sigma": 0.01, "truncation_length": 10,
-        "min_horizon": 20, "max_horizon": 40,
+        "kind": "pes",
+        "num_pairs": 4,
+        "sigma": 0.01,
+        "truncation_length": 10,
+        "min_horizon": 20,
+        "max_horizon": 40,
     },
     "inner_learning_rate": 0.01,
     "outer_learning_rate": 0.01,
@@ -60,7 +64,10 @@ def _worker(ports, index, args):
     env = local_cluster.cluster_env(ports, index, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     return subprocess.Popen(
         [sys.executable, "-m", "keras_lopt.meta", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -80,9 +87,25 @@ def test_two_workers_take_the_same_outer_steps_as_one_process(tmp_path):
     config = _write_config(tmp_path)
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "keras_lopt.meta", "local-cluster", "--workers", "2", "--",
-         "meta-train", "--config", config, "--output", str(run), "--no-progress"],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "keras_lopt.meta",
+            "local-cluster",
+            "--workers",
+            "2",
+            "--",
+            "meta-train",
+            "--config",
+            config,
+            "--output",
+            str(run),
+            "--no-progress",
+        ],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # Only the chief prints and writes.

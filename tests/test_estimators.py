@@ -50,8 +50,12 @@ def _cosine(a, b):
 
 def _estimate(layer, theta, task, kind, num_steps, truncations, seed):
     config = EstimatorConfig(
-        kind=kind, num_pairs=PAIRS, sigma=0.01, truncation_length=num_steps,
-        min_horizon=num_steps * truncations, max_horizon=num_steps * truncations,
+        kind=kind,
+        num_pairs=PAIRS,
+        sigma=0.01,
+        truncation_length=num_steps,
+        min_horizon=num_steps * truncations,
+        max_horizon=num_steps * truncations,
     )
     estimator = estimators.make_estimator(task, unroll.Unroll(task, layer, num_steps, "mean", LR), config)
     rng = np.random.default_rng(seed)

@@ -107,7 +107,8 @@ def test_local_preset_round_trip_serving_function_and_metadata(local_preset):
 def test_export_refuses_a_network_of_another_width():
     with pytest.raises(ValueError, match=r"takes 13 features but the feature set 'local' has 10"):
         savedmodel.export(
-            _random_network(features.FEATURE_NAMES), "/tmp/unused",
+            _random_network(features.FEATURE_NAMES),
+            "/tmp/unused",
             savedmodel.PresetInfo(name="x", learning_rate=1e-3, provenance={}, feature_set="local"),
         )
     with pytest.raises(ValueError, match=r"feature_set='wide'"):
@@ -118,7 +119,8 @@ def test_adam_equivalent_local_network_matches_adam(tmp_path):
     network = adam_equivalent.build_network(feature_set="local")
     path = tmp_path / "adam_local"
     savedmodel.export(
-        network, path,
+        network,
+        path,
         savedmodel.PresetInfo(name="adam_local", learning_rate=1e-3, provenance={}, feature_set="local"),
     )
     x, y = classification_data(n=32 * 30)

@@ -9,9 +9,7 @@ from reference import feature_matrix
 def test_feature_names_match_the_code_that_builds_them():
     g = tf.constant([[0.5, -1.0], [2.0, 0.0]])
     state = rule.init_state(g)
-    element = features.element_features(
-        g, g, state.momenta, state.second_moment + 1.0, tf.constant(1.0)
-    )
+    element = features.element_features(g, g, state.momenta, state.second_moment + 1.0, tf.constant(1.0))
     tensor = features.tensor_features(tf.constant(1.0), tf.constant(0.0), 4)
     assert len(element) == len(features.ELEMENT_FEATURE_NAMES)
     assert len(tensor) == len(features.TENSOR_FEATURE_NAMES)
@@ -29,12 +27,13 @@ def test_features_match_numpy_reference():
     v = rng.uniform(0.1, 2.0, size=(3, 5)).astype("float32")
     t, total = 7.0, 50.0
     columns = features.element_features(
-        tf.constant(g), tf.constant(p), tuple(tf.constant(m) for m in momenta),
-        tf.constant(v), tf.constant(t),
+        tf.constant(g),
+        tf.constant(p),
+        tuple(tf.constant(m) for m in momenta),
+        tf.constant(v),
+        tf.constant(t),
     ) + features.tensor_features(tf.constant(t), tf.constant(total), g.size)
-    got = np.stack(
-        [np.broadcast_to(c.numpy(), g.shape).ravel() for c in columns], axis=1
-    )
+    got = np.stack([np.broadcast_to(c.numpy(), g.shape).ravel() for c in columns], axis=1)
     want = feature_matrix(g, p, momenta, v, t, total)
     # float32 1 - decay**t loses ~1e-5 relative to cancellation, as in Adam.
     np.testing.assert_allclose(got, want, rtol=3e-5, atol=1e-7)

@@ -117,10 +117,7 @@ def test_guard_decides_per_variable_and_compiles_once():
 
     learned = [w.numpy() for w in one_step(LearnedOptimizer(preset="mlp_pes_v2"))[0].weights]
     adam = [w.numpy() for w in one_step(keras.optimizers.Adam(1e-3))[0].weights]
-    ratios = [
-        np.linalg.norm(l - w0) / np.linalg.norm(a - w0)
-        for l, a, w0 in zip(learned, adam, initial)
-    ]
+    ratios = [np.linalg.norm(l - w0) / np.linalg.norm(a - w0) for l, a, w0 in zip(learned, adam, initial)]
     # A bound between two of the ratios, far from both (no rounding ties).
     low, high = sorted(ratios)[1:3]
     assert high > 1.2 * low, ratios
@@ -147,7 +144,10 @@ def test_guard_round_trips_through_config_keras_files_and_checkpoints(tmp_path, 
     optimizer = LearnedOptimizer(preset=random_preset, guard=guard)
     config = optimizer.get_config()
     assert config["guard"] == {
-        "name": "adam", "max_ratio": 50.0, "min_ratio": 0.1, "learning_rate": 3e-4,
+        "name": "adam",
+        "max_ratio": 50.0,
+        "min_ratio": 0.1,
+        "learning_rate": 3e-4,
     }
     clone = LearnedOptimizer.from_config(config)
     assert clone.guard == guard and clone.get_config() == config

@@ -110,9 +110,7 @@ def test_nonfinite_gradients_are_skipped_on_jax(fast):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "case", ["adaptive_mlp", "full_features_guard_decay", "ffn_lstm", "hyper_lstm"]
-)
+@pytest.mark.parametrize("case", ["adaptive_mlp", "full_features_guard_decay", "ffn_lstm", "hyper_lstm"])
 def test_other_architectures_train_the_same_on_jax(slow, case):
     _assert_same_weights(slow, case)
 

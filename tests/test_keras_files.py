@@ -113,7 +113,9 @@ def test_state_of_another_optimizer_is_skipped_with_a_warning(tmp_path):
     adam.save_weights(path)
 
     model = _issue_model(LearnedOptimizer())
-    with pytest.warns(UserWarning, match=r"no LearnedOptimizer state identity: it is the state of another optimizer \(such as Adam\)"):
+    with pytest.warns(
+        UserWarning, match=r"no LearnedOptimizer state identity: it is the state of another optimizer \(such as Adam\)"
+    ):
         model.load_weights(path)
     for a, b in zip(adam.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)  # the model's weights are loaded
@@ -137,7 +139,9 @@ def test_state_of_another_preset_is_skipped_whole(tmp_path, random_preset, built
     if built:
         fresh.optimizer.build(fresh.trainable_variables)
     before = [np.asarray(v).copy() for v in fresh.optimizer.variables]
-    with pytest.warns(UserWarning, match=r"written with preset 'random_v1' .* this optimizer uses preset 'adam_equivalent_v1'"):
+    with pytest.warns(
+        UserWarning, match=r"written with preset 'random_v1' .* this optimizer uses preset 'adam_equivalent_v1'"
+    ):
         fresh.load_weights(path)
     fresh.optimizer.build(fresh.trainable_variables)
     assert int(fresh.optimizer.iterations.numpy()) == 0
@@ -204,7 +208,9 @@ def test_a_moved_preset_fails_clearly_and_the_documented_recipe_restores(tmp_pat
     model.save("m.keras")
     shutil.move("old_place", "new_place")
     old = str(tmp_path / "old_place")
-    with pytest.raises(ValueError, match=f"uses the preset directory '{old}', which does not exist here.*compile=False"):
+    with pytest.raises(
+        ValueError, match=f"uses the preset directory '{old}', which does not exist here.*compile=False"
+    ):
         keras.models.load_model("m.keras")
 
     # docs/optimizer.md, "A moved preset":
@@ -221,7 +227,9 @@ def test_a_moved_preset_fails_clearly_and_the_documented_recipe_restores(tmp_pat
 def test_a_shipped_name_wins_over_a_local_directory_with_a_warning(tmp_path, monkeypatch, random_preset):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(random_preset, "mlp_es_v4")
-    with pytest.warns(UserWarning, match=r"'mlp_es_v4' is the name of a shipped preset and of a directory.*'./mlp_es_v4'"):
+    with pytest.warns(
+        UserWarning, match=r"'mlp_es_v4' is the name of a shipped preset and of a directory.*'./mlp_es_v4'"
+    ):
         shipped = LearnedOptimizer(preset="mlp_es_v4")
     assert shipped.preset == "mlp_es_v4" and shipped.network.name == "mlp_es_v4"
     for spelled in ("./mlp_es_v4", pathlib.Path("mlp_es_v4")):

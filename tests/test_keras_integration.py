@@ -31,7 +31,12 @@ def _fit(optimizer, steps=8, jit_compile=False, seed=0, callbacks=None, epochs=1
     model = small_classifier(seed)
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
     model.fit(
-        x, y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=32,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
         callbacks=callbacks,
     )
     return model
@@ -53,6 +58,7 @@ def _as_float64(x):
 
 
 # 1. Shapes and dtypes ----------------------------------------------------
+
 
 class _Scale(keras.layers.Layer):
     """Multiplies by a learned scalar: a rank-0 variable."""
@@ -85,9 +91,7 @@ _NUMPY_DTYPE = {name: tf.as_dtype(name).as_numpy_dtype for name in _EPS}
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
-def test_every_rank_and_dtype_matches_the_numpy_reference(
-    dtype, random_preset, random_network
-):
+def test_every_rank_and_dtype_matches_the_numpy_reference(dtype, random_preset, random_network):
     model = _every_rank_model(dtype)
     variables = model.trainable_variables
     assert {len(v.shape) for v in variables} == {0, 1, 2, 3, 4}
@@ -111,8 +115,14 @@ def test_every_rank_and_dtype_matches_the_numpy_reference(
             assert g.dtype == dtype
             g32 = _as_float64(tf.cast(g, "float32"))
             update, state[v.path] = rule_step(
-                weights, random_network.magnitude_scale, lr, state[v.path],
-                g32, p, t, total_steps,
+                weights,
+                random_network.magnitude_scale,
+                lr,
+                state[v.path],
+                g32,
+                p,
+                t,
+                total_steps,
             )
             np_dtype = _NUMPY_DTYPE[dtype]
             expected = _as_float64(p.astype(np_dtype) - update.astype(np_dtype))
@@ -131,6 +141,7 @@ def test_every_rank_and_dtype_matches_the_numpy_reference(
 
 
 # 2. Sparse gradients -----------------------------------------------------
+
 
 def _embedding_model():
     keras.utils.set_random_seed(0)
@@ -205,6 +216,7 @@ def test_sparse_gradient_with_repeated_rows_equals_its_dense_sum(random_preset):
 
 # 3. Non-finite gradients -------------------------------------------------
 
+
 def _finite_square(value):
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(np.square(np.float32(value))))
@@ -230,10 +242,7 @@ def test_non_finite_gradient_skips_that_variable_and_its_slots(preset, request):
         return loss
 
     def snapshot():
-        return [
-            [_as_float64(v), *(_as_float64(s) for s in _state(optimizer, v))]
-            for v in variables
-        ]
+        return [[_as_float64(v), *(_as_float64(s) for s in _state(optimizer, v))] for v in variables]
 
     poisons = [
         [0.0, 0.0, 0.0, 0.0],
@@ -276,8 +285,13 @@ def test_fit_continues_after_a_batch_with_non_finite_gradients():
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=True)
     before = model.evaluate(x, y, verbose=0)
     history = model.fit(
-        x, y, sample_weight=sample_weight, batch_size=32, epochs=2,
-        shuffle=False, verbose=0,
+        x,
+        y,
+        sample_weight=sample_weight,
+        batch_size=32,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
     )
     assert not np.isfinite(history.history["loss"][0])  # the epoch mean includes it
     assert optimizer.skipped_updates == 2 * len(model.trainable_variables)
@@ -298,7 +312,8 @@ BASE_OPTIONS = {
     "global_clipnorm": ({"global_clipnorm": 1e-6}, keras.optimizers.Adam),
     "use_ema": ({"use_ema": True, "ema_momentum": 0.5}, keras.optimizers.Adam),
     "gradient_accumulation_steps": (
-        {"gradient_accumulation_steps": 2}, keras.optimizers.Adam,
+        {"gradient_accumulation_steps": 2},
+        keras.optimizers.Adam,
     ),
     "loss_scale_factor": ({"loss_scale_factor": 128.0}, keras.optimizers.Adam),
 }
@@ -317,10 +332,7 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
     reference = _fit(reference_class(learning_rate=LR, **kwargs))
     for got, want in zip(learned.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    difference = max(
-        np.max(np.abs(a - b))
-        for a, b in zip(learned.get_weights(), plain_learned_weights)
-    )
+    difference = max(np.max(np.abs(a - b)) for a, b in zip(learned.get_weights(), plain_learned_weights))
     if option == "loss_scale_factor":
         # The loss is scaled and the gradients unscaled: same training.
         assert learned.optimizer.scale_loss(2.0) == 256.0
@@ -346,6 +358,7 @@ def test_weight_decay_honours_exclusions():
 
 # 5. Mixed precision ------------------------------------------------------
 
+
 @pytest.fixture
 def global_policy():
     """Sets keras' global dtype policy for one test, then restores float32."""
@@ -356,12 +369,8 @@ def global_policy():
 
 
 # XLA for one of the two only: compiling the loss-scaled step costs ~5 s.
-@pytest.mark.parametrize(
-    "policy, jit_compile", [("mixed_float16", True), ("mixed_bfloat16", False)]
-)
-def test_mixed_precision_trains_with_loss_scale_optimizer(
-    global_policy, policy, jit_compile
-):
+@pytest.mark.parametrize("policy, jit_compile", [("mixed_float16", True), ("mixed_bfloat16", False)])
+def test_mixed_precision_trains_with_loss_scale_optimizer(global_policy, policy, jit_compile):
     global_policy(policy)
     x, y = classification_data(n=256)
     model = small_classifier()
@@ -372,9 +381,7 @@ def test_mixed_precision_trains_with_loss_scale_optimizer(
         loss=LOSS,
         jit_compile=jit_compile,
     )
-    history = model.fit(
-        x, y, batch_size=32, epochs=5, verbose=0, callbacks=[TrainingHorizon()]
-    )
+    history = model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[TrainingHorizon()])
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0]
@@ -460,16 +467,17 @@ def test_mirrored_strategy_matches_a_single_device(random_preset, preset_kind):
     preset = random_preset if preset_kind == "mlp" else "hyper_lstm_es_v1"
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(tests_dir), env.get("PYTHONPATH", "")]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(tests_dir), env.get("PYTHONPATH", "")])
     run = subprocess.run(
         [sys.executable, "-c", _MIRRORED_SCRIPT, preset, tests_dir],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     lines = [l for l in run.stdout.splitlines() if l.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
-    r = json.loads(lines[0][len("RESULT "):])
+    r = json.loads(lines[0][len("RESULT ") :])
     assert r["replicas"] == 2, r
     assert r["same_start"] and r["replicas_agree"], r
     # The network weights (aggregation "only_first_replica") are on both
@@ -488,12 +496,9 @@ def test_mirrored_strategy_matches_a_single_device(random_preset, preset_kind):
 
 # 7. Checkpoints ----------------------------------------------------------
 
-@pytest.mark.parametrize(
-    "built_before_restore, jit_compile", [(False, True), (True, False)]
-)
-def test_checkpoint_restore_continues_bit_identically(
-    tmp_path, random_preset, built_before_restore, jit_compile
-):
+
+@pytest.mark.parametrize("built_before_restore, jit_compile", [(False, True), (True, False)])
+def test_checkpoint_restore_continues_bit_identically(tmp_path, random_preset, built_before_restore, jit_compile):
     x, y = classification_data(n=32 * 6)
     first, rest = (x[:96], y[:96]), (x[96:], y[96:])
 
@@ -501,15 +506,14 @@ def test_checkpoint_restore_continues_bit_identically(
         model = small_classifier(seed)
         model.compile(
             optimizer=LearnedOptimizer(preset=random_preset, total_steps=6),
-            loss=LOSS, jit_compile=jit_compile,
+            loss=LOSS,
+            jit_compile=jit_compile,
         )
         return model
 
     model = compiled(0)
     model.fit(*first, batch_size=32, shuffle=False, verbose=0)
-    path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
-        str(tmp_path / "ckpt")
-    )
+    path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
     model.fit(*rest, batch_size=32, shuffle=False, verbose=0)
 
     restored = compiled(1)  # other initial weights: the restore must replace them
@@ -530,15 +534,11 @@ def _checkpoint_path(tmp_path, preset):
     model = small_classifier()
     model.compile(optimizer=LearnedOptimizer(preset=preset), loss=LOSS)
     model.fit(*classification_data(n=32), verbose=0)
-    return tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
-        str(tmp_path / "ckpt")
-    )
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
 
 
 @pytest.mark.parametrize("built_before_restore", [False, True])
-def test_checkpoint_from_another_preset_is_refused(
-    tmp_path, random_preset, built_before_restore
-):
+def test_checkpoint_from_another_preset_is_refused(tmp_path, random_preset, built_before_restore):
     path = _checkpoint_path(tmp_path, random_preset)
     model = small_classifier()
     optimizer = LearnedOptimizer(preset="adam_equivalent_v1")
@@ -554,9 +554,7 @@ def test_checkpoint_from_another_preset_is_refused(
         checkpoint.restore(path)
 
 
-def test_checkpoint_with_another_state_layout_is_refused(
-    tmp_path, monkeypatch, random_preset
-):
+def test_checkpoint_with_another_state_layout_is_refused(tmp_path, monkeypatch, random_preset):
     with monkeypatch.context() as patch:
         # What an older or newer keras_lopt with another state layout writes.
         patch.setattr(keras_lopt.optimizer, "STATE_FORMAT", 0)
@@ -569,9 +567,7 @@ def test_checkpoint_with_another_state_layout_is_refused(
         checkpoint.restore(path)
 
 
-def test_keras_file_from_changed_preset_weights_is_skipped_with_a_warning(
-    tmp_path, random_preset, random_network
-):
+def test_keras_file_from_changed_preset_weights_is_skipped_with_a_warning(tmp_path, random_preset, random_network):
     model = small_classifier()
     model.compile(optimizer=LearnedOptimizer(preset=random_preset), loss=LOSS)
     model.fit(*classification_data(n=32), verbose=0)
@@ -580,10 +576,14 @@ def test_keras_file_from_changed_preset_weights_is_skipped_with_a_warning(
     # The preset directory is re-exported with other weights.
     random_network.set_weights([w.numpy() * 2 for w in random_network.weights])
     savedmodel.export(
-        random_network, random_preset,
+        random_network,
+        random_preset,
         savedmodel.PresetInfo(name="random_v1", learning_rate=1e-3, provenance={}),
     )
-    with pytest.warns(UserWarning, match=r"written with preset 'random_v1' \(fingerprint [0-9a-f]{16}\), but this optimizer uses preset 'random_v1' \(fingerprint"):
+    with pytest.warns(
+        UserWarning,
+        match=r"written with preset 'random_v1' \(fingerprint [0-9a-f]{16}\), but this optimizer uses preset 'random_v1' \(fingerprint",
+    ):
         restored = keras.models.load_model(path)
     assert int(restored.optimizer.iterations.numpy()) == 0  # nothing restored
     for a, b in zip(model.get_weights(), restored.get_weights()):
@@ -620,6 +620,7 @@ def test_saved_model_export_with_the_optimizer_still_works(tmp_path):
 
 # 8. Training horizon -----------------------------------------------------
 
+
 def test_total_steps_changes_the_update_through_progress(random_preset, random_network):
     weights = [w.numpy() for w in random_network.weights]
     model = small_classifier()
@@ -636,8 +637,14 @@ def test_total_steps_changes_the_update_through_progress(random_preset, random_n
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         updates[total_steps] = initial[0] - kernel.numpy()
         want, _ = rule_step(
-            weights, random_network.magnitude_scale, 1e-3, ([0.0, 0.0], 0.0),
-            _as_float64(grad), initial[0], 1, total_steps or 0,
+            weights,
+            random_network.magnitude_scale,
+            1e-3,
+            ([0.0, 0.0], 0.0),
+            _as_float64(grad),
+            initial[0],
+            1,
+            total_steps or 0,
         )
         np.testing.assert_allclose(updates[total_steps], want, rtol=1e-4, atol=1e-9)
     for a, b in ((None, 2), (None, 1000), (2, 1000)):
@@ -654,7 +661,12 @@ def test_training_horizon_callback_sets_total_steps_from_fit():
     assert optimizer.total_steps == 12 == int(optimizer.iterations.numpy())
     # A second fit extends the horizon; initial_epoch shortens this fit.
     model.fit(
-        x, y, batch_size=16, epochs=4, initial_epoch=2, verbose=0,
+        x,
+        y,
+        batch_size=16,
+        epochs=4,
+        initial_epoch=2,
+        verbose=0,
         callbacks=[TrainingHorizon()],
     )
     assert optimizer.total_steps == 20 == int(optimizer.iterations.numpy())
@@ -674,7 +686,8 @@ def test_training_horizon_counts_accumulated_steps_and_unknown_lengths():
     unknown_length = tf.data.Dataset.from_generator(
         batches,
         output_signature=(
-            tf.TensorSpec((None, 8), tf.float32), tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None, 8), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
         ),
     )
     with pytest.warns(UserWarning, match="does not know its number of steps"):
@@ -692,6 +705,7 @@ def test_training_horizon_needs_a_learned_optimizer():
 
 # 9. Argument validation --------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -702,15 +716,24 @@ def test_training_horizon_needs_a_learned_optimizer():
         ({"learning_rate": float("inf")}, "`learning_rate` must be finite. Received: learning_rate=inf"),
         ({"learning_rate": "fast"}, "`learning_rate` must be a positive number, a .*Received: learning_rate='fast'"),
         ({"learning_rate": True}, "Received: learning_rate=True"),
-        ({"weight_decay": -0.1}, "`weight_decay` must be a non-negative finite number or None. Received: weight_decay=-0.1"),
+        (
+            {"weight_decay": -0.1},
+            "`weight_decay` must be a non-negative finite number or None. Received: weight_decay=-0.1",
+        ),
         ({"clipnorm": 0}, "`clipnorm` must be a positive finite number or None. Received: clipnorm=0"),
         ({"clipvalue": -1.0}, "Received: clipvalue=-1.0"),
         ({"global_clipnorm": float("nan")}, "Received: global_clipnorm=nan"),
         ({"loss_scale_factor": 0.0}, "Received: loss_scale_factor=0.0"),
         ({"use_ema": "yes"}, "`use_ema` must be a bool. Received: use_ema='yes'"),
         ({"ema_momentum": 1.5}, r"`ema_momentum` must be a number in \[0, 1\]. Received: ema_momentum=1.5"),
-        ({"ema_overwrite_frequency": 0}, "`ema_overwrite_frequency` must be an integer >= 1 or None. Received: ema_overwrite_frequency=0"),
-        ({"gradient_accumulation_steps": 1}, "`gradient_accumulation_steps` must be an integer >= 2 or None. Received: gradient_accumulation_steps=1"),
+        (
+            {"ema_overwrite_frequency": 0},
+            "`ema_overwrite_frequency` must be an integer >= 1 or None. Received: ema_overwrite_frequency=0",
+        ),
+        (
+            {"gradient_accumulation_steps": 1},
+            "`gradient_accumulation_steps` must be an integer >= 2 or None. Received: gradient_accumulation_steps=1",
+        ),
         ({"gradient_accumulation_steps": 2.0}, "Received: gradient_accumulation_steps=2.0"),
         ({"name": ""}, "`name` must be a non-empty string. Received: name=''"),
         ({"clipnorm": 1.0, "clipvalue": 1.0}, "Only one of `clipnorm`, `clipvalue` and `global_clipnorm`"),
@@ -725,8 +748,12 @@ def test_constructor_arguments_are_validated(kwargs, message):
 def test_valid_arguments_are_accepted_and_the_setter_validates():
     schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
     optimizer = LearnedOptimizer(
-        learning_rate=schedule, total_steps=np.int64(10), weight_decay=0,
-        use_ema=True, ema_overwrite_frequency=5, gradient_accumulation_steps=3,
+        learning_rate=schedule,
+        total_steps=np.int64(10),
+        weight_decay=0,
+        use_ema=True,
+        ema_overwrite_frequency=5,
+        gradient_accumulation_steps=3,
     )
     assert optimizer.total_steps == 10
     assert LearnedOptimizer.from_config(optimizer.get_config()).get_config() == optimizer.get_config()

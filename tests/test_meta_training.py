@@ -24,8 +24,12 @@ QUADRATIC_CONFIG = {
     "eval_every": 10,
     "checkpoint_every": 5,
     "estimator": {
-        "kind": "pes", "num_pairs": 8, "sigma": 0.01, "truncation_length": 10,
-        "min_horizon": 50, "max_horizon": 100,
+        "kind": "pes",
+        "num_pairs": 8,
+        "sigma": 0.01,
+        "truncation_length": 10,
+        "min_horizon": 50,
+        "max_horizon": 100,
     },
     "inner_learning_rate": 0.01,
     "outer_learning_rate": 0.01,
@@ -82,7 +86,11 @@ def _cli(args, **kwargs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen(
         [sys.executable, "-m", "keras_lopt.meta", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
@@ -104,7 +112,9 @@ def test_sigkill_and_resume_gives_the_same_meta_weights(tmp_path):
     step_at_kill = checkpoint_step(checkpoint)
     assert 6 <= step_at_kill < 24
 
-    resumed = _cli(["meta-train", "--config", str(config_path), "--output", str(tmp_path / "b"), "--resume", "--no-progress"])
+    resumed = _cli(
+        ["meta-train", "--config", str(config_path), "--output", str(tmp_path / "b"), "--resume", "--no-progress"]
+    )
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert f"at outer step {step_at_kill}" in out
@@ -189,10 +199,7 @@ def test_tail_objective_is_the_mean_of_the_last_tenth():
     task = families.get_family("quadratic").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
-    runs = {
-        objective: unroll.Unroll(task, layer, 20, objective, 1e-2)
-        for objective in ("tail", "mean")
-    }
+    runs = {objective: unroll.Unroll(task, layer, 20, objective, 1e-2) for objective in ("tail", "mean")}
     results = {}
     for objective, run in runs.items():
         state = unroll.fresh_state(task, [3], [20])
@@ -211,7 +218,7 @@ def test_objective_scores_only_the_steps_run():
         "mean": lambda v, n: v[:n].mean(),
         "validation": lambda v, n: v[:n].mean(),
         "final": lambda v, n: v[n - 1],
-        "tail": lambda v, n: v[n - max(1, n // 10):n].mean(),
+        "tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
     }
     for objective, formula in expected.items():
         for n in (1, 5, 10, 11, 12):

@@ -134,8 +134,11 @@ def test_docstring_is_in_keras_form_and_its_example_runs():
         assert section in doc, section
     for reference in ("arxiv.org/abs/2009.11243", "arxiv.org/abs/2211.09760", "arxiv.org/abs/2112.13835"):
         assert reference in doc, reference
-    (test,) = [t for t in doctest.DocTestFinder().find(LearnedOptimizer, "LearnedOptimizer", globs={})
-               if t.name == "LearnedOptimizer"]
+    (test,) = [
+        t
+        for t in doctest.DocTestFinder().find(LearnedOptimizer, "LearnedOptimizer", globs={})
+        if t.name == "LearnedOptimizer"
+    ]
     assert len(test.examples) >= 4
     result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test)
     assert result.failed == 0, result

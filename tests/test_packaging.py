@@ -8,9 +8,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", str(tmp_path / "dist"), REPO],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path / "dist"),
+            REPO,
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = (tmp_path / "dist").glob("keras_lopt-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -20,9 +31,9 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
 
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--target", str(site), str(wheel)],
-        check=True, capture_output=True,
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
     )
     code = (
         "import keras_lopt, numpy as np, keras; "
@@ -35,8 +46,11 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
     )
     env = dict(os.environ, PYTHONPATH=str(site))
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env,
-        capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "adam_equivalent_v1" in result.stdout
@@ -47,11 +61,19 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
     script = site / "bin" / "keras-lopt"
     for argv, expected in ((["--help"], "usage: keras-lopt"), (["--version"], "keras-lopt ")):
         result = subprocess.run(
-            [sys.executable, str(script), *argv], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, str(script), *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0 and result.stdout.startswith(expected), result.stdout + result.stderr
     result = subprocess.run(
-        [sys.executable, str(script), "presets"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, str(script), "presets"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and "| `mlp_local_es_v1` | default |" in result.stdout, result.stderr[-2000:]

@@ -94,9 +94,7 @@ def test_one_update_program_per_variable_signature_traced_once(jit_compile):
     traced once however many fits, horizons and train-step traces follow."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((8,))]
-        + [keras.layers.Dense(8, activation="relu") for _ in range(3)]
-        + [keras.layers.Dense(3)]
+        [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(3)] + [keras.layers.Dense(3)]
     )
     optimizer = LearnedOptimizer()
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
@@ -158,11 +156,9 @@ def test_quick_benchmark_runs_and_prints_every_row():
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     prefix = "ratio LearnedOptimizer/Adam, "
-    ratios = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+    ratios = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
     modes = ("XLA", "no XLA")
-    expected = [
-        f"first fit call, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes
-    ]
+    expected = [f"first fit call, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes]
     expected += [
         f"fit step, {model}, {mode}"
         for model in ("residual MLP, 6 variables, batch 32", "MLP 784-32-10, batch 128")
@@ -211,9 +207,7 @@ def test_breakdown_variants_compile_and_run():
     and the full rule (it reads the presets, so it must follow the default)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "step_time", os.path.join(ROOT, "benchmarks", "step_time.py")
-    )
+    spec = importlib.util.spec_from_file_location("step_time", os.path.join(ROOT, "benchmarks", "step_time.py"))
     step_time = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(step_time)
     rows = step_time.breakdown(repeats=1, shape=(16, 8))

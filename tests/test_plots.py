@@ -29,10 +29,20 @@ def _assert_png(path, min_width=600, min_height=300):
 
 def test_plot_trajectories_command(tmp_path, capsys):
     out = tmp_path / "paths.png"
-    code = cli.main([
-        "plot", "trajectories", "--problems", "product,rosenbrock",
-        "--optimizers", "learned,adam,sgd", "--steps", "5", "--output", str(out),
-    ])
+    code = cli.main(
+        [
+            "plot",
+            "trajectories",
+            "--problems",
+            "product,rosenbrock",
+            "--optimizers",
+            "learned,adam,sgd",
+            "--steps",
+            "5",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert f"Wrote {out}" in capsys.readouterr().out
     _assert_png(out, min_width=900, min_height=700)
@@ -78,8 +88,21 @@ def test_adam_probe_matches_the_adam_formula():
 
 def test_plot_probes_command_and_data(tmp_path):
     out = tmp_path / "probes.png"
-    assert cli.main(["plot", "probes", "--presets", "adam_equivalent_v1,mlp_pes_v2",
-                     "--total-steps", "100", "--output", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "plot",
+                "probes",
+                "--presets",
+                "adam_equivalent_v1,mlp_pes_v2",
+                "--total-steps",
+                "100",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     _assert_png(out, min_width=1200)
     data = plots.plot_probes(tmp_path / "again.png", presets=("mlp_pes_v2",), total_steps=50)
     sweep = data["gradient_sweep"]["mlp_pes_v2"]
@@ -110,12 +133,23 @@ def _results_file(path, tasks=("task_a", "task_b")):
             for optimizer in ("learned:x", "adam@0.001", "adam@0.01"):
                 for seed in (0, 1):
                     curve = np.exp(-np.linspace(0, 3, 20) * rng.uniform(0.5, 2)).tolist()
-                    f.write(json.dumps({
-                        "task": task, "optimizer": optimizer, "seed": seed, "steps": 100,
-                        "final_train_loss": curve[-1], "final_valid_loss": curve[-1] * 1.1,
-                        "diverged": False, "seconds": 1.0,
-                        "curve_steps": np.linspace(0, 99, 20).astype(int).tolist(), "curve": curve,
-                    }) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "task": task,
+                                "optimizer": optimizer,
+                                "seed": seed,
+                                "steps": 100,
+                                "final_train_loss": curve[-1],
+                                "final_valid_loss": curve[-1] * 1.1,
+                                "diverged": False,
+                                "seconds": 1.0,
+                                "curve_steps": np.linspace(0, 99, 20).astype(int).tolist(),
+                                "curve": curve,
+                            }
+                        )
+                        + "\n"
+                    )
 
 
 def test_plot_curves_command_and_data(tmp_path):
@@ -142,11 +176,17 @@ def test_plot_meta_training_command_and_data(tmp_path):
     from keras_lopt.meta.config import MetaTrainConfig
     from keras_lopt.meta.trainer import MetaTrainer
 
-    config = MetaTrainConfig.from_dict({
-        "name": "plot_test_v1", "task_families": ["quadratic"], "outer_steps": 4,
-        "eval_every": 2, "eval_horizon": 10, "checkpoint_every": 2,
-        "estimator": {"kind": "es", "num_pairs": 2, "truncation_length": 5},
-    })
+    config = MetaTrainConfig.from_dict(
+        {
+            "name": "plot_test_v1",
+            "task_families": ["quadratic"],
+            "outer_steps": 4,
+            "eval_every": 2,
+            "eval_horizon": 10,
+            "checkpoint_every": 2,
+            "estimator": {"kind": "es", "num_pairs": 2, "truncation_length": 5},
+        }
+    )
     MetaTrainer(config, tmp_path / "run").train(progress=False)
     out = tmp_path / "meta.png"
     argv = ["plot", "meta-training", "--runs", str(tmp_path / "run"), "--labels", "quad", "--window", "2"]

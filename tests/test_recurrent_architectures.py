@@ -62,9 +62,7 @@ def test_shapes_and_state(cls):
     assert hidden.shape == cell.shape == (3,)
     assert network.state_names == ("lstm_hidden", "lstm_cell")
     assert network.state_shapes == ((3,), (3,))
-    assert rule.state_slot_names(network) == (
-        *rule.state_slot_names(), "loss_statistics", "lstm_hidden", "lstm_cell"
-    )
+    assert rule.state_slot_names(network) == (*rule.state_slot_names(), "loss_statistics", "lstm_hidden", "lstm_cell")
     assert rule.tensor_state_shapes(network) == ((features.LOSS_STATISTICS_SIZE,), (3,), (3,))
     # A few floats per tensor, whatever the tensor's size.
     state = rule.init_state(tf.zeros((50, 40)), network)
@@ -123,8 +121,15 @@ def test_four_steps_match_numpy_reference(cls, jit):
         updates = []
         for i in range(4):
             update, state = rule.step(
-                bound, state, grads[i], param, iteration=i + 1, total_steps=total_steps,
-                learning_rate=lr, loss=losses[i], loss_known=known[i],
+                bound,
+                state,
+                grads[i],
+                param,
+                iteration=i + 1,
+                total_steps=total_steps,
+                learning_rate=lr,
+                loss=losses[i],
+                loss_known=known[i],
             )
             param = param - update
             updates.append(update)
@@ -139,8 +144,17 @@ def test_four_steps_match_numpy_reference(cls, jit):
     p = param.astype(np.float64)
     for i in range(4):
         want, state = recurrent_reference.rule_step(
-            REFERENCE_FORWARD[cls], weights, network.magnitude_scale, lr, state,
-            grads[i], p, i + 1, total_steps, float(losses[i]), bool(known[i]),
+            REFERENCE_FORWARD[cls],
+            weights,
+            network.magnitude_scale,
+            lr,
+            state,
+            grads[i],
+            p,
+            i + 1,
+            total_steps,
+            float(losses[i]),
+            bool(known[i]),
         )
         np.testing.assert_allclose(updates[i].numpy(), want, rtol=2e-4, atol=1e-8)
         p = p - want
@@ -174,12 +188,24 @@ def test_started_from_adam_equivalent_weights_gives_adams_update(cls):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: FFNLSTMNetwork(13, 16, lstm_hidden_size=0), "`lstm_hidden_size` must be a positive integer. Received: lstm_hidden_size=0"),
-        (lambda: HyperLSTMNetwork(13, 16, bank_size=1.5), "`bank_size` must be a positive integer. Received: bank_size=1.5"),
-        (lambda: HyperLSTMNetwork(13, 0), "`num_context_features` must be a positive integer. Received: num_context_features=0"),
+        (
+            lambda: FFNLSTMNetwork(13, 16, lstm_hidden_size=0),
+            "`lstm_hidden_size` must be a positive integer. Received: lstm_hidden_size=0",
+        ),
+        (
+            lambda: HyperLSTMNetwork(13, 16, bank_size=1.5),
+            "`bank_size` must be a positive integer. Received: bank_size=1.5",
+        ),
+        (
+            lambda: HyperLSTMNetwork(13, 0),
+            "`num_context_features` must be a positive integer. Received: num_context_features=0",
+        ),
         (lambda: FFNLSTMNetwork(0, 16), "`num_features` must be a positive integer. Received: num_features=0"),
         (lambda: FFNLSTMNetwork(13, 16, activation="gelu"), "`activation` must be one of"),
-        (lambda: HyperLSTMNetwork(13, 16, hidden_sizes=(4, -1)), "`hidden_sizes` must be a sequence of positive integers"),
+        (
+            lambda: HyperLSTMNetwork(13, 16, hidden_sizes=(4, -1)),
+            "`hidden_sizes` must be a sequence of positive integers",
+        ),
     ],
 )
 def test_bad_layer_arguments_are_named(make, message):
@@ -216,12 +242,18 @@ def test_preset_round_trip_and_serving_function(cls, tmp_path):
     context = rng.normal(size=(features.NUM_CONTEXT_FEATURES,)).astype("float32")
     hidden, cell = (rng.normal(size=(4,)).astype("float32") for _ in range(2))
     served = tf.saved_model.load(loaded.path).signatures["serving_default"](
-        feature_matrix=tf.constant(x), context=tf.constant(context),
-        lstm_hidden=tf.constant(hidden), lstm_cell=tf.constant(cell),
+        feature_matrix=tf.constant(x),
+        context=tf.constant(context),
+        lstm_hidden=tf.constant(hidden),
+        lstm_cell=tf.constant(cell),
     )
     direction, magnitude, (new_hidden, new_cell) = network(x, context, hidden, cell)
-    for key, want in [("direction", direction), ("magnitude", magnitude),
-                      ("lstm_hidden", new_hidden), ("lstm_cell", new_cell)]:
+    for key, want in [
+        ("direction", direction),
+        ("magnitude", magnitude),
+        ("lstm_hidden", new_hidden),
+        ("lstm_cell", new_cell),
+    ]:
         np.testing.assert_allclose(served[key].numpy(), want.numpy(), rtol=1e-6, atol=1e-7)
 
 
@@ -299,9 +331,7 @@ def test_fit_under_xla_matches_fit_without(recurrent_preset):
         moved = moved or np.max(np.abs(a - start)) > 1e-4
     assert moved
     for name in ("loss_statistics", "lstm_hidden", "lstm_cell"):
-        np.testing.assert_allclose(
-            _slot(xla_optimizer, 0, name), _slot(plain_optimizer, 0, name), rtol=1e-4, atol=1e-6
-        )
+        np.testing.assert_allclose(_slot(xla_optimizer, 0, name), _slot(plain_optimizer, 0, name), rtol=1e-4, atol=1e-6)
     # fit gave the optimizer the loss of every step (through `scale_loss`).
     assert _slot(xla_optimizer, 0, "loss_statistics")[-1] == 12.0
     assert xla_optimizer.uses_loss and not keras_lopt.LearnedOptimizer(preset="adam_equivalent_v1").uses_loss
@@ -368,11 +398,9 @@ def test_custom_loop_set_loss_xla_no_retrace_and_fallback(recurrent_preset):
 
 
 def _train(model, optimizer, x, y, steps):
-    step = tf.function(
-        lambda x, y: _apply(model, optimizer, x, y), jit_compile=True
-    )
+    step = tf.function(lambda x, y: _apply(model, optimizer, x, y), jit_compile=True)
     for i in range(steps):
-        step(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+        step(x[i * 16 : (i + 1) * 16], y[i * 16 : (i + 1) * 16])
 
 
 def _apply(model, optimizer, x, y):
@@ -505,11 +533,26 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
 @pytest.mark.parametrize(
     "network, message",
     [
-        ({"architecture": "transformer"}, "`architecture` must be one of ('adaptive_mlp', 'ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'"),
-        ({"architecture": "ffn_lstm", "lstm_hidden_size": 0}, "`lstm_hidden_size` must be a positive integer. Received: lstm_hidden_size=0"),
-        ({"lstm_hidden_size": 4}, "`lstm_hidden_size` applies to the LSTM architectures only. Received: architecture='mlp', lstm_hidden_size=4"),
-        ({"architecture": "ffn_lstm", "bank_size": 2}, "`bank_size` applies to architecture='hyper_lstm' only. Received: architecture='ffn_lstm', bank_size=2"),
-        ({"architecture": "hyper_lstm", "bank_size": True}, "`bank_size` must be a positive integer. Received: bank_size=True"),
+        (
+            {"architecture": "transformer"},
+            "`architecture` must be one of ('adaptive_mlp', 'ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'",
+        ),
+        (
+            {"architecture": "ffn_lstm", "lstm_hidden_size": 0},
+            "`lstm_hidden_size` must be a positive integer. Received: lstm_hidden_size=0",
+        ),
+        (
+            {"lstm_hidden_size": 4},
+            "`lstm_hidden_size` applies to the LSTM architectures only. Received: architecture='mlp', lstm_hidden_size=4",
+        ),
+        (
+            {"architecture": "ffn_lstm", "bank_size": 2},
+            "`bank_size` applies to architecture='hyper_lstm' only. Received: architecture='ffn_lstm', bank_size=2",
+        ),
+        (
+            {"architecture": "hyper_lstm", "bank_size": True},
+            "`bank_size` must be a positive integer. Received: bank_size=True",
+        ),
     ],
 )
 def test_bad_network_config_values_are_named(network, message):
@@ -519,7 +562,9 @@ def test_bad_network_config_values_are_named(network, message):
 
 
 def test_bad_loss_visible_fraction_is_named():
-    with pytest.raises(ValueError, match=r"`loss_visible_fraction` must be in \[0, 1\]. Received: loss_visible_fraction=1.5"):
+    with pytest.raises(
+        ValueError, match=r"`loss_visible_fraction` must be in \[0, 1\]. Received: loss_visible_fraction=1.5"
+    ):
         config_lib.EstimatorConfig(kind="es", loss_visible_fraction=1.5)
 
 

@@ -16,8 +16,13 @@ def _run_steps(network, grads, param, total_steps, lr, jit):
         updates = []
         for i, g in enumerate(tf.unstack(grads)):
             update, state = rule.step(
-                bound, state, g, param, iteration=i + 1,
-                total_steps=total_steps, learning_rate=lr,
+                bound,
+                state,
+                g,
+                param,
+                iteration=i + 1,
+                total_steps=total_steps,
+                learning_rate=lr,
             )
             param = param - update
             updates.append(update)
@@ -39,7 +44,14 @@ def _reference_run(weights, scale, lr, grads, param, total_steps, max_log_multip
     for i, g in enumerate(grads):
         unbounded.append(rule_step(weights, scale, lr, state, g, p, i + 1, total_steps)[0])
         update, state = rule_step(
-            weights, scale, lr, state, g, p, i + 1, total_steps,
+            weights,
+            scale,
+            lr,
+            state,
+            g,
+            p,
+            i + 1,
+            total_steps,
             max_log_multiplier=max_log_multiplier,
         )
         updates.append(update)
@@ -55,9 +67,7 @@ def test_three_steps_match_numpy_reference(random_network, jit):
     updates, final_state = _run_steps(random_network, grads, param, 10, 1e-2, jit)
 
     weights = [w.numpy() for w in random_network.weights]
-    want_updates, _, state = _reference_run(
-        weights, random_network.magnitude_scale, 1e-2, grads, param, 10
-    )
+    want_updates, _, state = _reference_run(weights, random_network.magnitude_scale, 1e-2, grads, param, 10)
     for got, want in zip(updates, want_updates):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-8)
     for got, want in zip(final_state, [*state[0], state[1]]):
@@ -76,9 +86,7 @@ def test_bounded_network_matches_numpy_reference(jit):
     param = rng.normal(size=(5, 4)).astype("float32")
     updates, _ = _run_steps(network, grads, param, 0, 1e-2, jit)
     weights = [w.numpy() for w in network.weights]
-    want_updates, free_updates, _ = _reference_run(
-        weights, 1.0, 1e-2, grads, param, 0, max_log_multiplier=0.5
-    )
+    want_updates, free_updates, _ = _reference_run(weights, 1.0, 1e-2, grads, param, 0, max_log_multiplier=0.5)
     unbounded_ratio = []
     for got, want, free in zip(updates, want_updates, free_updates):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-8)
@@ -98,9 +106,7 @@ def test_adam_equivalent_weights_give_adams_update():
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         alpha = 1e-3 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
-        np.testing.assert_allclose(
-            updates[t - 1].numpy(), alpha * m / (np.sqrt(v) + 1e-7), rtol=3e-5
-        )
+        np.testing.assert_allclose(updates[t - 1].numpy(), alpha * m / (np.sqrt(v) + 1e-7), rtol=3e-5)
 
 
 def test_state_round_trips_through_flatten():

@@ -22,9 +22,7 @@ def test_round_trip_is_exact(random_network, random_preset):
 
 def test_serving_function_matches_layer(random_network, random_preset):
     x = np.random.default_rng(0).normal(size=(9, features.NUM_FEATURES)).astype("float32")
-    served = tf.saved_model.load(random_preset).signatures["serving_default"](
-        tf.constant(x)
-    )
+    served = tf.saved_model.load(random_preset).signatures["serving_default"](tf.constant(x))
     direction, magnitude = random_network(x)
     np.testing.assert_allclose(served["direction"].numpy(), direction.numpy(), rtol=1e-6)
     np.testing.assert_allclose(served["magnitude"].numpy(), magnitude.numpy(), rtol=1e-6)
@@ -70,9 +68,7 @@ def test_metadata_not_json(random_preset):
 
 def test_wrong_format_version(random_preset):
     _edit_metadata(random_preset, format_version=99)
-    with pytest.raises(
-        ValueError, match=r"random_preset.*`format_version`.*Expected: 1. Received: 99"
-    ):
+    with pytest.raises(ValueError, match=r"random_preset.*`format_version`.*Expected: 1. Received: 99"):
         savedmodel.load(random_preset)
 
 
@@ -108,10 +104,7 @@ def test_bad_learning_rate(random_preset):
 
 
 def test_corrupted_variables_file(random_preset):
-    data = [
-        f for f in os.listdir(os.path.join(random_preset, "variables"))
-        if f.startswith("variables.data")
-    ][0]
+    data = [f for f in os.listdir(os.path.join(random_preset, "variables")) if f.startswith("variables.data")][0]
     with open(os.path.join(random_preset, "variables", data), "wb") as f:
         f.write(b"\x00garbage" * 3)
     with pytest.raises(ValueError, match=r"random_preset.*variables.*cannot be read"):
@@ -160,13 +153,9 @@ def test_preset_info_validation():
 
 
 def _bounded_network(bound):
-    network = keras_lopt_layers.MLPNetwork(
-        features.NUM_FEATURES, magnitude_scale=0.5, max_log_multiplier=bound
-    )
+    network = keras_lopt_layers.MLPNetwork(features.NUM_FEATURES, magnitude_scale=0.5, max_log_multiplier=bound)
     rng = np.random.default_rng(3)
-    network.set_weights(
-        [rng.normal(0, 3.0, w.shape).astype("float32") for w in network.weights]
-    )
+    network.set_weights([rng.normal(0, 3.0, w.shape).astype("float32") for w in network.weights])
     return network
 
 
@@ -184,9 +173,7 @@ def test_max_log_multiplier_bounds_the_step_and_is_the_identity_near_zero():
     # The inputs are wild enough that the unbounded network leaves the range.
     assert np.max(np.abs(raw_log_multiplier)) > 5 * bound
     assert np.max(np.abs(log_multiplier)) <= bound * (1 + 1e-6)
-    np.testing.assert_allclose(
-        log_multiplier, bound * np.tanh(raw_log_multiplier / bound), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(log_multiplier, bound * np.tanh(raw_log_multiplier / bound), rtol=1e-5, atol=1e-6)
     small = np.abs(raw_log_multiplier) < 0.1
     assert small.any()
     np.testing.assert_allclose(log_multiplier[small], raw_log_multiplier[small], atol=1e-4)
@@ -195,7 +182,9 @@ def test_max_log_multiplier_bounds_the_step_and_is_the_identity_near_zero():
 def test_max_log_multiplier_round_trips_and_is_validated(tmp_path):
     network = _bounded_network(2.5)
     info = savedmodel.PresetInfo(
-        name="bounded_v1", description="bounded", learning_rate=3e-3,
+        name="bounded_v1",
+        description="bounded",
+        learning_rate=3e-3,
         provenance={"method": "random for tests"},
     )
     loaded = savedmodel.export(network, str(tmp_path / "bounded_v1"), info)

@@ -78,9 +78,18 @@ def test_reparametrisation_scales_the_step_adam_needs():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"parameter_scale_range": [1.0]}, "`parameter_scale_range` must be `(low, high)`. Received: parameter_scale_range=[1.0]"),
-        ({"parameter_scale_range": [2.0, 1.0]}, "`parameter_scale_range` must have low <= high. Received: parameter_scale_range=[2.0, 1.0]"),
-        ({"parameter_scale_range": [0.0, 1.0]}, "`parameter_scale_range[i]` must be a positive number. Received: parameter_scale_range[i]=0.0"),
+        (
+            {"parameter_scale_range": [1.0]},
+            "`parameter_scale_range` must be `(low, high)`. Received: parameter_scale_range=[1.0]",
+        ),
+        (
+            {"parameter_scale_range": [2.0, 1.0]},
+            "`parameter_scale_range` must have low <= high. Received: parameter_scale_range=[2.0, 1.0]",
+        ),
+        (
+            {"parameter_scale_range": [0.0, 1.0]},
+            "`parameter_scale_range[i]` must be a positive number. Received: parameter_scale_range[i]=0.0",
+        ),
         ({"init_pool_size": 0}, "`init_pool_size` must be a positive integer. Received: init_pool_size=0"),
         ({"eval_members": 0}, "`eval_members` must be a positive integer. Received: eval_members=0"),
         (

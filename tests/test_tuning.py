@@ -29,7 +29,9 @@ def test_searches_run_with_keras_tuner_and_resume_without_repeating_trials(tmp_p
     logged = []
     grid = tuning.run_search("mlp_wine", "adam_grid", [1, 2], 10, 0, out, log=logged.append)
     assert sorted((t["budget"], t["hyperparameters"]["learning_rate"]) for t in grid) == [
-        (1, 1e-3), (2, 1e-4), (2, 0.1),
+        (1, 1e-3),
+        (2, 1e-4),
+        (2, 0.1),
     ]
     bayes = tuning.run_search("mlp_wine", "adamw_bayes", [2, 3], 10, 0, out, log=logged.append)
     assert [t["trial"] for t in sorted(bayes, key=lambda t: t["trial"])] == [1, 2, 3]
@@ -52,9 +54,21 @@ def test_searches_run_with_keras_tuner_and_resume_without_repeating_trials(tmp_p
 
 
 def _trial(search, budget, trial, train, valid, lr=1e-3):
-    return dict(task="t", search=search, budget=budget, project=f"{search}_{budget}", trial=trial, seed=0,
-                steps=100, hyperparameters={"learning_rate": lr}, final_train_loss=train,
-                final_valid_loss=valid, diverged=not math.isfinite(train), steps_spent=100, seconds=0.0)
+    return dict(
+        task="t",
+        search=search,
+        budget=budget,
+        project=f"{search}_{budget}",
+        trial=trial,
+        seed=0,
+        steps=100,
+        hyperparameters={"learning_rate": lr},
+        final_train_loss=train,
+        final_valid_loss=valid,
+        diverged=not math.isfinite(train),
+        steps_spent=100,
+        seconds=0.0,
+    )
 
 
 def test_trials_to_match_on_hand_made_results(tmp_path):
@@ -75,7 +89,9 @@ def test_trials_to_match_on_hand_made_results(tmp_path):
         t["project"] = "adamw_bayes"
     grid = [
         _trial("adam_grid", 1, 1, 2.0, 2.5),
-        _trial("adam_grid", 3, 1, 5.0, 5.0), _trial("adam_grid", 3, 2, 1.5, 1.5), _trial("adam_grid", 3, 3, 0.9, 1.6),
+        _trial("adam_grid", 3, 1, 5.0, 5.0),
+        _trial("adam_grid", 3, 2, 1.5, 1.5),
+        _trial("adam_grid", 3, 3, 0.9, 1.6),
     ]
     other = [dict(t, task="u") for t in grid]
     path = tmp_path / "trials.jsonl"
@@ -116,9 +132,24 @@ def test_trials_to_match_on_hand_made_results(tmp_path):
 def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
     out = tmp_path / "tune"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "keras_lopt.meta", "tune-benchmark", "--tasks", "mlp_wine",
-               "--optimizers", "adam", "--searches", "adam_grid", "--budget", "1,2", "--steps", "10",
-               "--output", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_lopt.meta",
+        "tune-benchmark",
+        "--tasks",
+        "mlp_wine",
+        "--optimizers",
+        "adam",
+        "--searches",
+        "adam_grid",
+        "--budget",
+        "1,2",
+        "--steps",
+        "10",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     learned = specs.canonical("learned")
@@ -139,6 +170,7 @@ def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
     assert [p["trials"] for p in match["searches"]["adam_grid"]["points"]] == [1]
     assert len(_lines(out / "results.jsonl")) == 2 and len(_lines(out / "trials.jsonl")) == 3
 
-    bad = subprocess.run(command[:-2] + ["--searches", "adam_random", "--output", str(out)],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        command[:-2] + ["--searches", "adam_random", "--output", str(out)], capture_output=True, text=True, env=env
+    )
     assert bad.returncode == 2 and "Unknown search 'adam_random'" in bad.stderr

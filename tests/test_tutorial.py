@@ -65,9 +65,15 @@ def test_tutorial_code_blocks_run_in_order(tmp_path, monkeypatch):
             for argv in _shell_commands(code):
                 assert cli.main(argv) == 0, argv
 
-    for png in ("digits_loss.png", "trajectories.png", "probes.png", "my_probes.png",
-                "figures/trajectories.png", "figures/probes.png",
-                "figures/benchmark_curves.png"):
+    for png in (
+        "digits_loss.png",
+        "trajectories.png",
+        "probes.png",
+        "my_probes.png",
+        "figures/trajectories.png",
+        "figures/probes.png",
+        "figures/benchmark_curves.png",
+    ):
         assert (tmp_path / png).stat().st_size > 10_000, png
     assert namespace["preset"].metadata["provenance"]["task_families"] == ["my_regression"]
     assert namespace["mine"].guard is not None

@@ -48,7 +48,8 @@ def main(output="guard_heldout.jsonl"):
     specs.make_optimizer = with_guard
     for task_name, seed in RUNS:
         previous = {
-            r["optimizer"]: r for r in baseline
+            r["optimizer"]: r
+            for r in baseline
             if r["task"] == task_name and r["seed"] == seed and r["optimizer"] in ("learned:mlp_pes_v2", "adam")
         }
         record = dataclasses.asdict(harness.train_once(suites.get_task(task_name), GUARDED, 2000, seed))

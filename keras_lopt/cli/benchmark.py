@@ -50,11 +50,17 @@ def benchmark(args):
     results_path = os.path.join(args.output, "results.jsonl")
     done = {harness.result_key(r): r for r in harness.read_results(results_path)}
     todo = [run for run in planned if run not in done]
-    steps_text = f"{steps} each" if steps else ", ".join(f"{t} {s}" for t, s in
-                                                          dict((run[0], run[3]) for run in planned).items())
-    print(f"Tasks ({len(tasks)}): {', '.join(tasks)}\nSteps: {steps_text}\nSeeds: {', '.join(map(str, seeds))}\n"
-          f"Optimizers ({len(runs)}): {', '.join(runs)}\nRuns: {len(planned)}, {len(todo)} not yet in "
-          f"{results_path}; roughly {harness.estimate_seconds(todo) / 3600:.1f} hours on a 2-core CPU.", flush=True)
+    steps_text = (
+        f"{steps} each"
+        if steps
+        else ", ".join(f"{t} {s}" for t, s in dict((run[0], run[3]) for run in planned).items())
+    )
+    print(
+        f"Tasks ({len(tasks)}): {', '.join(tasks)}\nSteps: {steps_text}\nSeeds: {', '.join(map(str, seeds))}\n"
+        f"Optimizers ({len(runs)}): {', '.join(runs)}\nRuns: {len(planned)}, {len(todo)} not yet in "
+        f"{results_path}; roughly {harness.estimate_seconds(todo) / 3600:.1f} hours on a 2-core CPU.",
+        flush=True,
+    )
     if args.report_only:
         if not done:
             raise ValueError(f"`--report-only` needs earlier results: {results_path!r} holds none.")
@@ -74,8 +80,10 @@ def benchmark(args):
     summary["missing_runs"] = todo
     table = report.markdown(summary, references)
     if todo:
-        table = (f"**Incomplete: {len(todo)} of the {len(planned)} planned runs are missing** "
-                 "(`summary.json`, `missing_runs`).\n\n" + table)
+        table = (
+            f"**Incomplete: {len(todo)} of the {len(planned)} planned runs are missing** "
+            "(`summary.json`, `missing_runs`).\n\n" + table
+        )
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(args.output, "table.md"), "w") as f:
@@ -113,8 +121,11 @@ def tune_benchmark(args):
             raise ValueError(f"`--report-only` needs earlier results: {results_path!r} does not exist.")
         results = [r for r in harness.read_results(results_path) if harness.result_key(r) in planned]
         steps_of = {(task, steps) for task, _, _, steps in planned}
-        trials = [t for t in tuning.load_trials(os.path.join(args.output, "trials.jsonl"))
-                  if (t["task"], t["steps"]) in steps_of and t["seed"] == args.seed and t["search"] in searches]
+        trials = [
+            t
+            for t in tuning.load_trials(os.path.join(args.output, "trials.jsonl"))
+            if (t["task"], t["steps"]) in steps_of and t["seed"] == args.seed and t["search"] in searches
+        ]
     else:
         os.makedirs(args.output, exist_ok=True)
         results = harness.run_benchmark(tasks, runs, [args.seed], args.steps, output_path=results_path)
@@ -128,12 +139,16 @@ def tune_benchmark(args):
     for i, reference in enumerate(references):
         suffix = "" if i == 0 else "_" + "".join(c if c.isalnum() else "_" for c in reference)
         reports[reference] = {}
-        for loss, name, plot in (("final_train_loss", "training", "trials_to_match"),
-                                 ("final_valid_loss", "validation", "trials_to_match_valid")):
+        for loss, name, plot in (
+            ("final_train_loss", "training", "trials_to_match"),
+            ("final_valid_loss", "validation", "trials_to_match_valid"),
+        ):
             match = tuning.match_report(results, trials, searches, budgets, reference, args.seed, loss)
             reports[reference][loss] = match
-            tables.append(f"Trials to match {reference} on {name} loss (budgets {budgets}):\n\n"
-                          + tuning.markdown_match_table(match))
+            tables.append(
+                f"Trials to match {reference} on {name} loss (budgets {budgets}):\n\n"
+                + tuning.markdown_match_table(match)
+            )
             tuning.plot_match(match, os.path.join(args.output, f"{plot}{suffix}.png"))
     with open(os.path.join(args.output, "summary.json"), "w") as f:
         json.dump({"seed": args.seed, "budgets": budgets, "report": summary, "trials_to_match": reports}, f, indent=2)

@@ -113,7 +113,11 @@ def train_once(task, spec, steps=None, seed=0):
 
     start = time.perf_counter()
     model.fit(
-        batches, epochs=windows, steps_per_epoch=steps // windows, shuffle=False, verbose=0,
+        batches,
+        epochs=windows,
+        steps_per_epoch=steps // windows,
+        shuffle=False,
+        verbose=0,
         callbacks=[RecordCurve(), *specs.make_callbacks(spec)],
     )
     seconds = time.perf_counter() - start
@@ -125,9 +129,17 @@ def train_once(task, spec, steps=None, seed=0):
         diverged = not (math.isfinite(final_train) and math.isfinite(final_valid))
     curve += [float("nan")] * (windows - len(curve))
     return RunResult(
-        task=task.name, optimizer=spec, seed=seed, steps=steps, batch_size=task.batch_size,
-        final_train_loss=final_train, final_valid_loss=final_valid, diverged=diverged, seconds=round(seconds, 2),
-        curve_steps=[(i + 1) * (steps // windows) for i in range(windows)], curve=curve,
+        task=task.name,
+        optimizer=spec,
+        seed=seed,
+        steps=steps,
+        batch_size=task.batch_size,
+        final_train_loss=final_train,
+        final_valid_loss=final_valid,
+        diverged=diverged,
+        seconds=round(seconds, 2),
+        curve_steps=[(i + 1) * (steps // windows) for i in range(windows)],
+        curve=curve,
     )
 
 

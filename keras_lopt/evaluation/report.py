@@ -96,10 +96,16 @@ def build(records, candidates, tasks=None, seeds=None):
     for r in records:
         if r["task"] in tasks and r["seed"] in seeds:
             table.setdefault(r["task"], {}).setdefault(r["optimizer"], {})[r["seed"]] = r
-    steps = {r["task"]: r["steps"] for by_spec in table.values() for by_seed in by_spec.values()
-             for r in by_seed.values()}
-    report = {"tasks": {}, "counts": {}, "seeds": seeds, "steps": steps,
-              "targets": dict(TARGETS, ladder_worst_ratio=LADDER_LIMIT)}
+    steps = {
+        r["task"]: r["steps"] for by_spec in table.values() for by_seed in by_spec.values() for r in by_seed.values()
+    }
+    report = {
+        "tasks": {},
+        "counts": {},
+        "seeds": seeds,
+        "steps": steps,
+        "targets": dict(TARGETS, ladder_worst_ratio=LADDER_LIMIT),
+    }
     for task in tasks:
         runs = table.get(task, {})
         tuned, tuned_seeds = tuned_rates(runs)
@@ -136,8 +142,11 @@ def build(records, candidates, tasks=None, seeds=None):
                     counts[name]["wins"] += _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
             if _ladder(task):
                 adam = runs.get(specs.ADAM_DEFAULT, {})
-                ratios = [_ratio(r["final_train_loss"], adam[seed]["final_train_loss"])
-                          for seed, r in mine.items() if seed in adam]
+                ratios = [
+                    _ratio(r["final_train_loss"], adam[seed]["final_train_loss"])
+                    for seed, r in mine.items()
+                    if seed in adam
+                ]
                 if ratios:
                     counts["ladders"][task] = max(ratios)
         report["counts"][candidate] = counts
@@ -186,7 +195,8 @@ def markdown(report, references=()):
         f"more than {TIE_TOLERANCE:.1%}. Tuned Adam is the best of {len(specs.ADAM_GRID)} rates "
         f"({', '.join(f'{lr:g}' for lr in specs.ADAM_GRID)}) per task and per metric.",
         "",
-        "| optimizer | " + " | ".join(_HEADERS[n] for n in names)
+        "| optimizer | "
+        + " | ".join(_HEADERS[n] for n in names)
         + " | NaN/inf runs | worst ladder ratio (train loss / Adam(1e-3)) |",
         "|---|" + "---|" * (len(names) + 2),
         "| **target** | " + " | ".join(_target(n) for n in names) + f" | 0 | <= {LADDER_LIMIT:g} |",
@@ -195,12 +205,20 @@ def markdown(report, references=()):
         c = report["counts"][spec]
         nonfinite = f"{c['nonfinite']}/{c['runs']}" + (" **missed**" if c["nonfinite"] else " ok" if c["runs"] else "")
         shown = spec if spec in candidates else f"{specs.label(spec)} (reference)"
-        out.append(f"| {shown} | " + " | ".join(_fraction(c[n]) + _meets(c[n], n) for n in names)
-                   + f" | {nonfinite} | {_worst_ladder(c)} |")
+        out.append(
+            f"| {shown} | "
+            + " | ".join(_fraction(c[n]) + _meets(c[n], n) for n in names)
+            + f" | {nonfinite} | {_worst_ladder(c)} |"
+        )
     ladder_tasks = [t for t in report["tasks"] if any(t in report["counts"][c]["ladders"] for c in candidates)]
     if ladder_tasks:
-        out += ["", "Ladder rungs, worst ratio over seeds of final training loss to Adam(1e-3)'s (flagged above 2):",
-                "", "| rung | " + " | ".join(candidates) + " |", "|---|" + "---|" * len(candidates)]
+        out += [
+            "",
+            "Ladder rungs, worst ratio over seeds of final training loss to Adam(1e-3)'s (flagged above 2):",
+            "",
+            "| rung | " + " | ".join(candidates) + " |",
+            "|---|" + "---|" * len(candidates),
+        ]
         for task in ladder_tasks:
             cells = []
             for spec in candidates:
@@ -209,9 +227,14 @@ def markdown(report, references=()):
             out.append(f"| {task} ({report['steps'].get(task)} steps) | " + " | ".join(cells) + " |")
     for metric, title in (("train", "Final training loss"), ("valid", "Final validation loss")):
         columns = ["Adam(1e-3)", f"Adam tuned on {metric} loss (rate)", *candidates]
-        out += ["", f"{title} (whole {'training' if metric == 'train' else 'validation'} set, mean over seeds; "
-                "`diverged` counts non-finite runs):", "",
-                "| task | steps | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+        out += [
+            "",
+            f"{title} (whole {'training' if metric == 'train' else 'validation'} set, mean over seeds; "
+            "`diverged` counts non-finite runs):",
+            "",
+            "| task | steps | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
+        ]
         for task, entry in report["tasks"].items():
             losses, tuned = entry["losses"], entry["tuned"].get(metric)
             cells = []

@@ -39,24 +39,28 @@ def _diabetes():
 
 
 def _conv_digits_model():
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 def _conv1d_mnist1d_model():
-    return keras.Sequential([
-        keras.Input((40,)),
-        keras.layers.Reshape((40, 1)),
-        keras.layers.Conv1D(32, 5, padding="same", activation="relu"),
-        keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((40,)),
+            keras.layers.Reshape((40, 1)),
+            keras.layers.Conv1D(32, 5, padding="same", activation="relu"),
+            keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 @cached
@@ -67,13 +71,15 @@ def _flat_digits():
 
 
 def _autoencoder_model():
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(8),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(64),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(8),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(64),
+        ]
+    )
 
 
 @cached
@@ -87,12 +93,14 @@ def _lstm_adding_model():
 
 
 def _gru_copy_model():
-    return keras.Sequential([
-        keras.Input((21,), dtype="int32"),
-        keras.layers.Embedding(10, 16),
-        keras.layers.GRU(64, return_sequences=True),
-        keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((21,), dtype="int32"),
+            keras.layers.Embedding(10, 16),
+            keras.layers.GRU(64, return_sequences=True),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 _CHARS_SEQ = 64
@@ -122,22 +130,80 @@ def _transformer_chars_model():
 _mse = keras.losses.MeanSquaredError()
 
 TASKS = (
-    EvalTask("mlp_wine", "MLP 64-64 on wine (3 classes)", lambda: mlp((13,), (64, 64), 3),
-             sparse_ce(), _wine, 32, STEPS, 1.0),
-    EvalTask("mlp_breast_cancer", "MLP 128 tanh on breast cancer (2 classes)",
-             lambda: mlp((30,), (128,), 2, "tanh"), sparse_ce(), _breast_cancer, 64, STEPS, 1.0),
-    EvalTask("regression_diabetes", "MLP 64-64 regression on diabetes", lambda: mlp((10,), (64, 64), 1),
-             _mse, _diabetes, 32, STEPS, 1.0),
-    EvalTask("conv_digits", "Conv 16-32 + GAP on 8x8 digits", _conv_digits_model, sparse_ce(),
-             cached(lambda: dataset("digits")), 64, STEPS, 3.0),
-    EvalTask("conv1d_mnist1d", "Conv1D 32-32 on mnist1d", _conv1d_mnist1d_model, sparse_ce(),
-             cached(lambda: dataset("mnist1d")), 128, STEPS, 3.0),
-    EvalTask("autoencoder_digits", "MLP autoencoder 64-32-8-32-64 on digits", _autoencoder_model, _mse,
-             _flat_digits, 64, STEPS, 1.0),
-    EvalTask("lstm_adding", "LSTM 32 on the adding problem (length 50)", _lstm_adding_model, _mse, _adding,
-             64, STEPS, 10.0),
-    EvalTask("gru_copy", "GRU 64 on the copy task", _gru_copy_model, sparse_ce(),
-             cached(lambda: dataset("synthetic_sequences/copy")), 64, STEPS, 6.0),
-    EvalTask("transformer_chars", "2-layer transformer (d=64, 4 heads) byte LM on Python sources",
-             _transformer_chars_model, sparse_ce(), _chars, 32, STEPS, 15.0),
+    EvalTask(
+        "mlp_wine", "MLP 64-64 on wine (3 classes)", lambda: mlp((13,), (64, 64), 3), sparse_ce(), _wine, 32, STEPS, 1.0
+    ),
+    EvalTask(
+        "mlp_breast_cancer",
+        "MLP 128 tanh on breast cancer (2 classes)",
+        lambda: mlp((30,), (128,), 2, "tanh"),
+        sparse_ce(),
+        _breast_cancer,
+        64,
+        STEPS,
+        1.0,
+    ),
+    EvalTask(
+        "regression_diabetes",
+        "MLP 64-64 regression on diabetes",
+        lambda: mlp((10,), (64, 64), 1),
+        _mse,
+        _diabetes,
+        32,
+        STEPS,
+        1.0,
+    ),
+    EvalTask(
+        "conv_digits",
+        "Conv 16-32 + GAP on 8x8 digits",
+        _conv_digits_model,
+        sparse_ce(),
+        cached(lambda: dataset("digits")),
+        64,
+        STEPS,
+        3.0,
+    ),
+    EvalTask(
+        "conv1d_mnist1d",
+        "Conv1D 32-32 on mnist1d",
+        _conv1d_mnist1d_model,
+        sparse_ce(),
+        cached(lambda: dataset("mnist1d")),
+        128,
+        STEPS,
+        3.0,
+    ),
+    EvalTask(
+        "autoencoder_digits",
+        "MLP autoencoder 64-32-8-32-64 on digits",
+        _autoencoder_model,
+        _mse,
+        _flat_digits,
+        64,
+        STEPS,
+        1.0,
+    ),
+    EvalTask(
+        "lstm_adding", "LSTM 32 on the adding problem (length 50)", _lstm_adding_model, _mse, _adding, 64, STEPS, 10.0
+    ),
+    EvalTask(
+        "gru_copy",
+        "GRU 64 on the copy task",
+        _gru_copy_model,
+        sparse_ce(),
+        cached(lambda: dataset("synthetic_sequences/copy")),
+        64,
+        STEPS,
+        6.0,
+    ),
+    EvalTask(
+        "transformer_chars",
+        "2-layer transformer (d=64, 4 heads) byte LM on Python sources",
+        _transformer_chars_model,
+        sparse_ce(),
+        _chars,
+        32,
+        STEPS,
+        15.0,
+    ),
 )

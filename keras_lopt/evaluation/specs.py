@@ -1,27 +1,27 @@
 """Optimizer specs: the strings that name an optimizer on a command line.
 
-    learned              LearnedOptimizer() with the default preset, recorded
-                         as `learned:<default preset name>` so that results
-                         stay attached to the preset that produced them
-    learned:NAME_OR_PATH LearnedOptimizer(preset=NAME_OR_PATH)
-    ...+horizon          a learned spec trained with the
-                         `keras_lopt.TrainingHorizon()` callback, which tells
-                         the optimizer how long `fit` will train, e.g.
-                         `learned+horizon`, `learned:saved_models/x+horizon`
-    adam@LR              Adam(LR), e.g. adam@3e-3, recorded as adam@0.003
-    adam                 Adam(1e-3), the same run as adam@0.001
-    adamw, sgdm          AdamW(1e-3), SGD(1e-2, momentum=0.9)
-    NAME                 any other Keras optimizer identifier at its Keras
-                         defaults (rmsprop, adagrad, adadelta, adamax,
-                         nadam, lion, ...), via `keras.optimizers.get`
-    adam_tuned           group: Adam at each rate of `ADAM_GRID`; reports
-                         pick the rate per task and per metric
-    classic              group: every classic Keras optimizer at its Keras
-                         defaults (`CLASSIC_OPTIMIZERS`)
-    {"class_name": ..., "config": {...}}
-                         (Python only) a Keras optimizer config, as
-                         `keras.optimizers.serialize` writes it; the tuning
-                         searches (`tuning.py`) run their trials this way.
+learned              LearnedOptimizer() with the default preset, recorded
+                     as `learned:<default preset name>` so that results
+                     stay attached to the preset that produced them
+learned:NAME_OR_PATH LearnedOptimizer(preset=NAME_OR_PATH)
+...+horizon          a learned spec trained with the
+                     `keras_lopt.TrainingHorizon()` callback, which tells
+                     the optimizer how long `fit` will train, e.g.
+                     `learned+horizon`, `learned:saved_models/x+horizon`
+adam@LR              Adam(LR), e.g. adam@3e-3, recorded as adam@0.003
+adam                 Adam(1e-3), the same run as adam@0.001
+adamw, sgdm          AdamW(1e-3), SGD(1e-2, momentum=0.9)
+NAME                 any other Keras optimizer identifier at its Keras
+                     defaults (rmsprop, adagrad, adadelta, adamax,
+                     nadam, lion, ...), via `keras.optimizers.get`
+adam_tuned           group: Adam at each rate of `ADAM_GRID`; reports
+                     pick the rate per task and per metric
+classic              group: every classic Keras optimizer at its Keras
+                     defaults (`CLASSIC_OPTIMIZERS`)
+{"class_name": ..., "config": {...}}
+                     (Python only) a Keras optimizer config, as
+                     `keras.optimizers.serialize` writes it; the tuning
+                     searches (`tuning.py`) run their trials this way.
 """
 
 import os
@@ -57,7 +57,7 @@ def _unknown(spec):
 
 def _adam_rate_of(spec):
     try:
-        rate = float(spec[len("adam@"):])
+        rate = float(spec[len("adam@") :])
     except ValueError:
         rate = -1.0
     if not rate > 0:
@@ -82,7 +82,7 @@ def canonical(spec):
     if body == "learned" or body.startswith("learned:"):
         from keras_lopt import presets
 
-        preset = body[len("learned:"):] if ":" in body else presets.DEFAULT_PRESET
+        preset = body[len("learned:") :] if ":" in body else presets.DEFAULT_PRESET
         if not preset:
             raise _unknown(spec)
         presets.resolve(preset)  # a clear error for a missing preset, before anything runs
@@ -142,7 +142,7 @@ def make_optimizer(spec):
         import keras_lopt
 
         body = spec[: -len(HORIZON_SUFFIX)] if spec.endswith(HORIZON_SUFFIX) else spec
-        return keras_lopt.LearnedOptimizer(preset=body[len("learned:"):])
+        return keras_lopt.LearnedOptimizer(preset=body[len("learned:") :])
     if spec.startswith("adam@"):
         return keras.optimizers.Adam(_adam_rate_of(spec))
     if spec == "adamw":

@@ -31,22 +31,26 @@ def _byte_contexts():
     def split(name):
         tokens = python_chars(name)
         positions = range(CONTEXT, tokens.shape[1], CONTEXT)
-        return (np.concatenate([tokens[:, p - CONTEXT : p] for p in positions]),
-                np.concatenate([tokens[:, p] for p in positions]))
+        return (
+            np.concatenate([tokens[:, p - CONTEXT : p] for p in positions]),
+            np.concatenate([tokens[:, p] for p in positions]),
+        )
 
     return split("train"), split("test")
 
 
 def _byte_mlp_lm(width):
     def build():
-        return keras.Sequential([
-            keras.Input((CONTEXT,), dtype="int32"),
-            keras.layers.Embedding(256, 16),
-            keras.layers.Flatten(),
-            keras.layers.Dense(width, activation="gelu"),
-            keras.layers.Dense(width, activation="gelu"),
-            keras.layers.Dense(256),
-        ])
+        return keras.Sequential(
+            [
+                keras.Input((CONTEXT,), dtype="int32"),
+                keras.layers.Embedding(256, 16),
+                keras.layers.Flatten(),
+                keras.layers.Dense(width, activation="gelu"),
+                keras.layers.Dense(width, activation="gelu"),
+                keras.layers.Dense(256),
+            ]
+        )
 
     return build
 
@@ -85,19 +89,23 @@ def _char_sequences():
     def split(name):
         tokens = python_chars(name)
         starts = range(0, tokens.shape[1] - 1, LM_SEQ)
-        return (np.concatenate([tokens[:, a : a + LM_SEQ] for a in starts]),
-                np.concatenate([tokens[:, a + 1 : a + LM_SEQ + 1] for a in starts]))
+        return (
+            np.concatenate([tokens[:, a : a + LM_SEQ] for a in starts]),
+            np.concatenate([tokens[:, a + 1 : a + LM_SEQ + 1] for a in starts]),
+        )
 
     return split("train"), split("test")
 
 
 def _lstm_lm():
-    return keras.Sequential([
-        keras.Input((LM_SEQ,), dtype="int32"),
-        keras.layers.Embedding(256, 32),
-        keras.layers.LSTM(128, return_sequences=True),
-        keras.layers.Dense(256),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((LM_SEQ,), dtype="int32"),
+            keras.layers.Embedding(256, 32),
+            keras.layers.LSTM(128, return_sequences=True),
+            keras.layers.Dense(256),
+        ]
+    )
 
 
 @cached
@@ -115,36 +123,96 @@ def _iris():
 
 def _convbn():
     def conv(filters):
-        return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                keras.layers.BatchNormalization(), keras.layers.ReLU()]
+        return [
+            keras.layers.Conv2D(filters, 3, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+        ]
 
-    return keras.Sequential([
-        keras.Input((8, 8, 1)), *conv(32), *conv(32), keras.layers.MaxPooling2D(2), *conv(64),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            *conv(32),
+            *conv(32),
+            keras.layers.MaxPooling2D(2),
+            *conv(64),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 _cost = {64: 3.0, 256: 5.0, 1024: 20.0}
 TASKS = (
     *(
-        EvalTask(f"byte_mlp_lm_w{w}", f"byte MLP LM (16-byte context, 2 x Dense({w}) gelu) on Python sources",
-                 _byte_mlp_lm(w), sparse_ce(), _byte_contexts, 64, 2000, _cost[w], ladder="width")
+        EvalTask(
+            f"byte_mlp_lm_w{w}",
+            f"byte MLP LM (16-byte context, 2 x Dense({w}) gelu) on Python sources",
+            _byte_mlp_lm(w),
+            sparse_ce(),
+            _byte_contexts,
+            64,
+            2000,
+            _cost[w],
+            ladder="width",
+        )
         for w in WIDTHS
     ),
     *(
-        EvalTask(f"resmlp_ln_mnist1d_{n // 1000}k", f"residual MLP, 4 pre-LN blocks of 64, on mnist1d, {n} steps",
-                 _residual_mlp, sparse_ce(), cached(lambda: dataset("mnist1d")), 64, n, 4.0, ladder="length")
+        EvalTask(
+            f"resmlp_ln_mnist1d_{n // 1000}k",
+            f"residual MLP, 4 pre-LN blocks of 64, on mnist1d, {n} steps",
+            _residual_mlp,
+            sparse_ce(),
+            cached(lambda: dataset("mnist1d")),
+            64,
+            n,
+            4.0,
+            ladder="length",
+        )
         for n in LENGTHS
     ),
-    EvalTask("preln_transformer_sort", "pre-LN transformer (2 blocks, d=64, 4 heads) sorting 16 symbols",
-             _preln_transformer, sparse_ce(), cached(lambda: dataset("synthetic_sequences/sort")), 64, 2000, 10.0),
-    EvalTask("lstm_lm_chars", "LSTM 128 byte LM (32 bytes) on Python sources", _lstm_lm, sparse_ce(),
-             _char_sequences, 32, 2000, 40.0),
-    EvalTask("linear_scaled_features", "linear regression, 10 features of scales 1e-2..1e2",
-             lambda: keras.Sequential([keras.Input((10,)), keras.layers.Dense(1)]),
-             keras.losses.MeanSquaredError(), _scaled_linear, 32, 2000, 1.0),
-    EvalTask("mlp_iris", "MLP 32-32 on iris (3 classes)", lambda: mlp((4,), (32, 32), 3), sparse_ce(), _iris,
-             16, 2000, 1.0),
-    EvalTask("convbn_digits", "conv 32-32-pool-64 with BatchNormalization + GAP on 8x8 digits", _convbn,
-             sparse_ce(), cached(lambda: dataset("digits")), 32, 2000, 6.0),
+    EvalTask(
+        "preln_transformer_sort",
+        "pre-LN transformer (2 blocks, d=64, 4 heads) sorting 16 symbols",
+        _preln_transformer,
+        sparse_ce(),
+        cached(lambda: dataset("synthetic_sequences/sort")),
+        64,
+        2000,
+        10.0,
+    ),
+    EvalTask(
+        "lstm_lm_chars",
+        "LSTM 128 byte LM (32 bytes) on Python sources",
+        _lstm_lm,
+        sparse_ce(),
+        _char_sequences,
+        32,
+        2000,
+        40.0,
+    ),
+    EvalTask(
+        "linear_scaled_features",
+        "linear regression, 10 features of scales 1e-2..1e2",
+        lambda: keras.Sequential([keras.Input((10,)), keras.layers.Dense(1)]),
+        keras.losses.MeanSquaredError(),
+        _scaled_linear,
+        32,
+        2000,
+        1.0,
+    ),
+    EvalTask(
+        "mlp_iris", "MLP 32-32 on iris (3 classes)", lambda: mlp((4,), (32, 32), 3), sparse_ce(), _iris, 16, 2000, 1.0
+    ),
+    EvalTask(
+        "convbn_digits",
+        "conv 32-32-pool-64 with BatchNormalization + GAP on 8x8 digits",
+        _convbn,
+        sparse_ce(),
+        cached(lambda: dataset("digits")),
+        32,
+        2000,
+        6.0,
+    ),
 )

@@ -73,7 +73,10 @@ def _oracle(search, budget, seed):
 
     hp = kt.HyperParameters()
     common = dict(
-        objective=kt.Objective(OBJECTIVE, "min"), max_trials=budget, hyperparameters=hp, seed=seed,
+        objective=kt.Objective(OBJECTIVE, "min"),
+        max_trials=budget,
+        hyperparameters=hp,
+        seed=seed,
         max_consecutive_failed_trials=budget + 1,  # a diverged trial is a result, not an error
     )
     if search == "adam_grid":
@@ -122,16 +125,22 @@ def _make_tuner(oracle, **kwargs):
             self._run = dict(task=task, search=search, budget=budget, steps=steps, seed=seed)
             self._trials_path = trials_path
             self._log = log
-            self._done = {(_trial_key(r), json.dumps(r["hyperparameters"], sort_keys=True)): r
-                          for r in load_trials(trials_path)}
+            self._done = {
+                (_trial_key(r), json.dumps(r["hyperparameters"], sort_keys=True)): r for r in load_trials(trials_path)
+            }
 
         def run_trial(self, trial, *args, **kwargs):
             run = self._run
             values = dict(trial.hyperparameters.values)
             record = dict(
-                task=run["task"].name, search=run["search"], budget=run["budget"],
-                project=_project(run["search"], run["budget"]), trial=int(trial.trial_id) + 1,
-                seed=run["seed"], steps=run["steps"], hyperparameters=values,
+                task=run["task"].name,
+                search=run["search"],
+                budget=run["budget"],
+                project=_project(run["search"], run["budget"]),
+                trial=int(trial.trial_id) + 1,
+                seed=run["seed"],
+                steps=run["steps"],
+                hyperparameters=values,
             )
             key = (_trial_key(record), json.dumps(values, sort_keys=True))
             if key in self._done:
@@ -140,8 +149,11 @@ def _make_tuner(oracle, **kwargs):
                 spec = {"class_name": _optimizer_class(run["search"]), "config": values}
                 result = harness.train_once(run["task"], spec, run["steps"], run["seed"])
                 record.update(
-                    final_train_loss=result.final_train_loss, final_valid_loss=result.final_valid_loss,
-                    diverged=result.diverged, steps_spent=run["steps"], seconds=result.seconds,
+                    final_train_loss=result.final_train_loss,
+                    final_valid_loss=result.final_valid_loss,
+                    diverged=result.diverged,
+                    steps_spent=run["steps"],
+                    seconds=result.seconds,
                 )
                 with open(self._trials_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -179,14 +191,24 @@ def run_search(task_name, search, budgets, steps, seed, output_dir, log=print):
     trials_path = os.path.join(output_dir, "trials.jsonl")
     for budget in budgets[-1:] if _is_nested(search) else budgets:
         tuner = _make_tuner(
-            _oracle(search, budget, seed), task=task, search=search, budget=budget, steps=steps,
-            seed=seed, trials_path=trials_path, log=log,
-            directory=os.path.join(output_dir, "tuners", task.name), project_name=_project(search, budget),
+            _oracle(search, budget, seed),
+            task=task,
+            search=search,
+            budget=budget,
+            steps=steps,
+            seed=seed,
+            trials_path=trials_path,
+            log=log,
+            directory=os.path.join(output_dir, "tuners", task.name),
+            project_name=_project(search, budget),
             overwrite=False,
         )
         tuner.search(verbose=0)
-    return [r for r in load_trials(trials_path)
-            if r["task"] == task.name and r["search"] == search and r["steps"] == steps and r["seed"] == seed]
+    return [
+        r
+        for r in load_trials(trials_path)
+        if r["task"] == task.name and r["search"] == search and r["steps"] == steps and r["seed"] == seed
+    ]
 
 
 def _loss(value):
@@ -215,11 +237,15 @@ def search_points(trials, search, budgets):
     points = []
     for run in runs:
         pick = min(run, key=lambda r: (_loss(r["final_valid_loss"]), r["trial"]))
-        points.append(dict(
-            trials=len(run), steps_spent=sum(r["steps_spent"] for r in run),
-            final_train_loss=_loss(pick["final_train_loss"]), final_valid_loss=_loss(pick["final_valid_loss"]),
-            hyperparameters=pick["hyperparameters"],
-        ))
+        points.append(
+            dict(
+                trials=len(run),
+                steps_spent=sum(r["steps_spent"] for r in run),
+                final_train_loss=_loss(pick["final_train_loss"]),
+                final_valid_loss=_loss(pick["final_valid_loss"]),
+                hyperparameters=pick["hyperparameters"],
+            )
+        )
     return points
 
 
@@ -244,8 +270,12 @@ def match_report(results, trials, searches, budgets, reference="learned", seed=0
         target = (1 + TIE_TOLERANCE) * _loss(ref[loss])
         entry = {
             "loss": loss,
-            "reference": {"optimizer": reference, "final_train_loss": _loss(ref["final_train_loss"]),
-                          "final_valid_loss": _loss(ref["final_valid_loss"]), "steps": ref["steps"]},
+            "reference": {
+                "optimizer": reference,
+                "final_train_loss": _loss(ref["final_train_loss"]),
+                "final_valid_loss": _loss(ref["final_valid_loss"]),
+                "steps": ref["steps"],
+            },
             "searches": {},
         }
         for search in searches:
@@ -253,7 +283,9 @@ def match_report(results, trials, searches, budgets, reference="learned", seed=0
             points = search_points(mine, search, budgets)
             matched = next((p for p in points if p[loss] <= target), None)
             entry["searches"][search] = {
-                "points": points, "matched": matched, "max_trials": max((p["trials"] for p in points), default=0),
+                "points": points,
+                "matched": matched,
+                "max_trials": max((p["trials"] for p in points), default=0),
             }
         found = [(s["matched"]["trials"], name) for name, s in entry["searches"].items() if s["matched"]]
         entry["best"] = min(found)[1] if found else None
@@ -316,11 +348,18 @@ def plot_match(report, path):
             if not points or not ref > 0:
                 zero += [task] if points else []
                 continue
-            ax.plot([p["trials"] for p in points], [p[loss] / ref for p in points],
-                    marker="o", ms=3, lw=1.4, label=task)
+            ax.plot(
+                [p["trials"] for p in points], [p[loss] / ref for p in points], marker="o", ms=3, lw=1.4, label=task
+            )
         if zero:
-            ax.text(0.01, 0.01, f"not shown, reference loss 0: {', '.join(zero)}", transform=ax.transAxes,
-                    fontsize=7, va="bottom")
+            ax.text(
+                0.01,
+                0.01,
+                f"not shown, reference loss 0: {', '.join(zero)}",
+                transform=ax.transAxes,
+                fontsize=7,
+                va="bottom",
+            )
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xticks([n for n in (1, 3, 10, 30, 100, 300, 1000) if n <= max(ax.get_xlim()[1], 1)])

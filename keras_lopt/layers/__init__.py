@@ -7,10 +7,7 @@ from keras_lopt.layers.hyper_lstm import HyperLSTMNetwork
 from keras_lopt.layers.mlp import MLPNetwork
 
 # Architecture kind (as written in a preset's metadata) -> layer class.
-ARCHITECTURES = {
-    cls.kind: cls
-    for cls in (MLPNetwork, FFNLSTMNetwork, HyperLSTMNetwork, AdaptiveMLPNetwork)
-}
+ARCHITECTURES = {cls.kind: cls for cls in (MLPNetwork, FFNLSTMNetwork, HyperLSTMNetwork, AdaptiveMLPNetwork)}
 
 __all__ = [
     "ARCHITECTURES",

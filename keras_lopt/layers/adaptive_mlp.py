@@ -74,9 +74,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
     kind = "adaptive_mlp"
     state_names = ("step_control",)
     state_shapes = ((len(STATE_FIELDS),),)
-    context_feature_names = (
-        features.ALIGNMENT_FEATURE_NAMES + features.TENSOR_FEATURE_NAMES
-    )
+    context_feature_names = features.ALIGNMENT_FEATURE_NAMES + features.TENSOR_FEATURE_NAMES
     reads_loss = False
     # `update = learning_rate * direction * exp(magnitude_scale * s)`.
     magnitude_scale = 1.0
@@ -112,9 +110,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
                 "`log_step_range` must be finite `(low, high)` with "
                 f"low <= 0 <= high. Received: log_step_range={log_step_range!r}"
             )
-        if num_context_features is not None and num_context_features != len(
-            self.context_feature_names
-        ):
+        if num_context_features is not None and num_context_features != len(self.context_feature_names):
             raise ValueError(
                 f"`num_context_features` must be {len(self.context_feature_names)} "
                 f"for {type(self).__name__}. "
@@ -129,23 +125,17 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         self.log_step_range = (low, high)
         sizes = (num_features, *hidden_sizes, 1)
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self.add_weight(
-                shape=(fan_in, fan_out), initializer="glorot_uniform", name=f"kernel_{i}"
-            )
+            self.add_weight(shape=(fan_in, fan_out), initializer="glorot_uniform", name=f"kernel_{i}")
             self.add_weight(shape=(fan_out,), initializer="zeros", name=f"bias_{i}")
         self._num_direction_weights = 2 * (len(sizes) - 1)
         controller_sizes = (len(CONTROLLER_INPUT_NAMES), controller_hidden_size, 1)
-        for i, (fan_in, fan_out) in enumerate(
-            zip(controller_sizes[:-1], controller_sizes[1:])
-        ):
+        for i, (fan_in, fan_out) in enumerate(zip(controller_sizes[:-1], controller_sizes[1:])):
             self.add_weight(
                 shape=(fan_in, fan_out),
                 initializer="glorot_uniform",
                 name=f"controller_kernel_{i}",
             )
-            self.add_weight(
-                shape=(fan_out,), initializer="zeros", name=f"controller_bias_{i}"
-            )
+            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"controller_bias_{i}")
         self.built = True
 
     def weight_names(self):
@@ -175,16 +165,11 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         )
         ratio = ops.where(
             seen,
-            ops.log(
-                (square + features.ALIGNMENT_EPSILON)
-                / (square_average + features.ALIGNMENT_EPSILON)
-            ),
+            ops.log((square + features.ALIGNMENT_EPSILON) / (square_average + features.ALIGNMENT_EPSILON)),
             0.0,
         )
         ratio = ops.clip(ratio, -MAX_LOG_GRADIENT_RATIO, MAX_LOG_GRADIENT_RATIO)
-        inputs = ops.stack(
-            [*signals[:-1], *new_averages[:-1], ratio, log_step, *tensor_columns]
-        )
+        inputs = ops.stack([*signals[:-1], *new_averages[:-1], ratio, log_step, *tensor_columns])
         return inputs, new_averages
 
     def forward(self, weights, columns, context, state):
@@ -202,22 +187,15 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
             shape), the new log step size `s` (a scalar) and the new state.
         """
         if len(columns) != self.num_features:
-            raise ValueError(
-                f"Expected {self.num_features} feature columns. "
-                f"Received: {len(columns)} columns"
-            )
+            raise ValueError(f"Expected {self.num_features} feature columns. Received: {len(columns)} columns")
         direction_weights = weights[: self._num_direction_weights]
         controller = weights[self._num_direction_weights :]
         (step_control,) = state
         inputs, new_averages = self.controller_inputs(context, step_control)
-        hidden = ACTIVATIONS[self.activation](
-            matvec_transposed(controller[0], inputs) + controller[1]
-        )
+        hidden = ACTIVATIONS[self.activation](matvec_transposed(controller[0], inputs) + controller[1])
         change = matvec_transposed(controller[2], hidden)[0] + controller[3][0]
         low, high = self.log_step_range
-        log_step = ops.clip(
-            step_control[0] + self.max_step_change * ops.tanh(change), low, high
-        )
+        log_step = ops.clip(step_control[0] + self.max_step_change * ops.tanh(change), low, high)
         (direction,) = elementwise_mlp(direction_weights, columns, self.activation)
         new_state = ops.stack([log_step, *new_averages])
         return direction, log_step, (new_state,)

@@ -31,9 +31,7 @@ class FFNLSTMNetwork(RecurrentNetwork):
 
     def __init__(self, num_features, num_context_features, **kwargs):
         super().__init__(num_features, num_context_features, **kwargs)
-        for name, shape in zip(
-            [w.name for w in self._mlp.layer.weights], self.mlp_shapes()
-        ):
+        for name, shape in zip([w.name for w in self._mlp.layer.weights], self.mlp_shapes()):
             self.add_weight(
                 shape=shape,
                 initializer="zeros" if name.startswith("bias") else "glorot_uniform",

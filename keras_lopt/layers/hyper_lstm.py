@@ -45,9 +45,7 @@ class HyperLSTMNetwork(RecurrentNetwork):
             name="mixing_kernel",
         )
         self.add_weight(shape=(bank_size,), initializer="zeros", name="mixing_bias")
-        for name, shape in zip(
-            [w.name for w in self._mlp.layer.weights], self.mlp_shapes()
-        ):
+        for name, shape in zip([w.name for w in self._mlp.layer.weights], self.mlp_shapes()):
             self.add_weight(
                 shape=(bank_size, *shape),
                 initializer="zeros" if name.startswith("bias") else "glorot_uniform",
@@ -56,9 +54,7 @@ class HyperLSTMNetwork(RecurrentNetwork):
 
     def _parameter_forward(self, weights, columns, hidden):
         mixing_kernel, mixing_bias, *bank = weights
-        coefficients = ops.softmax(
-            matvec_transposed(mixing_kernel, hidden) + mixing_bias
-        )
+        coefficients = ops.softmax(matvec_transposed(mixing_kernel, hidden) + mixing_bias)
         mixed = [ops.tensordot(coefficients, w, axes=1) for w in bank]
         return self._mlp.layer.forward(mixed, columns)
 

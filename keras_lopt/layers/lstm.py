@@ -39,11 +39,7 @@ def lstm_cell(kernel, recurrent_kernel, bias, inputs, hidden, cell):
     Returns:
         `(new_hidden [H], new_cell [H])`.
     """
-    z = (
-        matvec_transposed(kernel, inputs)
-        + matvec_transposed(recurrent_kernel, hidden)
-        + bias
-    )
+    z = matvec_transposed(kernel, inputs) + matvec_transposed(recurrent_kernel, hidden) + bias
     i, f, g, o = ops.split(z, 4)
     new_cell = ops.sigmoid(f) * cell + ops.sigmoid(i) * ops.tanh(g)
     return ops.sigmoid(o) * ops.tanh(new_cell), new_cell
@@ -115,14 +111,10 @@ class RecurrentNetwork(PresetNetworkLayer):
             initializer="glorot_uniform",
             name="lstm_kernel",
         )
-        self.add_weight(
-            shape=(h, 4 * h), initializer="orthogonal", name="lstm_recurrent_kernel"
-        )
+        self.add_weight(shape=(h, 4 * h), initializer="orthogonal", name="lstm_recurrent_kernel")
         # Forget-gate bias 1 (Keras' `unit_forget_bias`): the state persists
         # from the start.
-        forget_bias = np.concatenate(
-            [np.zeros(h), np.ones(h), np.zeros(2 * h)]
-        ).astype("float32")
+        forget_bias = np.concatenate([np.zeros(h), np.ones(h), np.zeros(2 * h)]).astype("float32")
         self.add_weight(
             shape=(4 * h,),
             initializer=lambda shape, dtype: forget_bias,
@@ -157,10 +149,7 @@ class RecurrentNetwork(PresetNetworkLayer):
             columns' shape `S` and the new `(lstm_hidden, lstm_cell)`.
         """
         if len(columns) != self.num_features:
-            raise ValueError(
-                f"Expected {self.num_features} feature columns. "
-                f"Received: {len(columns)} columns"
-            )
+            raise ValueError(f"Expected {self.num_features} feature columns. Received: {len(columns)} columns")
         hidden, cell = lstm_cell(*weights[:3], context, *state)
         direction, magnitude = self._parameter_forward(weights[3:], columns, hidden)
         return direction, magnitude, (hidden, cell)

@@ -47,9 +47,7 @@ def elementwise_mlp(weights, columns, activation):
     first_bias = bias
     if scalar_idx:
         scalars = ops.stack([columns[i] for i in scalar_idx])
-        first_bias = bias + matvec_transposed(
-            ops.take(kernel, scalar_idx, axis=0), scalars
-        )
+        first_bias = bias + matvec_transposed(ops.take(kernel, scalar_idx, axis=0), scalars)
     num_layers = len(weights) // 2
     # Unrolled over the tiny widths so XLA fuses the whole network (and the
     # feature computation before it) into one elementwise pass. Each weight
@@ -141,19 +139,17 @@ class MLPNetwork(PresetNetworkLayer):
         validation.one_of("activation", activation, sorted(ACTIVATIONS))
         validation.require(
             validation.is_number(magnitude_scale) and magnitude_scale > 0,
-            "magnitude_scale", magnitude_scale, "positive",
+            "magnitude_scale",
+            magnitude_scale,
+            "positive",
         )
         if max_log_multiplier is not None:
-            validation.positive_number(
-                "max_log_multiplier", max_log_multiplier, rule="a positive number or None"
-            )
+            validation.positive_number("max_log_multiplier", max_log_multiplier, rule="a positive number or None")
         self.num_features = num_features
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.magnitude_scale = float(magnitude_scale)
-        self.max_log_multiplier = (
-            None if max_log_multiplier is None else float(max_log_multiplier)
-        )
+        self.max_log_multiplier = None if max_log_multiplier is None else float(max_log_multiplier)
         sizes = (num_features, *hidden_sizes, 2)
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             self.add_weight(
@@ -182,10 +178,7 @@ class MLPNetwork(PresetNetworkLayer):
             `(direction, magnitude)`, float32 tensors of shape `S`.
         """
         if len(columns) != self.num_features:
-            raise ValueError(
-                f"Expected {self.num_features} feature columns. "
-                f"Received: {len(columns)} columns"
-            )
+            raise ValueError(f"Expected {self.num_features} feature columns. Received: {len(columns)} columns")
         direction, magnitude = elementwise_mlp(weights, columns, self.activation)
         if self.max_log_multiplier is not None:
             bound, scale = self.max_log_multiplier, self.magnitude_scale

@@ -50,7 +50,7 @@ def worker_prefix(slot: int) -> str:
 
 def under(arrays: Dict[str, np.ndarray], prefix: str) -> Dict[str, np.ndarray]:
     """The arrays whose keys start with `prefix`, without it."""
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def save(path: str, arrays: Dict[str, np.ndarray], workers: Dict[str, np.ndarray], collective) -> None:
@@ -140,8 +140,7 @@ def _inner_state_from_flat(flat, slots_per_param):
     count, remainder = divmod(len(flat) - fields, 1 + slots_per_param)
     if remainder or count < 1:
         raise ValueError(
-            f"A version 1 trajectory of {len(flat)} arrays does not hold "
-            f"{slots_per_param} slots per parameter."
+            f"A version 1 trajectory of {len(flat)} arrays does not hold {slots_per_param} slots per parameter."
         )
     slots = flat[count : count * (1 + slots_per_param)]
     return unroll.InnerState.from_tuple(

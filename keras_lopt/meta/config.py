@@ -141,8 +141,7 @@ class NetworkConfig:
                 continue
             if self.architecture not in applies_to:
                 raise ValueError(
-                    f"`{name}` applies to {which} only. "
-                    f"Received: architecture={self.architecture!r}, {name}={value!r}"
+                    f"`{name}` applies to {which} only. Received: architecture={self.architecture!r}, {name}={value!r}"
                 )
             validation.positive_int(name, value)
 
@@ -232,14 +231,15 @@ class MetaTrainConfig:
             validation.positive_number("parameter_scale_range[i]", value, rule="a positive number")
         if scale_range[0] > scale_range[1]:
             raise ValueError(
-                "`parameter_scale_range` must have low <= high. "
-                f"Received: parameter_scale_range={list(scale_range)!r}"
+                f"`parameter_scale_range` must have low <= high. Received: parameter_scale_range={list(scale_range)!r}"
             )
         validation.non_negative_int("eval_every", self.eval_every)
         validation.non_negative_int("seed", self.seed)
         validation.require(
             validation.is_number(self.min_loss_ratio) and 0 < self.min_loss_ratio < 1,
-            "min_loss_ratio", self.min_loss_ratio, "in (0, 1)",
+            "min_loss_ratio",
+            self.min_loss_ratio,
+            "in (0, 1)",
         )
         for name in ("outer_learning_rate", "max_grad_norm", "inner_learning_rate"):
             validation.positive_number(name, getattr(self, name), rule="a positive number")
@@ -264,7 +264,8 @@ class MetaTrainConfig:
             merged[key] = {**defaults[key], **saved.get(key, {})}
         current = self.to_dict()
         return sorted(
-            key for key in set(merged) | set(current)
+            key
+            for key in set(merged) | set(current)
             if key not in self.EXTENDABLE_FIELDS and merged.get(key) != current.get(key)
         )
 

@@ -96,8 +96,7 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # known once the data is written. (tfds has no public hook for these.)
     def _log_download_bytes(self):
         print(
-            f"Preparing data set {self.name!r} (generated locally, no download) "
-            f"in {os.fspath(self.data_dir)}...",
+            f"Preparing data set {self.name!r} (generated locally, no download) in {os.fspath(self.data_dir)}...",
             flush=True,
         )
 
@@ -110,10 +109,7 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # Everything is generated locally.
-        return {
-            split: self._generate_examples(arrays)
-            for split, arrays in self._split_arrays().items()
-        }
+        return {split: self._generate_examples(arrays) for split, arrays in self._split_arrays().items()}
 
     def _generate_examples(self, arrays):
         num_examples = len(next(iter(arrays.values())))
@@ -266,11 +262,7 @@ class PythonChars(_ArrayBuilder, skip_registration=True):
 
     def _info(self):
         return self._dataset_info(
-            {
-                "tokens": tfds.features.Tensor(
-                    shape=(self.SEQUENCE_LENGTH + 1,), dtype=np.int32
-                )
-            },
+            {"tokens": tfds.features.Tensor(shape=(self.SEQUENCE_LENGTH + 1,), dtype=np.int32)},
             supervised_keys=None,
             homepage="https://docs.python.org/3/library/",
         )
@@ -299,9 +291,7 @@ class PythonChars(_ArrayBuilder, skip_registration=True):
         windows = {"train": [], "test": []}
         for i, path in enumerate(self.source_files()):
             windows["test" if i % 5 == 4 else "train"].append(self._windows(path))
-        return {
-            split: {"tokens": np.concatenate(parts)} for split, parts in windows.items()
-        }
+        return {split: {"tokens": np.concatenate(parts)} for split, parts in windows.items()}
 
 
 def _adding(rng, num_examples, length=50):
@@ -360,9 +350,7 @@ class SyntheticSequences(_ArrayBuilder, skip_registration=True):
     ]
 
     def _info(self):
-        _, (x_shape, x_dtype), (y_shape, y_dtype) = _SEQUENCE_TASKS[
-            self.builder_config.name
-        ]
+        _, (x_shape, x_dtype), (y_shape, y_dtype) = _SEQUENCE_TASKS[self.builder_config.name]
         return self._dataset_info(
             {
                 "x": tfds.features.Tensor(shape=x_shape, dtype=x_dtype),
@@ -436,9 +424,7 @@ class ScaledLinearRegression(_ArrayBuilder, skip_registration=True):
 
 DATASETS = {
     cls.name: cls
-    for cls in (
-        Digits, Mnist1d, PythonChars, SyntheticSequences, SyntheticRegression, ScaledLinearRegression
-    )
+    for cls in (Digits, Mnist1d, PythonChars, SyntheticSequences, SyntheticRegression, ScaledLinearRegression)
 }
 
 
@@ -460,13 +446,9 @@ def builder(name, data_dir=None):
         data_dir: cache folder; defaults to `default_data_dir()`.
     """
     if name not in dataset_names():
-        raise ValueError(
-            f"`name` must be one of {dataset_names()}. Received: name={name!r}"
-        )
+        raise ValueError(f"`name` must be one of {dataset_names()}. Received: name={name!r}")
     dataset, _, config = name.partition("/")
-    return DATASETS[dataset](
-        data_dir=data_dir or default_data_dir(), config=config or None
-    )
+    return DATASETS[dataset](data_dir=data_dir or default_data_dir(), config=config or None)
 
 
 def load_numpy(name, split, data_dir=None):

@@ -88,9 +88,7 @@ class StrategyCollective(Collective):
         self.strategy = strategy
         self.num_replicas = strategy.num_replicas_in_sync
         ids = strategy.experimental_local_results(
-            strategy.experimental_distribute_values_from_function(
-                lambda ctx: tf.constant(ctx.replica_id_in_sync_group)
-            )
+            strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(ctx.replica_id_in_sync_group))
         )
         devices = strategy.extended.worker_devices
         self._local = [(int(i), d) for i, d in zip(ids, devices)]
@@ -103,17 +101,18 @@ class StrategyCollective(Collective):
     def sum(self, arrays):
         local_ids = [i for i, _ in self._local]
         if sorted(arrays) != sorted(local_ids):
-            raise ValueError(
-                f"Expected one array per local replica {local_ids}. "
-                f"Received: replicas {sorted(arrays)}"
-            )
+            raise ValueError(f"Expected one array per local replica {local_ids}. Received: replicas {sorted(arrays)}")
         values = self.strategy.experimental_distribute_values_from_function(
             lambda ctx: tf.constant(arrays[ctx.replica_id_in_sync_group])
         )
         try:
             total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.CancelledError, tf.errors.AbortedError) as e:
+        except (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+        ) as e:
             raise WorkerLostError(
                 "A meta-training worker stopped responding during a collective "
                 f"({type(e).__name__}). Restart every worker with --resume to "
@@ -139,10 +138,7 @@ class StrategyCollective(Collective):
             buffer[i] = _bytes_to_array(payload_for(i), width)
             rows[i] = buffer
         total = self.sum(rows)
-        return [
-            total[r, : lengths[r]].astype(np.uint8).tobytes()
-            for r in range(self.num_replicas)
-        ]
+        return [total[r, : lengths[r]].astype(np.uint8).tobytes() for r in range(self.num_replicas)]
 
     def gather_to_chief(self, payload):
         first = self._local[0][0]
@@ -162,10 +158,7 @@ def _shares(collective, count):
     """`{replica id: (device, [indices i of range(count) it computes])}` for
     this process's replicas: replica r computes the `i % R == r`."""
     replicas = collective.num_replicas
-    return {
-        r: (device, [i for i in range(count) if i % replicas == r])
-        for r, device in collective.local_replicas()
-    }
+    return {r: (device, [i for i in range(count) if i % replicas == r]) for r, device in collective.local_replicas()}
 
 
 def owned(collective, count):

@@ -153,7 +153,11 @@ def _variant_family(name, data, build, input_shape, outputs, loss, variants):
                 tasks.keras_task,
                 f"{name}_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
                 functools.partial(build, input_shape, sizes, outputs, activation),
-                loss, train, valid, batch, _AUGMENT,
+                loss,
+                train,
+                valid,
+                batch,
+                _AUGMENT,
             )
             for sizes, activation, batch in variants
         ],
@@ -200,7 +204,11 @@ def _recurrent_parity_family(name, build, variants):
                 tasks.keras_task,
                 structure,
                 functools.partial(build, 16, 2, 8, units, 2, True),
-                "sequence", train, valid, 32, _AUGMENT,
+                "sequence",
+                train,
+                valid,
+                32,
+                _AUGMENT,
             )
             for structure, units in variants
         ],
@@ -212,9 +220,7 @@ def _lstm_parity_family():
 
 
 def _gru_parity_family():
-    return _recurrent_parity_family(
-        "gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)]
-    )
+    return _recurrent_parity_family("gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)])
 
 
 def _attention_parity_family():
@@ -226,7 +232,11 @@ def _attention_parity_family():
                 tasks.keras_task,
                 f"attention_parity_16_d{dim}_h2_b32",
                 functools.partial(_transformer, 16, 2, dim, 2, 2),
-                "sequence", train, valid, 32, _AUGMENT,
+                "sequence",
+                train,
+                valid,
+                32,
+                _AUGMENT,
             )
             for dim in (16, 32)
         ],
@@ -244,7 +254,11 @@ def _autoencoder_mnist1d_family():
                 tasks.keras_task,
                 f"autoencoder_mnist1d_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
                 functools.partial(_autoencoder, None, sizes, 40, activation),
-                "regression", (train_x, train_x), (valid_x, valid_x), batch, _AUGMENT,
+                "regression",
+                (train_x, train_x),
+                (valid_x, valid_x),
+                batch,
+                _AUGMENT,
             )
             for sizes, activation, batch in variants
         ],
@@ -260,7 +274,11 @@ def _transformer_chars_family():
                 tasks.keras_task,
                 "transformer_chars_d16_h2_s32_b16",
                 functools.partial(_transformer, 32, 256, 16, 2, 256),
-                "sequence", train, valid, 16, _AUGMENT,
+                "sequence",
+                train,
+                valid,
+                16,
+                _AUGMENT,
             )
         ],
     )

@@ -77,9 +77,7 @@ def _with_feature_set(loaded, feature_set, preset_name):
     weights = [np.asarray(loaded.weights[0])[rows], *loaded.weights[1:]]
     network.set_weights(weights)
     metadata = {**loaded.metadata, "feature_names": list(names)}
-    return dataclasses.replace(
-        loaded, metadata=metadata, network=network, weights=tuple(weights)
-    )
+    return dataclasses.replace(loaded, metadata=metadata, network=network, weights=tuple(weights))
 
 
 def initial_theta(config, layer) -> np.ndarray:
@@ -88,9 +86,7 @@ def initial_theta(config, layer) -> np.ndarray:
     if config.init_preset is None:
         keras.utils.set_random_seed(config.seed)
         return unroll.flatten_weights(build_network(config).get_weights())
-    loaded = _with_feature_set(
-        presets.load_preset(config.init_preset), config.network.feature_set, config.init_preset
-    )
+    loaded = _with_feature_set(presets.load_preset(config.init_preset), config.network.feature_set, config.init_preset)
     if loaded.network.kind == MLPNetwork.kind and layer.kind != MLPNetwork.kind:
         # An LSTM architecture starts from an MLP preset's rule (e.g.
         # Adam): its per-parameter MLP takes the preset's weights, the
@@ -101,8 +97,7 @@ def initial_theta(config, layer) -> np.ndarray:
             weights = fresh.weights_from_mlp(loaded.network, loaded.weights)
         except ValueError as e:
             raise ValueError(
-                f"`init_preset` {config.init_preset!r} cannot start a "
-                f"{layer.kind!r} network: {e}"
+                f"`init_preset` {config.init_preset!r} cannot start a {layer.kind!r} network: {e}"
             ) from None
         return unroll.flatten_weights(weights)
     shapes = unroll.weight_shapes(layer)

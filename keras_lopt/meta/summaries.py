@@ -26,9 +26,7 @@ class Summaries:
         # Created on first use: a run that only exports writes no logs.
         if self._writer is None:
             self._writer = (
-                tf.summary.create_file_writer(self._logdir)
-                if self._is_chief
-                else tf.summary.create_noop_writer()
+                tf.summary.create_file_writer(self._logdir) if self._is_chief else tf.summary.create_noop_writer()
             )
         return self._writer
 

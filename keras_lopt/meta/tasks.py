@@ -50,9 +50,7 @@ class Task:
 
 def _sample_rows(data, seed, batch_size):
     n = data[0].shape[0]
-    idx = tf.random.stateless_uniform(
-        [batch_size], seed=seed, minval=0, maxval=n, dtype=tf.int32
-    )
+    idx = tf.random.stateless_uniform([batch_size], seed=seed, minval=0, maxval=n, dtype=tf.int32)
     return tuple(tf.gather(a, idx) for a in data)
 
 
@@ -61,11 +59,7 @@ def _sample_rows(data, seed, batch_size):
 
 
 def _classification_loss(y, logits):
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(y, tf.int32), logits=logits
-        )
-    )
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y, tf.int32), logits=logits))
 
 
 def _regression_loss(y, prediction):

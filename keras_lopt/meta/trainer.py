@@ -99,7 +99,9 @@ class MetaTrainer:
         self.slots = TaskSlots(
             self.families,
             lambda task: estimators.make_estimator(
-                task, self._unroll(task, config.objective), config.estimator,
+                task,
+                self._unroll(task, config.objective),
+                config.estimator,
                 init_pool_size=config.init_pool_size,
             ),
             config.tasks_per_step,
@@ -114,9 +116,11 @@ class MetaTrainer:
         key = (task.structure, objective)
         if key not in self._unrolls:
             self._unrolls[key] = unroll.Unroll(
-                task, self.layer,
+                task,
+                self.layer,
                 max(horizons.longest_unroll(self.config.estimator), self.config.eval_horizon),
-                objective, self.config.inner_learning_rate,
+                objective,
+                self.config.inner_learning_rate,
                 min_loss_ratio=self.config.min_loss_ratio,
                 loss_visible_fraction=self.config.estimator.loss_visible_fraction,
                 feature_names=features.feature_names(self.config.network.feature_set),
@@ -131,9 +135,7 @@ class MetaTrainer:
         c = self.config
         rng = np.random.default_rng([c.seed, self.step, i])
         family, estimator = self.slots.estimator(i, rng)
-        z = estimators.perturbations(
-            c.seed, self.step * c.tasks_per_step + i, c.estimator.num_pairs, self.theta.size
-        )
+        z = estimators.perturbations(c.seed, self.step * c.tasks_per_step + i, c.estimator.num_pairs, self.theta.size)
         grad, meta, losses = estimator.estimate(self.theta, z, rng)
         self._summaries.inner_losses(self.step, family, losses)
         return np.concatenate([grad.astype(np.float64), [meta]])
@@ -148,8 +150,7 @@ class MetaTrainer:
         grad_norm = float(np.linalg.norm(grad))
         if not np.isfinite(grad_norm):
             raise FloatingPointError(
-                f"Non-finite meta-gradient estimate at outer step {self.step}; "
-                "the last checkpoint is intact."
+                f"Non-finite meta-gradient estimate at outer step {self.step}; the last checkpoint is intact."
             )
         if grad_norm > c.max_grad_norm:
             grad = grad * (c.max_grad_norm / grad_norm)
@@ -183,7 +184,10 @@ class MetaTrainer:
             run = self._unroll(task, objective)
             seeds = _EVAL_SEED_BASE + i * members + np.arange(members)
             state = unroll.fresh_state(
-                task, seeds, [c.eval_horizon] * members, network=self.layer,
+                task,
+                seeds,
+                [c.eval_horizon] * members,
+                network=self.layer,
                 init_pool_size=c.init_pool_size,
             )
             _, meta, _ = run(np.tile(theta[None, :], (members, 1)), state, num_steps=c.eval_horizon)
@@ -309,4 +313,3 @@ class MetaTrainer:
         if not self.collective.is_chief:
             return None
         return export_preset(self, path or os.path.join(self.output_dir, "preset"), use_best, name)
-

@@ -70,8 +70,13 @@ class InnerState:
 
     def as_tuple(self):
         return (
-            self.params, self.slots, self.step, self.total_steps,
-            self.horizon_visible, self.seed, self.loss_ref,
+            self.params,
+            self.slots,
+            self.step,
+            self.total_steps,
+            self.horizon_visible,
+            self.seed,
+            self.loss_ref,
         )
 
     @classmethod
@@ -98,10 +103,7 @@ class InnerState:
         count = sum(1 for key in arrays if key.startswith("params/"))
         return cls(
             params=[tf.constant(arrays[f"params/{j}"]) for j in range(count)],
-            slots=[
-                tuple(tf.constant(arrays[f"slots/{j}/{name}"]) for name in slot_names)
-                for j in range(count)
-            ],
+            slots=[tuple(tf.constant(arrays[f"slots/{j}/{name}"]) for name in slot_names) for j in range(count)],
             **{name: tf.constant(arrays[name]) for name in _TRAJECTORY_FIELDS},
         )
 
@@ -123,13 +125,8 @@ def fresh_state(task, seeds, total_steps, horizon_visible=None, network=None, in
     inits = [task.initial_params(int(s), init_pool_size) for s in seeds]
     params = [tf.constant(np.stack(p)) for p in zip(*inits)]
     m = len(seeds)
-    tensor_slots = tuple(
-        tf.zeros([m, *shape]) for shape in rule.tensor_state_shapes(network)
-    )
-    slots = [
-        tuple(tf.zeros_like(p) for _ in rule.state_slot_names()) + tensor_slots
-        for p in params
-    ]
+    tensor_slots = tuple(tf.zeros([m, *shape]) for shape in rule.tensor_state_shapes(network))
+    slots = [tuple(tf.zeros_like(p) for _ in rule.state_slot_names()) + tensor_slots for p in params]
     return InnerState(
         params=params,
         slots=slots,
@@ -161,10 +158,7 @@ def loss_visible(seeds, fraction):
     its visibility without storing it.
     """
     return np.asarray(
-        [
-            np.random.default_rng([int(s), _LOSS_VISIBILITY_STREAM]).uniform() < fraction
-            for s in np.asarray(seeds)
-        ],
+        [np.random.default_rng([int(s), _LOSS_VISIBILITY_STREAM]).uniform() < fraction for s in np.asarray(seeds)],
         np.float32,
     )
 
@@ -178,11 +172,7 @@ def parameter_scales(seeds, scale_range):
     low, high = (float(v) for v in scale_range)
     return np.asarray(
         [
-            np.exp(
-                np.random.default_rng([int(s), _PARAMETER_SCALE_STREAM]).uniform(
-                    np.log(low), np.log(high)
-                )
-            )
+            np.exp(np.random.default_rng([int(s), _PARAMETER_SCALE_STREAM]).uniform(np.log(low), np.log(high)))
             for s in np.asarray(seeds)
         ],
         np.float32,
@@ -258,8 +248,15 @@ class Unroll:
         self._loss_visible_fraction = loss_visible_fraction
         self._parameter_scale_range = parameter_scale_range
         self._program = _compile(
-            task, layer, self.max_steps, objective, learning_rate, jit_compile,
-            min_loss_ratio, feature_names, tuple(parameter_scale_range) != (1.0, 1.0),
+            task,
+            layer,
+            self.max_steps,
+            objective,
+            learning_rate,
+            jit_compile,
+            min_loss_ratio,
+            feature_names,
+            tuple(parameter_scale_range) != (1.0, 1.0),
         )
 
     @property
@@ -286,7 +283,14 @@ class Unroll:
 
 
 def _compile(
-    task, layer, max_steps, objective, learning_rate, jit_compile, min_loss_ratio, feature_names,
+    task,
+    layer,
+    max_steps,
+    objective,
+    learning_rate,
+    jit_compile,
+    min_loss_ratio,
+    feature_names,
     reparametrized,
 ):
     """The `tf.function` behind `Unroll`: `(thetas, state tuple, loss_known
@@ -295,9 +299,7 @@ def _compile(
     train_data = tuple(tf.constant(a) for a in task.train_data)
     valid_data = tuple(tf.constant(a) for a in task.valid_data)
 
-    def member(
-        theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known, scale, steps
-    ):
+    def member(theta, params, slots, step, total_steps, horizon_visible, seed, loss_ref, loss_known, scale, steps):
         network = BoundNetwork(layer, unflatten_weights(theta, shapes))
 
         def task_loss(params, batch):
@@ -350,8 +352,15 @@ def _compile(
         scored = valid_losses if objective == "validation" else train_losses
         meta = _objective(objective, _meta_values(scored, loss_ref, min_loss_ratio), steps)
         return (
-            params, slots, step + steps, total_steps, horizon_visible, seed, loss_ref,
-            meta, train_losses,
+            params,
+            slots,
+            step + steps,
+            total_steps,
+            horizon_visible,
+            seed,
+            loss_ref,
+            meta,
+            train_losses,
         )
 
     # One trace per population size M, never a relaxed `[None, ...]` trace:
@@ -364,9 +373,7 @@ def _compile(
     def unroll(thetas, state_tuple, loss_known, scales, steps):
         # `steps` is captured, not mapped: the loop bound is the same for
         # every member, so the vectorised while loop needs no per-member mask.
-        out = tf.vectorized_map(
-            lambda args: member(*args, steps), (thetas, *state_tuple, loss_known, scales)
-        )
+        out = tf.vectorized_map(lambda args: member(*args, steps), (thetas, *state_tuple, loss_known, scales))
         *new_state, meta, losses = out
         return tuple(new_state), meta, losses
 

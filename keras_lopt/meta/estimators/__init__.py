@@ -19,9 +19,7 @@ from keras_lopt.meta.estimators.pes import PES
 from keras_lopt.meta.estimators.truncated_es import TruncatedES
 
 # `EstimatorConfig.kind` -> class, in the order error messages list them.
-ESTIMATORS: Dict[str, Type[GradientEstimator]] = {
-    cls.kind: cls for cls in (FullES, TruncatedES, PES)
-}
+ESTIMATORS: Dict[str, Type[GradientEstimator]] = {cls.kind: cls for cls in (FullES, TruncatedES, PES)}
 
 
 def make_estimator(task, unroll, config, init_pool_size=None) -> GradientEstimator:

@@ -130,16 +130,12 @@ class GradientEstimator:
 
     def restore_arrays(self, arrays: Dict[str, np.ndarray]) -> None:
         """Continues the trajectories `state_arrays` returned."""
-        trajectories = {
-            k[len(_TRAJECTORIES):]: v for k, v in arrays.items() if k.startswith(_TRAJECTORIES)
-        }
+        trajectories = {k[len(_TRAJECTORIES) :]: v for k, v in arrays.items() if k.startswith(_TRAJECTORIES)}
         self.state = unroll_lib.InnerState.from_arrays(trajectories, self._slot_names)
         self.horizon = int(self.state.total_steps[0])
 
 
-def antithetic_gradient(
-    meta: np.ndarray, directions: np.ndarray, sigma: float, normalize: bool
-) -> np.ndarray:
+def antithetic_gradient(meta: np.ndarray, directions: np.ndarray, sigma: float, normalize: bool) -> np.ndarray:
     """`mean_p d_p * directions_p`, `d_p = (L+_p - L-_p) / (2 sigma)`.
 
     Args:
