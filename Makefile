@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Worker processes of the default test run (pytest-xdist; one test file per
+# worker at a time, so module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow install
 
@@ -19,7 +22,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow

@@ -82,6 +82,7 @@ def _assert_same_run(checkpoint, reference):
             np.testing.assert_array_equal(data[key], reference[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_two_workers_take_the_same_outer_steps_as_one_process(tmp_path):
     single_process = _single_process(tmp_path, CONFIG)
     config = _write_config(tmp_path)

@@ -94,6 +94,7 @@ def _cli(args, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_same_meta_weights(tmp_path):
     config = dict(QUADRATIC_CONFIG, outer_steps=24, checkpoint_every=2, eval_every=8)
     config_path = tmp_path / "config.json"

@@ -129,6 +129,7 @@ def test_trials_to_match_on_hand_made_results(tmp_path):
         tuning.match_report(results, trials, tuning.SEARCHES, [1], loss="accuracy")
 
 
+@pytest.mark.slow
 def test_tune_benchmark_cli_runs_in_pieces(tmp_path):
     out = tmp_path / "tune"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -50,6 +50,7 @@ def _shell_commands(block):
             yield argv[1:]
 
 
+@pytest.mark.slow
 def test_tutorial_code_blocks_run_in_order(tmp_path, monkeypatch):
     blocks = _blocks()
     assert sum(kind == "python" for kind, _ in blocks) >= 8
