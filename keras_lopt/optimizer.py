@@ -119,6 +119,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
           Evolution Strategies.
     """
 
+    # Why this class is longer than ~250 lines: most of it is the surface
+    # Keras calls on an optimizer (build, update_step, apply, scale_loss,
+    # save/load_own_variables, get/from_config) and its docstrings. The
+    # update itself is `compiled_update.VariableStep` over `rule`; argument
+    # checks live in `optimizer_arguments` and the checkpoint identity in
+    # `saved_state`.
+
     def __init__(
         self,
         learning_rate=None,
