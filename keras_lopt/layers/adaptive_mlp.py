@@ -8,6 +8,7 @@ from keras_lopt import features, validation
 from keras_lopt.layers.mlp import (
     ACTIVATIONS,
     PresetNetworkLayer,
+    add_dense_weights,
     elementwise_mlp,
     matvec_transposed,
 )
@@ -124,18 +125,9 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         self.max_step_change = float(max_step_change)
         self.log_step_range = (low, high)
         sizes = (num_features, *hidden_sizes, 1)
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self.add_weight(shape=(fan_in, fan_out), initializer="glorot_uniform", name=f"kernel_{i}")
-            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"bias_{i}")
+        add_dense_weights(self, sizes)
         self._num_direction_weights = 2 * (len(sizes) - 1)
-        controller_sizes = (len(CONTROLLER_INPUT_NAMES), controller_hidden_size, 1)
-        for i, (fan_in, fan_out) in enumerate(zip(controller_sizes[:-1], controller_sizes[1:])):
-            self.add_weight(
-                shape=(fan_in, fan_out),
-                initializer="glorot_uniform",
-                name=f"controller_kernel_{i}",
-            )
-            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"controller_bias_{i}")
+        add_dense_weights(self, (len(CONTROLLER_INPUT_NAMES), controller_hidden_size, 1), prefix="controller_")
         self.built = True
 
     def weight_names(self):

@@ -26,6 +26,15 @@ def matvec_transposed(matrix, vector):
     return ops.matmul(ops.expand_dims(vector, 0), matrix)[0]
 
 
+def add_dense_weights(layer, sizes, prefix=""):
+    """Adds the weights of a dense stack `sizes[0] -> ... -> sizes[-1]` to
+    `layer`: `{prefix}kernel_i [sizes[i], sizes[i + 1]]` (Glorot uniform)
+    and `{prefix}bias_i [sizes[i + 1]]` (zeros), in that order."""
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer.add_weight(shape=(fan_in, fan_out), initializer="glorot_uniform", name=f"{prefix}kernel_{i}")
+        layer.add_weight(shape=(fan_out,), initializer="zeros", name=f"{prefix}bias_{i}")
+
+
 def elementwise_mlp(weights, columns, activation):
     """An MLP applied to every element of its input columns independently.
 
@@ -150,14 +159,7 @@ class MLPNetwork(PresetNetworkLayer):
         self.activation = activation
         self.magnitude_scale = float(magnitude_scale)
         self.max_log_multiplier = None if max_log_multiplier is None else float(max_log_multiplier)
-        sizes = (num_features, *hidden_sizes, 2)
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self.add_weight(
-                shape=(fan_in, fan_out),
-                initializer="glorot_uniform",
-                name=f"kernel_{i}",
-            )
-            self.add_weight(shape=(fan_out,), initializer="zeros", name=f"bias_{i}")
+        add_dense_weights(self, (num_features, *hidden_sizes, 2))
         self.built = True
 
     def weight_names(self):
