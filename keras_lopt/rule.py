@@ -164,7 +164,6 @@ def step(
         `(update, new_state)`: the float32 update of shape `S` to subtract
         from the parameter, and the new `RuleState`.
     """
-    gradient = backend.dense(gradient)
     return step_with_moments(
         network,
         update_moments(state, gradient),
