@@ -283,3 +283,27 @@ def test_es_draws_unroll_lengths_from_es_horizons():
         EstimatorConfig(kind="pes", es_horizons=(4,))
     with pytest.raises(ValueError, match=r"Received: es_horizons\[i\]=0"):
         EstimatorConfig(kind="es", es_horizons=(4, 0))
+
+
+def test_frozen_weights_keep_their_values_and_the_others_train(tmp_path):
+    config = MetaTrainConfig.from_dict(
+        {**QUADRATIC_CONFIG, "outer_steps": 3, "eval_every": 0, "frozen_weights": ["kernel_0", "bias_0"]}
+    )
+    trainer = MetaTrainer(config, tmp_path / "run")
+    start = trainer.theta.copy()
+    for _ in range(3):
+        trainer.train_step()
+    frozen = trainer.trainable == 0.0
+    first_layer = sum(int(np.prod(s)) for s in trainer.shapes[:2])
+    assert frozen.sum() == first_layer and frozen[:first_layer].all()
+    np.testing.assert_array_equal(trainer.theta[frozen], start[frozen])
+    assert np.all(trainer.outer_optimizer.state_arrays()["m"][frozen] == 0.0)
+    assert not np.allclose(trainer.theta[~frozen], start[~frozen])
+
+
+def test_frozen_weights_must_name_weights_of_the_network(tmp_path):
+    config = MetaTrainConfig.from_dict({**QUADRATIC_CONFIG, "frozen_weights": ["controller_kernel_0"]})
+    with pytest.raises(ValueError, match=r"does not have: \['controller_kernel_0'\]. Its weights: \['kernel_0'"):
+        MetaTrainer(config, tmp_path / "run")
+    with pytest.raises(ValueError, match="names a weight twice"):
+        MetaTrainConfig(frozen_weights=("kernel_0", "kernel_0"))

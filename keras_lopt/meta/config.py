@@ -189,6 +189,12 @@ class MetaTrainConfig:
             axis and sign-flipped along its first and last (seeded), which
             keeps the initialisers' distributions (symmetric i.i.d. or
             orthogonal) and costs no model building.
+        frozen_weights: names of the network's weights (`weight_names()`,
+            e.g. `"kernel_0"`) that keep their initial values: the estimator
+            does not perturb them and the outer step does not move them.
+            Meta-trains one part of a rule with the rest fixed, e.g. the
+            step-size controller of an `"adaptive_mlp"` with its direction
+            MLP frozen. Empty: every weight is meta-trained.
     """
 
     name: str = "meta_trained_v1"
@@ -211,9 +217,17 @@ class MetaTrainConfig:
     eval_members: int = 1
     parameter_scale_range: Tuple[float, float] = (1.0, 1.0)
     init_pool_size: Optional[int] = None
+    frozen_weights: Tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "task_families", tuple(self.task_families))
+        object.__setattr__(self, "frozen_weights", tuple(self.frozen_weights))
+        for name in self.frozen_weights:
+            validation.require(isinstance(name, str), "frozen_weights[i]", name, "a weight name (a string)")
+        if len(set(self.frozen_weights)) != len(self.frozen_weights):
+            raise ValueError(
+                f"`frozen_weights` names a weight twice. Received: frozen_weights={list(self.frozen_weights)!r}"
+            )
         if not self.task_families:
             raise ValueError("`task_families` must name at least one family. Received: task_families=()")
         for family in self.task_families:

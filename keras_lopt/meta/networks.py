@@ -9,7 +9,7 @@ from keras_lopt import features, presets
 from keras_lopt.layers import ARCHITECTURES, AdaptiveMLPNetwork, MLPNetwork
 from keras_lopt.meta import unroll
 
-__all__ = ["build_network", "initial_theta"]
+__all__ = ["build_network", "initial_theta", "trainable_mask"]
 
 
 def build_network(config):
@@ -112,3 +112,19 @@ def initial_theta(config, layer) -> np.ndarray:
             f"activation={loaded.network.activation!r}"
         )
     return unroll.flatten_weights(loaded.weights)
+
+
+def trainable_mask(layer, frozen_weights) -> np.ndarray:
+    """`[D]` float32, 0 over the flat meta-weights of the weights named in
+    `frozen_weights` (`MetaTrainConfig.frozen_weights`), 1 elsewhere."""
+    names = layer.weight_names()
+    unknown = [n for n in frozen_weights if n not in names]
+    if unknown:
+        raise ValueError(
+            f"`frozen_weights` names weights the {layer.kind!r} network does not have: {unknown}. Its weights: {names}"
+        )
+    parts = [
+        np.full(int(np.prod(shape)), 0.0 if name in frozen_weights else 1.0, np.float32)
+        for name, shape in zip(names, unroll.weight_shapes(layer))
+    ]
+    return np.concatenate(parts)

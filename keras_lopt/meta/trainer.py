@@ -34,7 +34,7 @@ from keras_lopt.meta import checkpoint, distributed, estimators, unroll
 from keras_lopt.meta import families as family_lib
 from keras_lopt.meta.estimators import horizons
 from keras_lopt.meta.export import export_preset
-from keras_lopt.meta.networks import build_network, initial_theta
+from keras_lopt.meta.networks import build_network, initial_theta, trainable_mask
 from keras_lopt.meta.outer_optimizer import Adam
 from keras_lopt.meta.summaries import Summaries
 from keras_lopt.meta.task_slots import TaskSlots
@@ -86,6 +86,9 @@ class MetaTrainer:
         self.families = _families(config, families)
         self._unrolls = {}
         self._summaries = Summaries(self.output_dir, self.collective.is_chief)
+        # Zero over `config.frozen_weights`: their directions are zero, so
+        # their gradient estimates, Adam moments and updates are exactly 0.
+        self.trainable = trainable_mask(self.layer, config.frozen_weights)
         theta = initial_theta(config, self.layer)
         self.theta = theta
         self.outer_optimizer = Adam(config.outer_learning_rate, theta.size)
@@ -136,6 +139,7 @@ class MetaTrainer:
         rng = np.random.default_rng([c.seed, self.step, i])
         family, estimator = self.slots.estimator(i, rng)
         z = estimators.perturbations(c.seed, self.step * c.tasks_per_step + i, c.estimator.num_pairs, self.theta.size)
+        z = z * self.trainable
         grad, meta, losses = estimator.estimate(self.theta, z, rng)
         self._summaries.inner_losses(self.step, family, losses)
         return np.concatenate([grad.astype(np.float64), [meta]])
