@@ -47,7 +47,7 @@ def _add_plot_parser(commands):
     paths.add_argument(
         "--optimizers",
         default="learned,adam,sgd",
-        help="comma-separated specs: learned[:PRESET][@LR], adam[@LR], sgd[@LR]",
+        help="comma-separated specs (as for benchmark), e.g. learned[:PRESET][@LR], adam[@LR], sgd[@LR], rmsprop",
     )
     paths.add_argument("--steps", type=int, default=500, help="steps from each start")
     probes = _add_command(kinds, "probes", "the learned update vs gradient and vs progress, next to Adam's")

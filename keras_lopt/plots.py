@@ -71,17 +71,16 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
         `{problem: {spec: (points [starts, steps + 1, 2], losses [starts, steps + 1])}}`.
     """
     from keras_lopt import toy_problems
+    from keras_lopt.evaluation import specs
 
     problems = [toy_problems.get_problem(name) for name in problems]
     optimizers = list(optimizers)
-    for spec in optimizers:
-        toy_problems.parse_spec(spec)
+    kinds = [specs.parse(spec).kind for spec in optimizers]
     validation.positive_int("steps", steps)
     plt = _pyplot()
     data = {}
     fig, axes = plt.subplots(2, len(problems), figsize=(5.2 * len(problems), 8.4), squeeze=False)
     styles = ["-", "--", ":", "-."]
-    kinds = [toy_problems.parse_spec(spec)[0] for spec in optimizers]
     for column, problem in enumerate(problems):
         runs = data[problem.name] = {spec: toy_problems.trajectories(problem, spec, steps) for spec in optimizers}
         ax, loss_ax = axes[0, column], axes[1, column]
@@ -92,7 +91,7 @@ def plot_trajectories(path, problems=("product", "rosenbrock"), optimizers=("lea
         for index, spec in enumerate(optimizers):
             points, losses = runs[spec]
             kind, label = toy_problems.describe(spec, problem)
-            color = _COLORS[kind] if kinds.count(kind) == 1 else f"C{index + 4}"
+            color = _COLORS[kind] if kind in _COLORS and kinds.count(kind) == 1 else f"C{index + 4}"
             style = styles[index % len(styles)]
             for start in range(points.shape[0]):
                 ax.plot(

@@ -10,20 +10,22 @@ any Keras optimizer sees, so the learned rule runs exactly as in `fit`.
 * `difference`: `(x - y)^2`, minima on the line `x = y`.
 * `rosenbrock`: `(1 - x)^2 + 100 (y - x^2)^2`, a curved valley to `(1, 1)`.
 
-Optimizers are named by specs: `learned`, `learned:PRESET_OR_PATH`, `adam`,
-`sgd`, each optionally with `@LR` (e.g. `adam@0.03`). Without `@LR` the
-learned rule runs at its preset's own rate (as `LearnedOptimizer()` does),
-Adam at the problem's `learning_rate` and SGD at its `sgd_learning_rate`.
+Optimizers are named by the specs of `keras_lopt.evaluation.specs` (e.g.
+`learned`, `learned:PRESET_OR_PATH`, `adam@0.03`, `sgd`, `rmsprop`). Without
+`@LR` the learned rule runs at its preset's own rate (as `LearnedOptimizer()`
+does), Adam at the problem's `learning_rate`, SGD at its `sgd_learning_rate`
+and any other optimizer at its Keras default.
 """
 
 import dataclasses
+import os
 from typing import Callable, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-OPTIMIZER_KINDS = ("learned", "adam", "sgd")
+from keras_lopt.evaluation import specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,52 +85,27 @@ def get_problem(name):
     return PROBLEMS[name]
 
 
-def parse_spec(spec):
-    """`"kind[:preset][@lr]"` -> `(kind, preset or None, lr or None)`."""
-    body, _, lr_text = spec.partition("@")
-    kind, _, preset = body.partition(":")
-    learning_rate = None
-    if lr_text:
-        try:
-            learning_rate = float(lr_text)
-        except ValueError:
-            learning_rate = -1.0
-    valid = kind in OPTIMIZER_KINDS and (not preset or kind == "learned")
-    if not valid or (lr_text and not learning_rate > 0):
-        raise ValueError(
-            f"Unknown optimizer spec {spec!r}. Valid: learned, "
-            "learned:PRESET_OR_PATH, adam, sgd, each optionally with @LR "
-            "(e.g. adam@0.03)"
-        )
-    return kind, preset or None, learning_rate
+def resolve_spec(spec, problem):
+    """The `specs.Spec` that `spec` runs on `problem`: an `adam` or `sgd`
+    spec without `@LR` takes the problem's rate for it."""
+    parsed = specs.parse(spec)
+    if parsed.learning_rate is None and parsed.kind in ("adam", "sgd"):
+        rate = problem.learning_rate if parsed.kind == "adam" else problem.sgd_learning_rate
+        parsed = dataclasses.replace(parsed, learning_rate=rate)
+    return parsed
 
 
 def make_optimizer(spec, problem):
     """A fresh Keras optimizer for `spec` at `problem`'s default rates."""
-    import keras_lopt
-
-    kind, preset, learning_rate = parse_spec(spec)
-    if kind == "sgd":
-        return keras.optimizers.SGD(learning_rate or problem.sgd_learning_rate)
-    if kind == "adam":
-        return keras.optimizers.Adam(learning_rate or problem.learning_rate)
-    return keras_lopt.LearnedOptimizer(preset=preset, learning_rate=learning_rate)
+    return specs.build(resolve_spec(spec, problem))
 
 
 def describe(spec, problem):
     """`(kind, label)` of a spec: its kind and a legend label with its rate."""
-    from keras_lopt import presets
-
-    kind, preset, learning_rate = parse_spec(spec)
-    if kind == "sgd":
-        learning_rate = learning_rate or problem.sgd_learning_rate
-    elif kind == "adam":
-        learning_rate = learning_rate or problem.learning_rate
-    else:
-        loaded = presets.load_preset(preset or presets.DEFAULT_PRESET)
-        learning_rate = learning_rate or loaded.learning_rate
-        kind_label = f"learned {loaded.name}"
-    return kind, f"{kind_label if kind == 'learned' else kind}, lr {learning_rate:g}"
+    parsed = resolve_spec(spec, problem)
+    rate = float(keras.ops.convert_to_numpy(specs.build(parsed).learning_rate))
+    name = f"learned {os.path.basename(parsed.preset)}" if parsed.kind == "learned" else parsed.kind
+    return parsed.kind, f"{name}, lr {rate:g}"
 
 
 def trajectories(problem, spec, steps):

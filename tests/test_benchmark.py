@@ -40,11 +40,37 @@ def test_specs_have_one_canonical_name():
     assert type(optimizer).__name__ == "AdamW" and optimizer.beta_1 == 0.8
 
 
+def _rate(optimizer):
+    return float(optimizer.learning_rate.numpy())
+
+
+def test_every_spec_takes_a_learning_rate():
+    """One grammar: `@LR` on learned specs and Keras names too (as `keras-lopt
+    plot trajectories` uses them)."""
+    assert specs.canonical("learned:mlp_es_v4@1e-2+horizon") == "learned:mlp_es_v4@0.01+horizon"
+    assert specs.parse("learned:mlp_es_v4@1e-2+horizon") == specs.Spec("learned", "mlp_es_v4", 0.01, True)
+    assert specs.parse("sgd@0.05") == specs.Spec("sgd", None, 0.05, False)
+    assert specs.canonical("sgd") == "sgd" and specs.canonical("rmsprop@3e-4") == "rmsprop@0.0003"
+    learned = specs.make_optimizer("learned:mlp_es_v4@0.02")
+    assert type(learned).__name__ == "LearnedOptimizer" and _rate(learned) == pytest.approx(0.02)
+    sgd = specs.make_optimizer("sgd@0.05")
+    assert type(sgd).__name__ == "SGD" and _rate(sgd) == pytest.approx(0.05)
+    rmsprop = specs.make_optimizer("rmsprop@3e-4")
+    assert type(rmsprop).__name__ == "RMSprop" and _rate(rmsprop) == pytest.approx(3e-4)
+    sgdm = specs.make_optimizer("sgdm@0.1")
+    assert sgdm.momentum == 0.9 and _rate(sgdm) == pytest.approx(0.1)
+    assert specs.adam_rate("adam") == 1e-3 and specs.adam_rate("adam@3e-2") == 3e-2 and specs.adam_rate("sgd") is None
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [
         ("rmsprob", "Unknown optimizer spec 'rmsprob'"),
         ("adam@-1", "Unknown optimizer spec 'adam@-1'"),
+        ("adam@inf", "Unknown optimizer spec 'adam@inf'"),
+        ("sgd:mlp_es_v4", "Unknown optimizer spec 'sgd:mlp_es_v4'"),
+        ("learned:@0.1", "Unknown optimizer spec 'learned:@0.1'"),
+        ("adam_tuned@0.1", "Unknown optimizer spec 'adam_tuned@0.1'"),
         ("adam+horizon", "`+horizon` applies to learned optimizers only. Received: 'adam+horizon'"),
         ("learned:no_such_preset", "'no_such_preset' is neither a shipped preset nor a SavedModel directory"),
     ],

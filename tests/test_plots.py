@@ -66,6 +66,18 @@ def test_trajectory_data():
     np.testing.assert_allclose(learned, adam, rtol=1e-5, atol=1e-6)
 
 
+def test_trajectory_specs_take_the_problem_s_rates_unless_given():
+    problem = toy_problems.get_problem("rosenbrock")
+    assert toy_problems.describe("adam", problem) == ("adam", "adam, lr 0.01")
+    assert toy_problems.describe("sgd", problem) == ("sgd", "sgd, lr 0.001")
+    assert toy_problems.describe("sgd@0.5", problem) == ("sgd", "sgd, lr 0.5")
+    assert toy_problems.describe("rmsprop", problem) == ("rmsprop", "rmsprop, lr 0.001")
+    assert toy_problems.describe("learned:adam_equivalent_v1@0.02", problem) == (
+        "learned",
+        "learned adam_equivalent_v1, lr 0.02",
+    )
+
+
 def test_adam_probe_matches_the_adam_formula():
     gradients = np.linspace(-2, 2, 9)
     momenta = np.array([-0.5, 0.0, 1.5])
