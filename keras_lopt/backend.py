@@ -1,16 +1,15 @@
 """The Keras backends keras_lopt runs on, checked when it is imported.
 
 The optimizer's update path is written in `keras.ops` and runs on the
-TensorFlow and JAX backends (tested on both). The meta-trainer (`meta/`)
-and the preset format need TensorFlow, which is a dependency on every
-backend. PyTorch is not supported: it is untested (PyPI's Linux torch
-wheels pull several GB of CUDA libraries). Support for another backend is
-one more name in `SUPPORTED_BACKENDS`, once it is tested there.
+TensorFlow, JAX and PyTorch backends (tested on each: the same trajectories
+as on TensorFlow). The meta-trainer (`meta/`) and the preset format need
+TensorFlow, which is a dependency on every backend. Support for another
+backend is one more name in `SUPPORTED_BACKENDS`, once it is tested there.
 """
 
 import keras
 
-SUPPORTED_BACKENDS = ("tensorflow", "jax")
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def check_backend(backend=None):
@@ -22,9 +21,9 @@ def check_backend(backend=None):
     backend = keras.backend.backend() if backend is None else backend
     if backend not in SUPPORTED_BACKENDS:
         raise ImportError(
-            f"keras_lopt runs on Keras' TensorFlow or JAX backend, but Keras "
-            f"is using the {backend!r} backend. Set the environment variable "
-            "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before Keras is "
+            f"keras_lopt runs on Keras' TensorFlow, JAX or PyTorch backend, but "
+            f"Keras is using the {backend!r} backend. Set the environment variable "
+            "KERAS_BACKEND to tensorflow, jax or torch before Keras is "
             'imported (or "backend": "jax" in ~/.keras/keras.json).'
         )
 

@@ -174,10 +174,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self._guard = guard
         self._uses_loss = rule.reads_loss(loaded.network)
         self._check_gradient_only = compiled_update.finite_gradient_gives_finite_update(loaded)
-        if self._uses_loss and not _on_tensorflow():
+        if self._uses_loss and keras.backend.backend() == "jax":
             warnings.warn(
                 f"Preset {loaded.name!r} reads the training loss, but on the "
-                f"{keras.backend.backend()!r} backend `model.fit` does not "
+                "JAX backend `model.fit` does not "
                 "give it to the optimizer (Keras calls `scale_loss` there in "
                 "a scope whose assignments it discards): every step runs "
                 "with the feature `loss_known` = 0, as the TensorFlow backend "

@@ -1,5 +1,5 @@
 """Trains tiny models with `LearnedOptimizer` on Keras' current backend and
-saves the results to an npz file, for `test_jax_backend.py` to compare across
+saves the results to an npz file, for `test_backends.py` to compare across
 backends.
 
 Run as `KERAS_BACKEND=jax python tests/backend_trajectories.py GROUP OUT.npz`
@@ -11,6 +11,7 @@ named `CASE/NAME`.
 import os
 import sys
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -19,6 +20,7 @@ import keras_lopt
 
 FIT_STEPS = 100
 APPLY_STEPS = 30
+LOSS_FIT_STEPS = 20
 BATCH = 16
 
 
@@ -108,6 +110,26 @@ def apply_case(preset, nonfinite_steps=()):
     }
 
 
+def loss_fit_case():
+    """`fit` with a preset that reads the training loss (`ffn_lstm_es_v2`):
+    the number of steps at which the loss had reached the optimizer."""
+
+    class Counting(keras_lopt.LearnedOptimizer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.steps_with_loss = self.add_variable((), initializer="zeros", name="steps_with_loss")
+
+        def apply(self, grads, trainable_variables=None):
+            self.steps_with_loss.assign_add(self._loss_known)
+            return super().apply(grads, trainable_variables)
+
+    optimizer = Counting(preset="ffn_lstm_es_v2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX: "reads the training loss, but ..."
+        model = _fit(optimizer, steps=LOSS_FIT_STEPS)
+    return {**_weights(model), "steps_with_loss": np.asarray(optimizer.steps_with_loss)}
+
+
 # Group -> case -> a function returning `{name: array}`. "fast" runs in the
 # default test run; "slow" covers the other architectures and mixed precision.
 CASES = {
@@ -117,6 +139,7 @@ CASES = {
         "default": lambda: _weights(_fit(keras_lopt.LearnedOptimizer())),
         "keras_file": keras_file_case,
         "nonfinite_skip": lambda: apply_case("mlp_local_es_v1", nonfinite_steps=(3, 4)),
+        "loss_fit": loss_fit_case,
     },
     "slow": {
         "adaptive_mlp": lambda: _weights(_fit(keras_lopt.LearnedOptimizer(preset="adam_hypergradient_v1"))),

@@ -43,7 +43,7 @@ class FFNLSTMNetwork(RecurrentNetwork):
 
     def _parameter_forward(self, weights, columns, hidden):
         conditioning = ops.unstack(hidden, num=self.lstm_hidden_size)
-        return self._mlp.layer.forward(weights, list(columns) + conditioning)
+        return self._mlp.layer.forward(weights, [*columns, *conditioning])
 
     def weights_from_mlp(self, mlp_network, mlp_weights):
         """This network's weights with the per-parameter part set from an MLP.
