@@ -78,11 +78,32 @@ def test_a_version_1_checkpoint_resumes_to_the_old_code_s_next_step(run, tmp_pat
     _assert_same_step(_one_step_after_restore(os.path.join(SMALL_RUNS, run), tmp_path), golden)
 
 
+def _assert_close_step(got, want):
+    """`_assert_same_step` to the rounding of another CPU.
+
+    These runs train Keras models whose matrix products (oneDNN) round
+    differently on different CPUs, and long inner trajectories amplify it:
+    on the machine that wrote the golden values the step is bit-exact; on
+    an AMD EPYC (2026-12-02) theta differed by at most 5.6e-5 relative,
+    mlp_pes_v3's gradient norm by 4.6% (clipped to 1 either way). A restore
+    that put any array in the wrong place moves theta by the outer step,
+    ~1e-3 per element, far outside these bounds; the bit-exact version of
+    this check is the version-1 test above (elementwise tasks only).
+    """
+    assert got["step"] == int(want["step"])
+    np.testing.assert_allclose(got["theta"], want["theta"], rtol=1e-4, atol=1e-6, err_msg="theta")
+    for key in ("adam_m", "adam_v"):
+        scale = float(np.max(np.abs(want[key])))
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-3, atol=1e-3 * scale, err_msg=key)
+    assert got["meta_loss"] == pytest.approx(float(want["meta_loss"]), abs=1e-2)
+    assert got["grad_norm"] == pytest.approx(float(want["grad_norm"]), rel=0.1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("run", sorted(_golden(META_RUNS_GOLDEN)))
 def test_committed_meta_runs_resume_to_the_old_code_s_next_step(run, tmp_path):
     golden = _golden(META_RUNS_GOLDEN)[run]
-    _assert_same_step(_one_step_after_restore(os.path.join(REPO, "meta_runs", run), tmp_path), golden)
+    _assert_close_step(_one_step_after_restore(os.path.join(REPO, "meta_runs", run), tmp_path), golden)
 
 
 def test_upgrade_v1_names_the_positional_trajectory_arrays():
