@@ -1,6 +1,6 @@
 """Time to first step and step time of LearnedOptimizer against Adam, in one run.
 
-    python benchmarks/step_time.py [--backend tensorflow|jax]
+    python benchmarks/step_time.py [--backend tensorflow|jax|torch]
                                    [--preset NAME_OR_PATH] [--pin CORE] [--quick]
                                    [--sections first-call,fit,optimizer-only]
                                    [--sizes 10,50,200] [--repeats 2]
@@ -46,8 +46,9 @@ tensor under XLA, as cumulative variants of the update, for the default's
 
 `--backend jax` runs Keras on JAX (both optimizers): the first-call and
 fit sections, with XLA only (Keras' JAX train step runs eagerly without
-it); the optimizer-only section and `--breakdown` time TensorFlow functions
-and need the TensorFlow backend.
+it); `--backend torch` the same sections eagerly, as Keras runs PyTorch by
+default. The optimizer-only section and `--breakdown` time TensorFlow
+functions and need the TensorFlow backend.
 """
 
 import argparse
@@ -57,7 +58,7 @@ import subprocess
 import sys
 import time
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _backend_argument(parser):
@@ -92,7 +93,9 @@ CHILD_TAG = "first call: "
 SECTIONS = ("first-call", "fit", "optimizer-only")
 TENSORFLOW_ONLY_SECTIONS = ("optimizer-only",)
 # Keras' JAX train step without XLA runs op by op: not a setting to time.
-JIT_COMPILE_CASES = (True, False) if keras.backend.backend() == "tensorflow" else (True,)
+# JAX: XLA only (Keras' JAX train step runs eagerly without it). PyTorch:
+# eager, as Keras runs it by default (`jit_compile=True` is torch.compile).
+JIT_COMPILE_CASES = {"tensorflow": (True, False), "jax": (True,), "torch": (False,)}[keras.backend.backend()]
 
 
 def residual_mlp(num_variables, width=128, inputs=64):
