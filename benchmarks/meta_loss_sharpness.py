@@ -19,19 +19,20 @@ import time
 
 import numpy as np
 
-from keras_lopt.meta import unroll
 from keras_lopt.meta.config import MetaTrainConfig
+from keras_lopt.meta.networks import trainable_mask
 from keras_lopt.meta.trainer import MetaTrainer
 
 
-def _group_slices(layer, size):
-    slices = {"all": slice(0, size)}
-    split = getattr(layer, "_num_direction_weights", None)
-    if split is not None:
-        boundary = sum(int(np.prod(s)) for s in unroll.weight_shapes(layer)[:split])
-        slices["direction"] = slice(0, boundary)
-        slices["controller"] = slice(boundary, size)
-    return slices
+def _group_masks(layer, size):
+    """`{group: [D] bool}`: all weights, and for adaptive_mlp the direction
+    MLP and the step-size controller (its `controller_*` weights)."""
+    masks = {"all": np.ones(size, bool)}
+    controller = [name for name in layer.weight_names() if name.startswith("controller_")]
+    if controller:
+        masks["controller"] = trainable_mask(layer, controller) == 0.0
+        masks["direction"] = ~masks["controller"]
+    return masks
 
 
 def main():
@@ -45,20 +46,20 @@ def main():
         config = MetaTrainConfig.from_dict(json.load(f))
     trainer = MetaTrainer(config, tempfile.mkdtemp())
     theta0 = trainer.theta.copy()
-    slices = _group_slices(trainer.layer, theta0.size)
+    masks = _group_masks(trainer.layer, theta0.size)
     groups = args.groups.split(",")
     for group in groups:
-        if group not in slices:
-            raise ValueError(f"Unknown group {group!r} for this network. Valid: {sorted(slices)}")
+        if group not in masks:
+            raise ValueError(f"Unknown group {group!r} for this network. Valid: {sorted(masks)}")
     rng = np.random.default_rng(args.seed)
     cases = [("start", "all", 0.0)] + [
         (f"{group}, sigma {sigma:g}", group, sigma) for sigma in map(float, args.sigmas.split(",")) for group in groups
     ]
-    print(f"meta-weights: {theta0.size} ({', '.join(f'{k} {v.stop - v.start}' for k, v in slices.items())})")
+    print(f"meta-weights: {theta0.size} ({', '.join(f'{k} {int(v.sum())}' for k, v in masks.items())})")
     for label, group, sigma in cases:
         theta = theta0.copy()
-        part = slices[group]
-        theta[part] += (sigma * rng.standard_normal(part.stop - part.start)).astype(np.float32)
+        part = masks[group]
+        theta[part] += (sigma * rng.standard_normal(int(part.sum()))).astype(np.float32)
         start = time.perf_counter()
         loss = trainer.evaluate(theta)
         print(f"{label}: held-out meta-loss {loss:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -52,13 +52,13 @@ __all__ = [
 ]
 
 ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-ADAM_DEFAULT = "adam@0.001"
 CLASSIC_OPTIMIZERS = ("sgd", "sgdm", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "adam", "adamw", "lion")
 HORIZON_SUFFIX = "+horizon"
 _GROUPS = {"classic": CLASSIC_OPTIMIZERS, "adam_tuned": tuple(f"adam@{lr:g}" for lr in ADAM_GRID)}
 # Kinds built here rather than by `keras.optimizers.get`, with their
 # default learning rates.
 _OWN_KINDS = {"learned": None, "adam": 1e-3, "adamw": 1e-3, "sgdm": 1e-2}
+ADAM_DEFAULT = f"adam@{_OWN_KINDS['adam']:g}"
 _VALID = (
     "learned, learned:PRESET_OR_PATH, either with +horizon, adam, adamw, sgdm, "
     "a Keras optimizer name, any of these with @LR (e.g. adam@3e-3), adam_tuned, classic"
