@@ -47,7 +47,8 @@ tensor under XLA, as cumulative variants of the update, for the default's
 `--backend jax` runs Keras on JAX (both optimizers): the first-call and
 fit sections, with XLA only (Keras' JAX train step runs eagerly without
 it); `--backend torch` the same sections eagerly, as Keras runs PyTorch by
-default. The optimizer-only section and `--breakdown` time TensorFlow
+default (`--torch-compile` adds the fit step with `jit_compile=True`,
+which Keras runs with torch.compile). The optimizer-only section and `--breakdown` time TensorFlow
 functions and need the TensorFlow backend.
 """
 
@@ -451,6 +452,8 @@ def breakdown(repeats, shape=(1024, 1024)):
 
 
 def xla_label(jit_compile):
+    if keras.backend.backend() == "torch":
+        return "torch.compile" if jit_compile else "eager"
     return "XLA" if jit_compile else "no XLA"
 
 
@@ -474,6 +477,11 @@ def main():
         help=f"comma-separated, from {','.join(SECTIONS)} (default: all that run on the backend)",
     )
     parser.add_argument("--breakdown", action="store_true", help="also time the parts of the learned step")
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="PyTorch backend: also the fit step with jit_compile=True (torch.compile)",
+    )
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
     parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -549,8 +557,9 @@ def main():
         construction += entry["learned_construction"]
     state = {}
     fits = fit_models(args.quick, args.large) if "fit" in sections else {}
+    fit_cases = JIT_COMPILE_CASES + ((True,) if args.torch_compile and keras.backend.backend() == "torch" else ())
     for label, (build, batch_size) in fits.items():
-        for jit_compile in JIT_COMPILE_CASES:
+        for jit_compile in fit_cases:
             medians, models = time_fit(build, batch_size, jit_compile, args.rounds, args.steps)
             report(
                 f"fit step, {label}, {xla_label(jit_compile)}",
