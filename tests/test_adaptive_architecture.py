@@ -293,3 +293,26 @@ def test_bound_network_forwards_the_protocol():
     bound = BoundNetwork(network, network.weights)
     assert not bound.reads_loss
     assert bound.context_feature_names == network.context_feature_names
+
+
+def test_config_log_step_range_reaches_the_network_and_the_preset(tmp_path):
+    from keras_lopt.meta import config as config_lib
+    from keras_lopt.meta import networks
+
+    config = config_lib.MetaTrainConfig.from_dict(
+        {
+            "name": "bounded",
+            "task_families": ["mlp_digits"],
+            "network": {
+                "architecture": "adaptive_mlp",
+                "hidden_sizes": [8],
+                "feature_set": "local",
+                "log_step_range": [-2.3, 2.3],
+            },
+            "init_preset": None,
+        }
+    )
+    network = networks.build_network(config)
+    assert network.log_step_range == (-2.3, 2.3)
+    loaded = presets.load_preset(_export(network, tmp_path / "bounded").path)
+    assert loaded.network.log_step_range == (-2.3, 2.3)

@@ -568,6 +568,21 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
             {"architecture": "hyper_lstm", "bank_size": True},
             "`bank_size` must be a positive integer. Received: bank_size=True",
         ),
+        (
+            {"architecture": "adaptive_mlp", "log_step_range": [1.0, 2.0]},
+            "`log_step_range` must be two finite numbers `[low, high]` with low <= 0 <= high. "
+            "Received: log_step_range=[1.0, 2.0]",
+        ),
+        (
+            {"architecture": "adaptive_mlp", "log_step_range": [-1.0]},
+            "`log_step_range` must be two finite numbers `[low, high]` with low <= 0 <= high. "
+            "Received: log_step_range=[-1.0]",
+        ),
+        (
+            {"log_step_range": [-2.0, 2.0]},
+            "`log_step_range` applies to architecture='adaptive_mlp' only. "
+            "Received: architecture='mlp', log_step_range=[-2.0, 2.0]",
+        ),
     ],
 )
 def test_bad_network_config_values_are_named(network, message):

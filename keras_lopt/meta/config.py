@@ -11,6 +11,7 @@ file is read by the command, before anything is built or written.
 
 import dataclasses
 import json
+import math
 import os
 from typing import Optional, Tuple
 
@@ -88,6 +89,18 @@ class EstimatorConfig:
             )
 
 
+def _check_log_step_range(value):
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if not (math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high):
+        raise ValueError(
+            "`log_step_range` must be two finite numbers `[low, high]` with "
+            f"low <= 0 <= high. Received: log_step_range={value!r}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """The learned-optimizer network to meta-train.
@@ -103,6 +116,9 @@ class NetworkConfig:
             magnitude output and ignores the last two).
         controller_hidden_size: the step-size controller's width
             (`"adaptive_mlp"` only; None: 8).
+        log_step_range: `(low, high)`, the bounds of the controller's log
+            step size, `low <= 0 <= high` (`"adaptive_mlp"` only; None: the
+            layer's default, (-7, 5)).
         lstm_hidden_size: the per-tensor LSTM's width (LSTM architectures
             only; None: 4).
         bank_size: the number of mixed MLP weight sets (`"hyper_lstm"`
@@ -122,9 +138,18 @@ class NetworkConfig:
     bank_size: Optional[int] = None
     feature_set: str = "full"
     controller_hidden_size: Optional[int] = None
+    log_step_range: Optional[Tuple[float, float]] = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if self.log_step_range is not None:
+            _check_log_step_range(self.log_step_range)
+            object.__setattr__(self, "log_step_range", tuple(float(v) for v in self.log_step_range))
+            if self.architecture != "adaptive_mlp":
+                raise ValueError(
+                    "`log_step_range` applies to architecture='adaptive_mlp' only. "
+                    f"Received: architecture={self.architecture!r}, log_step_range={list(self.log_step_range)}"
+                )
         validation.one_of("feature_set", self.feature_set, FEATURE_SET_NAMES)
         if self.max_log_multiplier is not None:
             validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")

@@ -21,6 +21,8 @@ def build_network(config):
         kwargs = {}
         if network.controller_hidden_size is not None:
             kwargs["controller_hidden_size"] = network.controller_hidden_size
+        if network.log_step_range is not None:
+            kwargs["log_step_range"] = network.log_step_range
         return AdaptiveMLPNetwork(
             num_features=num_features,
             hidden_sizes=network.hidden_sizes,
