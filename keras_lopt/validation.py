@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence, Tuple
 __all__ = [
     "boolean",
     "fraction",
+    "interval_around_zero",
     "is_integer",
     "is_number",
     "non_negative_int",
@@ -50,6 +51,21 @@ def require(ok: bool, name: str, value: Any, rule: str) -> None:
     """
     if not ok:
         raise ValueError(f"`{name}` must be {rule}. Received: {name}={value!r}")
+
+
+def interval_around_zero(name: str, value: Any) -> Tuple[float, float]:
+    """`value` as `(low, high)` floats; two finite numbers, low <= 0 <= high."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    require(
+        math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high,
+        name,
+        value,
+        "finite `(low, high)` with low <= 0 <= high",
+    )
+    return low, high
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -570,13 +570,11 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
         ),
         (
             {"architecture": "adaptive_mlp", "log_step_range": [1.0, 2.0]},
-            "`log_step_range` must be two finite numbers `[low, high]` with low <= 0 <= high. "
-            "Received: log_step_range=[1.0, 2.0]",
+            "`log_step_range` must be finite `(low, high)` with low <= 0 <= high. Received: log_step_range=[1.0, 2.0]",
         ),
         (
             {"architecture": "adaptive_mlp", "log_step_range": [-1.0]},
-            "`log_step_range` must be two finite numbers `[low, high]` with low <= 0 <= high. "
-            "Received: log_step_range=[-1.0]",
+            "`log_step_range` must be finite `(low, high)` with low <= 0 <= high. Received: log_step_range=[-1.0]",
         ),
         (
             {"log_step_range": [-2.0, 2.0]},

@@ -1,7 +1,6 @@
 """Per-parameter MLP with a learned per-tensor step-size controller."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_lopt import features, validation
@@ -105,12 +104,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         validation.one_of("activation", activation, sorted(ACTIVATIONS))
         validation.positive_int("controller_hidden_size", controller_hidden_size)
         validation.positive_number("max_step_change", max_step_change)
-        low, high = (float(v) for v in log_step_range)
-        if not (np.isfinite(low) and np.isfinite(high) and low <= 0.0 <= high):
-            raise ValueError(
-                "`log_step_range` must be finite `(low, high)` with "
-                f"low <= 0 <= high. Received: log_step_range={log_step_range!r}"
-            )
+        low, high = validation.interval_around_zero("log_step_range", log_step_range)
         if num_context_features is not None and num_context_features != len(self.context_feature_names):
             raise ValueError(
                 f"`num_context_features` must be {len(self.context_feature_names)} "

@@ -11,7 +11,6 @@ file is read by the command, before anything is built or written.
 
 import dataclasses
 import json
-import math
 import os
 from typing import Optional, Tuple
 
@@ -89,18 +88,6 @@ class EstimatorConfig:
             )
 
 
-def _check_log_step_range(value):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        low = high = float("nan")
-    if not (math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high):
-        raise ValueError(
-            "`log_step_range` must be two finite numbers `[low, high]` with "
-            f"low <= 0 <= high. Received: log_step_range={value!r}"
-        )
-
-
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """The learned-optimizer network to meta-train.
@@ -142,24 +129,17 @@ class NetworkConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if self.log_step_range is not None:
-            _check_log_step_range(self.log_step_range)
-            object.__setattr__(self, "log_step_range", tuple(float(v) for v in self.log_step_range))
-            if self.architecture != "adaptive_mlp":
-                raise ValueError(
-                    "`log_step_range` applies to architecture='adaptive_mlp' only. "
-                    f"Received: architecture={self.architecture!r}, log_step_range={list(self.log_step_range)}"
-                )
         validation.one_of("feature_set", self.feature_set, FEATURE_SET_NAMES)
         if self.max_log_multiplier is not None:
             validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")
         validation.one_of("architecture", self.architecture, ARCHITECTURE_NAMES)
-        # Architecture-specific sizes: (field, the architectures it applies
-        # to, how the message names them).
-        for name, applies_to, which in (
-            ("controller_hidden_size", ("adaptive_mlp",), "architecture='adaptive_mlp'"),
-            ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures"),
-            ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'"),
+        # Architecture-specific settings: (field, the architectures it
+        # applies to, how the message names them, its check).
+        for name, applies_to, which, check in (
+            ("controller_hidden_size", ("adaptive_mlp",), "architecture='adaptive_mlp'", validation.positive_int),
+            ("log_step_range", ("adaptive_mlp",), "architecture='adaptive_mlp'", validation.interval_around_zero),
+            ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures", validation.positive_int),
+            ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'", validation.positive_int),
         ):
             value = getattr(self, name)
             if value is None:
@@ -168,7 +148,7 @@ class NetworkConfig:
                 raise ValueError(
                     f"`{name}` applies to {which} only. Received: architecture={self.architecture!r}, {name}={value!r}"
                 )
-            validation.positive_int(name, value)
+            object.__setattr__(self, name, check(name, value))
 
 
 @dataclasses.dataclass(frozen=True)
