@@ -93,7 +93,6 @@ FIRST_CALL_BATCH = 32
 CHILD_TAG = "first call: "
 SECTIONS = ("first-call", "fit", "optimizer-only")
 TENSORFLOW_ONLY_SECTIONS = ("optimizer-only",)
-# Keras' JAX train step without XLA runs op by op: not a setting to time.
 # JAX: XLA only (Keras' JAX train step runs eagerly without it). PyTorch:
 # eager, as Keras runs it by default (`jit_compile=True` is torch.compile).
 JIT_COMPILE_CASES = {"tensorflow": (True, False), "jax": (True,), "torch": (False,)}[keras.backend.backend()]
@@ -497,6 +496,8 @@ def main():
             f"--sections {unavailable or ''} and --breakdown need "
             f"--backend tensorflow. Received: --backend {args.backend}"
         )
+    if args.torch_compile and args.backend != "torch":
+        parser.error(f"--torch-compile needs --backend torch. Received: --backend {args.backend}")
     if args.pin is not None:
         # Before the first TensorFlow op sizes its thread pools; children
         # inherit it.
@@ -557,7 +558,7 @@ def main():
         construction += entry["learned_construction"]
     state = {}
     fits = fit_models(args.quick, args.large) if "fit" in sections else {}
-    fit_cases = JIT_COMPILE_CASES + ((True,) if args.torch_compile and keras.backend.backend() == "torch" else ())
+    fit_cases = JIT_COMPILE_CASES + ((True,) if args.torch_compile else ())
     for label, (build, batch_size) in fits.items():
         for jit_compile in fit_cases:
             medians, models = time_fit(build, batch_size, jit_compile, args.rounds, args.steps)
