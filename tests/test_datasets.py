@@ -39,6 +39,10 @@ SPECS = {
         {"train": 4000, "test": 1000},
         {"x": ((16,), np.int32), "y": ((16,), np.int32)},
     ),
+    "synthetic_sequences/reverse": (
+        {"train": 4000, "test": 1000},
+        {"x": ((17,), np.int32), "y": ((17,), np.int32)},
+    ),
     "synthetic_regression": (
         {"train": 4000, "test": 1000},
         {"x": ((16,), np.float32), "y": ((4,), np.float32)},
@@ -152,6 +156,13 @@ def test_sequence_targets(prepared):
     np.testing.assert_array_equal(sort["y"], np.sort(sort["x"], axis=1))
     assert sort["x"].min() == 0 and sort["x"].max() == 15
 
+    reverse = prepared[("synthetic_sequences/reverse", "train")]
+    np.testing.assert_array_equal(reverse["y"][:, 9:], reverse["x"][:, 7::-1])
+    np.testing.assert_array_equal(reverse["y"][:, :9], 0)
+    np.testing.assert_array_equal(reverse["x"][:, 8], 7)
+    np.testing.assert_array_equal(reverse["x"][:, 9:], 0)
+    assert reverse["x"][:, :8].min() == 1 and reverse["x"][:, :8].max() == 6
+
 
 def test_synthetic_regression_scale(prepared):
     y = prepared[("synthetic_regression", "train")]["y"]
@@ -185,7 +196,7 @@ def test_unknown_name():
     with pytest.raises(ValueError, match="`name` must be one of .*name='mnist'"):
         datasets.builder("mnist")
     with pytest.raises(ValueError, match="synthetic_sequences/copy"):
-        datasets.load_numpy("synthetic_sequences/reverse", "train")
+        datasets.load_numpy("synthetic_sequences/shuffle", "train")
 
 
 def test_second_import_does_not_clash():

@@ -326,6 +326,19 @@ def _copy(rng, num_examples, length=10, num_symbols=8):
     return x.astype(np.int32), y.astype(np.int32)
 
 
+def _reverse(rng, num_examples, length=8, num_symbols=6):
+    """Reversed recall: x = symbols, delimiter, blanks; y = blanks, the
+    symbols in reverse order.
+
+    As `_copy` (symbols in [1, num_symbols], delimiter num_symbols + 1,
+    blank 0), but the last symbol read is the first recalled. Shapes
+    [N, 2 * length + 1].
+    """
+    x, y = _copy(rng, num_examples, length, num_symbols)
+    y[:, length + 1 :] = x[:, length - 1 :: -1]
+    return x, y
+
+
 def _sort(rng, num_examples, length=16, num_symbols=16):
     """Symbols x [N, L] in [0, num_symbols) and y [N, L], each row sorted."""
     symbols = rng.integers(0, num_symbols, (num_examples, length))
@@ -337,11 +350,12 @@ _SEQUENCE_TASKS = {
     "parity": (_parity, ((16,), np.int32), ((16,), np.int32)),
     "copy": (_copy, ((21,), np.int32), ((21,), np.int32)),
     "sort": (_sort, ((16,), np.int32), ((16,), np.int32)),
+    "reverse": (_reverse, ((17,), np.int32), ((17,), np.int32)),
 }
 
 
 class SyntheticSequences(_ArrayBuilder, skip_registration=True):
-    """Synthetic sequence tasks, one per config: adding, parity, copy, sort."""
+    """Synthetic sequence tasks, one per config: adding, parity, copy, sort, reverse."""
 
     name = "synthetic_sequences"
     BUILDER_CONFIGS = [

@@ -223,6 +223,28 @@ def _gru_parity_family():
     return _recurrent_parity_family("gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)])
 
 
+def _gru_reverse_family():
+    """GRUs recalling 8 symbols in reverse order: a recurrent task that keeps
+    improving with large steps for thousands of steps."""
+    train, valid = _data("synthetic_sequences/reverse")
+    return TaskFamily(
+        "gru_reverse",
+        [
+            functools.partial(
+                tasks.keras_task,
+                f"gru_reverse_8_u{units}_b{batch}",
+                functools.partial(_gru, 17, 8, 8, units, 8, True),
+                "sequence",
+                train,
+                valid,
+                batch,
+                _AUGMENT,
+            )
+            for units, batch in ((32, 32), (64, 64))
+        ],
+    )
+
+
 def _attention_parity_family():
     train, valid = _data("synthetic_sequences/parity")
     return TaskFamily(
@@ -304,6 +326,7 @@ _FAMILY_BUILDERS = {
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,
     "gru_parity": _gru_parity_family,
+    "gru_reverse": _gru_reverse_family,
     "attention_parity": _attention_parity_family,
     "autoencoder_mnist1d": _autoencoder_mnist1d_family,
     "transformer_chars": _transformer_chars_family,
