@@ -139,6 +139,20 @@ def _char_data(seq_len):
     return split("train"), split("test")
 
 
+def _keras_family(name, loss, train, valid, variants):
+    """A family of Keras tasks on one data set.
+
+    `variants` lists `(structure, build_model, batch_size)`.
+    """
+    return TaskFamily(
+        name,
+        [
+            functools.partial(tasks.keras_task, structure, build, loss, train, valid, batch, _AUGMENT)
+            for structure, build, batch in variants
+        ],
+    )
+
+
 def _variant_family(name, data, build, input_shape, outputs, loss, variants):
     """A family of `build(input_shape, sizes, outputs, activation)` models.
 
@@ -146,18 +160,16 @@ def _variant_family(name, data, build, input_shape, outputs, loss, variants):
     `{name}_{sizes joined by x}_{activation}_b{batch_size}`.
     """
     train, valid = _data(data)
-    return TaskFamily(
+    return _keras_family(
         name,
+        loss,
+        train,
+        valid,
         [
-            functools.partial(
-                tasks.keras_task,
+            (
                 f"{name}_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
                 functools.partial(build, input_shape, sizes, outputs, activation),
-                loss,
-                train,
-                valid,
                 batch,
-                _AUGMENT,
             )
             for sizes, activation, batch in variants
         ],
@@ -194,73 +206,44 @@ def _mlp_regression_family():
     return _variant_family("mlp_regression", "synthetic_regression", _mlp, (16,), 4, "regression", variants)
 
 
-def _recurrent_parity_family(name, build, variants):
-    """`variants`: `(structure, units)`; each model reads parity sequences."""
+def _parity_family(name, variants):
+    """`variants`: `(structure, build_model)`, each reading parity sequences
+    in batches of 32."""
     train, valid = _data("synthetic_sequences/parity")
-    return TaskFamily(
-        name,
-        [
-            functools.partial(
-                tasks.keras_task,
-                structure,
-                functools.partial(build, 16, 2, 8, units, 2, True),
-                "sequence",
-                train,
-                valid,
-                32,
-                _AUGMENT,
-            )
-            for structure, units in variants
-        ],
-    )
+    return _keras_family(name, "sequence", train, valid, [(structure, build, 32) for structure, build in variants])
 
 
 def _lstm_parity_family():
-    return _recurrent_parity_family("lstm_parity", _lstm, [("lstm_parity_16_b32", 16)])
+    return _parity_family("lstm_parity", [("lstm_parity_16_b32", functools.partial(_lstm, 16, 2, 8, 16, 2, True))])
 
 
 def _gru_parity_family():
-    return _recurrent_parity_family("gru_parity", _gru, [(f"gru_parity_16_u{units}_b32", units) for units in (16, 32)])
-
-
-def _gru_reverse_family():
-    """GRUs recalling 8 symbols in reverse order: a recurrent task that keeps
-    improving with large steps for thousands of steps."""
-    train, valid = _data("synthetic_sequences/reverse")
-    return TaskFamily(
-        "gru_reverse",
-        [
-            functools.partial(
-                tasks.keras_task,
-                f"gru_reverse_8_u{units}_b{batch}",
-                functools.partial(_gru, 17, 8, 8, units, 8, True),
-                "sequence",
-                train,
-                valid,
-                batch,
-                _AUGMENT,
-            )
-            for units, batch in ((32, 32), (64, 64))
-        ],
+    return _parity_family(
+        "gru_parity",
+        [(f"gru_parity_16_u{units}_b32", functools.partial(_gru, 16, 2, 8, units, 2, True)) for units in (16, 32)],
     )
 
 
 def _attention_parity_family():
-    train, valid = _data("synthetic_sequences/parity")
-    return TaskFamily(
+    return _parity_family(
         "attention_parity",
+        [(f"attention_parity_16_d{dim}_h2_b32", functools.partial(_transformer, 16, 2, dim, 2, 2)) for dim in (16, 32)],
+    )
+
+
+def _gru_reverse_family():
+    """GRUs recalling 8 symbols in reverse order: a recurrent task that keeps
+    improving with large steps for thousands of steps (Adam's best rate
+    for GRU 32 over 2000 steps is 1e-2)."""
+    train, valid = _data("synthetic_sequences/reverse")
+    return _keras_family(
+        "gru_reverse",
+        "sequence",
+        train,
+        valid,
         [
-            functools.partial(
-                tasks.keras_task,
-                f"attention_parity_16_d{dim}_h2_b32",
-                functools.partial(_transformer, 16, 2, dim, 2, 2),
-                "sequence",
-                train,
-                valid,
-                32,
-                _AUGMENT,
-            )
-            for dim in (16, 32)
+            (f"gru_reverse_8_u{units}_b{batch}", functools.partial(_gru, 17, 8, 8, units, 8, True), batch)
+            for units, batch in ((32, 32), (64, 64))
         ],
     )
 
@@ -268,41 +251,30 @@ def _attention_parity_family():
 def _autoencoder_mnist1d_family():
     (train_x, _), (valid_x, _) = _data("mnist1d")
     train_x, valid_x = np.asarray(train_x), np.asarray(valid_x)
-    variants = [((16,), "relu", 64), ((32, 8), "tanh", 32)]
-    return TaskFamily(
+    return _keras_family(
         "autoencoder_mnist1d",
+        "regression",
+        (train_x, train_x),
+        (valid_x, valid_x),
         [
-            functools.partial(
-                tasks.keras_task,
+            (
                 f"autoencoder_mnist1d_{'x'.join(map(str, sizes))}_{activation}_b{batch}",
                 functools.partial(_autoencoder, None, sizes, 40, activation),
-                "regression",
-                (train_x, train_x),
-                (valid_x, valid_x),
                 batch,
-                _AUGMENT,
             )
-            for sizes, activation, batch in variants
+            for sizes, activation, batch in [((16,), "relu", 64), ((32, 8), "tanh", 32)]
         ],
     )
 
 
 def _transformer_chars_family():
     train, valid = _char_data(32)
-    return TaskFamily(
+    return _keras_family(
         "transformer_chars",
-        [
-            functools.partial(
-                tasks.keras_task,
-                "transformer_chars_d16_h2_s32_b16",
-                functools.partial(_transformer, 32, 256, 16, 2, 256),
-                "sequence",
-                train,
-                valid,
-                16,
-                _AUGMENT,
-            )
-        ],
+        "sequence",
+        train,
+        valid,
+        [("transformer_chars_d16_h2_s32_b16", functools.partial(_transformer, 32, 256, 16, 2, 256), 16)],
     )
 
 
