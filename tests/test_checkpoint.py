@@ -141,3 +141,53 @@ def test_a_newer_checkpoint_format_is_refused(tmp_path):
     np.savez(path, format_version=np.int64(3), step=np.int64(1))
     with pytest.raises(ValueError, match="has format version 3; this version of keras_lopt reads versions 1 and 2"):
         checkpoint.load(path, distributed.Collective(), rule.state_slot_names())
+
+
+def test_a_checkpoint_without_trajectories_resumes_deterministically(tmp_path):
+    config = MetaTrainConfig.from_dict(
+        {
+            "name": "slim_test_v1",
+            "task_families": ["quadratic"],
+            "outer_steps": 3,
+            "eval_every": 0,
+            "estimator": {
+                "kind": "pes",
+                "num_pairs": 2,
+                "sigma": 0.01,
+                "truncation_length": 5,
+                "min_horizon": 20,
+                "max_horizon": 30,
+            },
+            "inner_learning_rate": 0.01,
+        }
+    )
+    trainer = MetaTrainer(config, tmp_path / "run")
+    for _ in range(3):
+        trainer.train_step()
+    trainer.save_checkpoint()
+    full = tmp_path / "run" / "checkpoint.npz"
+    with np.load(full) as data:
+        workers = [k for k in data.files if k.startswith("worker")]
+    assert workers  # the trajectories in flight are there to drop
+
+    steps = []
+    for name in ("a", "b"):
+        slim = tmp_path / name / "checkpoint.npz"
+        assert checkpoint.without_trajectories(str(full), str(slim)) == len(workers)
+        with np.load(slim) as data:
+            assert not [k for k in data.files if k.startswith("worker")]
+        resumed = MetaTrainer(config, tmp_path / name)
+        assert resumed.restore()
+        assert resumed.step == 3
+        np.testing.assert_array_equal(resumed.theta, trainer.theta)
+        np.testing.assert_array_equal(resumed.outer_optimizer.m, trainer.outer_optimizer.m)
+        meta_loss, _ = resumed.train_step()
+        assert np.isfinite(meta_loss) and resumed.step == 4
+        steps.append(resumed.theta)
+    np.testing.assert_array_equal(steps[0], steps[1])
+
+
+def test_without_trajectories_refuses_a_version_1_file(tmp_path):
+    path = os.path.join(SMALL_RUNS, "pes_mlp", "checkpoint.npz")
+    with pytest.raises(ValueError, match="version 1 checkpoint"):
+        checkpoint.without_trajectories(path, str(tmp_path / "slim.npz"))

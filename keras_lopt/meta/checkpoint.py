@@ -18,6 +18,12 @@ Format version 2, one array per key:
                                       `trajectories/step`, ...) and, for PES,
                                       `accumulated_z`
 
+A checkpoint without the `worker{i}/` arrays (`without_trajectories`) is
+the small part of a run, the meta-weights, outer-optimizer state and
+history: it resumes with every task slot drawing a new task, seeded by the
+run's seed and step as always, so the run goes on deterministically but not
+identically to the uninterrupted one.
+
 Version 1 (no `format_version` key) held the Adam moments as `adam_m` and
 `adam_v` and each slot's trajectories as positional arrays
 `worker{i}_inner_0000`, ... (the flattened `unroll.InnerState`); `load`
@@ -34,13 +40,23 @@ import numpy as np
 
 from keras_lopt.meta import distributed, unroll
 
-__all__ = ["FORMAT_VERSION", "OUTER_OPTIMIZER", "load", "save", "under", "upgrade_v1", "worker_prefix"]
+__all__ = [
+    "FORMAT_VERSION",
+    "OUTER_OPTIMIZER",
+    "load",
+    "save",
+    "under",
+    "upgrade_v1",
+    "without_trajectories",
+    "worker_prefix",
+]
 
 FORMAT_VERSION = 2
 OUTER_OPTIMIZER = "outer_optimizer/"
 _V1_RENAMED = {"adam_m": OUTER_OPTIMIZER + "m", "adam_v": OUTER_OPTIMIZER + "v"}
 _V1_WORKER_KEY = re.compile(r"worker(\d+)_(.+)")
 _V1_INNER_KEY = re.compile(r"inner_(\d{4})")
+_WORKER_KEY = re.compile(r"worker\d+/")
 
 
 def worker_prefix(slot: int) -> str:
@@ -75,6 +91,28 @@ def save(path: str, arrays: Dict[str, np.ndarray], workers: Dict[str, np.ndarray
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def without_trajectories(path: str, output_path: str) -> int:
+    """Writes the checkpoint at `path` without its trajectories in flight.
+
+    Keeps everything but the `worker{i}/` arrays, whose size grows with the
+    task models (ES members x parameters x slots): what a repository keeps
+    of a long run. Returns the number of arrays dropped.
+    """
+    with np.load(path) as data:
+        if "format_version" not in data.files:
+            raise ValueError(f"{path!r} is a version 1 checkpoint; resume it once to rewrite it in version 2.")
+        kept = {k: data[k] for k in data.files if not _WORKER_KEY.match(k)}
+        dropped = len(data.files) - len(kept)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    tmp = output_path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, output_path)
+    return dropped
 
 
 def load(path: str, collective, slot_names: Sequence[str]) -> Optional[Dict[str, np.ndarray]]:
