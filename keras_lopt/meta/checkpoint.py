@@ -84,10 +84,16 @@ def save(path: str, arrays: Dict[str, np.ndarray], workers: Dict[str, np.ndarray
         for part in parts:
             if part:
                 workers.update(distributed.unpack_arrays(part))
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    _write(path, {"format_version": np.int64(FORMAT_VERSION), **arrays, **workers})
+
+
+def _write(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """Writes `arrays` as an npz file at `path`: a temporary file, synced,
+    then renamed into place, so a reader never sees a partial file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, format_version=np.int64(FORMAT_VERSION), **arrays, **workers)
+        np.savez_compressed(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -105,13 +111,7 @@ def without_trajectories(path: str, output_path: str) -> int:
             raise ValueError(f"{path!r} is a version 1 checkpoint; resume it once to rewrite it in version 2.")
         kept = {k: data[k] for k in data.files if not _WORKER_KEY.match(k)}
         dropped = len(data.files) - len(kept)
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    tmp = output_path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, output_path)
+    _write(output_path, kept)
     return dropped
 
 
