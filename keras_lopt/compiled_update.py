@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lopt import rule
-from keras_lopt.layers import BoundNetwork
+from keras_lopt.layers import ADAPTIVE_KINDS, BoundNetwork
 
 
 def all_finite(*tensors):
@@ -57,7 +57,7 @@ def finite_gradient_gives_finite_update(loaded):
         return False
     # The adaptive network's direction MLP reads bounded features and its
     # step size is clipped; its per-tensor signals are sanitised.
-    return network.kind == "adaptive_mlp" or (network.kind == "mlp" and network.max_log_multiplier is not None)
+    return network.kind in ADAPTIVE_KINDS or (network.kind == "mlp" and network.max_log_multiplier is not None)
 
 
 class VariableStep:

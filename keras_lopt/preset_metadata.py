@@ -7,7 +7,7 @@ before:
        `feature_matrix [N, F]` to `{"direction": [N], "magnitude": [N]}`;
        metadata.json holds `_REQUIRED_FIELDS` (and a `description`).
     2  networks with per-tensor state (`ffn_lstm`, `hyper_lstm`,
-       `adaptive_mlp`): `serving_default` also takes the tensor's `context`
+       `adaptive_mlp`, `adaptive_loss_mlp`): `serving_default` also takes the tensor's `context`
        `[C]` and its state (named as `network_state` names it) and also
        returns the new state; metadata.json adds `context_feature_names` and
        `network_state` (`names`, `shapes`).
@@ -30,7 +30,7 @@ import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from keras_lopt import features, validation
-from keras_lopt.layers import ARCHITECTURES
+from keras_lopt.layers import ADAPTIVE_KINDS, ARCHITECTURES
 from keras_lopt.version import __version__
 
 __all__ = [
@@ -98,7 +98,7 @@ def _architecture_of(network):
 
 
 def _formula_of(network):
-    if network.kind == "adaptive_mlp":
+    if network.kind in ADAPTIVE_KINDS:
         return (
             "update = learning_rate * direction * exp(s); s <- clip(s + "
             "max_step_change * tanh(controller(inputs)), *log_step_range) per tensor"

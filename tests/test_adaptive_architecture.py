@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_lopt
 from keras_lopt import adam_equivalent, features, presets, rule, savedmodel
-from keras_lopt.layers import AdaptiveMLPNetwork, BoundNetwork
+from keras_lopt.layers import AdaptiveLossMLPNetwork, AdaptiveMLPNetwork, BoundNetwork
 from keras_lopt.layers.adaptive_mlp import CONTROLLER_INPUT_NAMES, STATE_FIELDS
 
 from conftest import unroll_and_optimizer_losses
@@ -316,3 +316,105 @@ def test_config_log_step_range_reaches_the_network_and_the_preset(tmp_path):
     assert network.log_step_range == (-2.3, 2.3)
     loaded = presets.load_preset(_export(network, tmp_path / "bounded").path)
     assert loaded.network.log_step_range == (-2.3, 2.3)
+
+
+# The controller that also reads the loss trend (`AdaptiveLossMLPNetwork`).
+
+
+def _random_loss_network(seed=4):
+    network = AdaptiveLossMLPNetwork(num_features=len(LOCAL), name="adaptive_loss_random")
+    rng = np.random.default_rng(seed)
+    network.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in network.weights])
+    return network
+
+
+def _fit_weights(preset, seed=0):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x @ rng.normal(size=(8, 1))).astype("float32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras_lopt.LearnedOptimizer(preset=preset), loss="mse")
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, shuffle=False)
+    return [w.numpy() for w in model.weights]
+
+
+def test_loss_controller_reads_the_loss_features(tmp_path):
+    network = _random_loss_network()
+    assert network.reads_loss and network.kind == "adaptive_loss_mlp"
+    assert network.controller_input_names == CONTROLLER_INPUT_NAMES + features.LOSS_FEATURE_NAMES
+    assert tuple(network.context_feature_names[-3:]) == features.LOSS_FEATURE_NAMES
+    assert network.weights[network.weight_names().index("controller_kernel_0")].shape == (
+        len(CONTROLLER_INPUT_NAMES) + len(features.LOSS_FEATURE_NAMES),
+        8,
+    )
+    loaded = _export(network, tmp_path / "loss")
+    assert loaded.network.kind == "adaptive_loss_mlp"
+    assert loaded.metadata["context_feature_names"] == list(AdaptiveLossMLPNetwork.context_feature_names)
+    state_names = rule.state_slot_names(loaded.network)
+    assert "loss_statistics" in state_names and "step_control" in state_names
+    # The loss inputs move the step: the same context with another loss trend
+    # gives another log step size.
+    matrix = np.ones((3, len(LOCAL)), "float32")
+    context = np.zeros(len(network.context_feature_names), "float32")
+    state = np.zeros(len(STATE_FIELDS), "float32")
+    _, flat, _ = network.call(matrix, context, state)
+    context[-3:] = [1.0, 0.5, 0.5]
+    _, rising, _ = network.call(matrix, context, state)
+    assert float(flat) != float(rising)
+
+
+def test_loss_controller_unroll_matches_optimizer(tmp_path):
+    """Meta-training's unroll and `LearnedOptimizer`, both given the loss."""
+    path = tmp_path / "loss"
+    _export(_random_loss_network(), path)
+    expected, got = unroll_and_optimizer_losses(str(path), steps=25, learning_rate=1e-2)
+    np.testing.assert_allclose(got, expected, rtol=2e-5)
+
+
+def test_loss_controller_from_an_adaptive_preset_is_the_same_rule(tmp_path):
+    source = presets.load_preset(PRESET)
+    network = AdaptiveLossMLPNetwork(num_features=len(LOCAL), name="from_hand_set")
+    network.set_weights(network.weights_from_adaptive(source.network, source.weights))
+    _export(network, tmp_path / "padded")
+    for a, b in zip(_fit_weights(PRESET), _fit_weights(str(tmp_path / "padded"))):
+        np.testing.assert_array_equal(a, b)
+    # In `fit` the loss reaches the controller: weights on its loss inputs
+    # change the trajectory.
+    weights = network.get_weights()
+    index = network.weight_names().index("controller_kernel_0")
+    weights[index][-2:] = 0.5
+    network.set_weights(weights)
+    _export(network, tmp_path / "loss_weighted")
+    changed = _fit_weights(str(tmp_path / "loss_weighted"))
+    assert any(np.max(np.abs(a - b)) > 1e-6 for a, b in zip(_fit_weights(PRESET), changed))
+
+
+def test_loss_controller_start_refuses_other_networks():
+    network = AdaptiveLossMLPNetwork(num_features=len(LOCAL), name="target")
+    mlp = presets.load_preset("adam_equivalent_v1")
+    with pytest.raises(ValueError, match="Expected an 'adaptive_mlp' network. Received: a 'mlp' network"):
+        network.weights_from_adaptive(mlp.network, mlp.weights)
+    wider = AdaptiveMLPNetwork(num_features=len(LOCAL), controller_hidden_size=4, name="narrow")
+    with pytest.raises(ValueError, match=r"weight shapes .* Received: "):
+        network.weights_from_adaptive(wider, wider.get_weights())
+
+
+def test_loss_controller_config_starts_from_an_adaptive_preset():
+    from keras_lopt.meta import config as config_lib
+    from keras_lopt.meta import networks, unroll
+
+    config = config_lib.MetaTrainConfig.from_dict(
+        {
+            "name": "loss_controller",
+            "task_families": ["mlp_digits"],
+            "network": {"architecture": "adaptive_loss_mlp", "hidden_sizes": [8], "feature_set": "local"},
+            "init_preset": PRESET,
+        }
+    )
+    layer = networks.build_network(config)
+    assert layer.kind == "adaptive_loss_mlp"
+    theta = networks.initial_theta(config, layer)
+    source = presets.load_preset(PRESET)
+    expected = layer.weights_from_adaptive(source.network, source.weights)
+    np.testing.assert_array_equal(theta, unroll.flatten_weights(expected))

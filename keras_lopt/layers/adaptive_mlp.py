@@ -1,6 +1,7 @@
 """Per-parameter MLP with a learned per-tensor step-size controller."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_lopt import features, validation
@@ -32,6 +33,10 @@ CONTROLLER_INPUT_NAMES = (
     "log_step",
     *features.TENSOR_FEATURE_NAMES,
 )
+# `AdaptiveLossMLPNetwork`'s controller also reads the training loss's
+# trend (`features.loss_features`: whether the loss is known, and how it
+# compares with its running averages).
+LOSS_CONTROLLER_INPUT_NAMES = CONTROLLER_INPUT_NAMES + features.LOSS_FEATURE_NAMES
 
 
 @keras.saving.register_keras_serializable(package="keras_lopt")
@@ -75,6 +80,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
     state_names = ("step_control",)
     state_shapes = ((len(STATE_FIELDS),),)
     context_feature_names = features.ALIGNMENT_FEATURE_NAMES + features.TENSOR_FEATURE_NAMES
+    controller_input_names = CONTROLLER_INPUT_NAMES
     reads_loss = False
     # `update = learning_rate * direction * exp(magnitude_scale * s)`.
     magnitude_scale = 1.0
@@ -121,7 +127,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         sizes = (num_features, *hidden_sizes, 1)
         add_dense_weights(self, sizes)
         self._num_direction_weights = 2 * (len(sizes) - 1)
-        add_dense_weights(self, (len(CONTROLLER_INPUT_NAMES), controller_hidden_size, 1), prefix="controller_")
+        add_dense_weights(self, (len(self.controller_input_names), controller_hidden_size, 1), prefix="controller_")
         self.built = True
 
     def weight_names(self):
@@ -129,10 +135,15 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         return [w.name for w in self.weights]
 
     def controller_inputs(self, context, state):
-        """`([I] controller inputs, new running averages [3])` of one tensor."""
+        """`([I] controller inputs, new running averages [3])` of one tensor.
+
+        The inputs are `controller_input_names`; context features after the
+        alignments and the tensor features (the loss features of
+        `AdaptiveLossMLPNetwork`) are passed through as the last inputs."""
         count = len(features.ALIGNMENT_FEATURE_NAMES)
         signals = ops.unstack(context[:count], num=count)
-        tensor_columns = ops.unstack(context[count:], num=len(features.TENSOR_FEATURE_NAMES))
+        num_rest = len(self.context_feature_names) - count
+        rest = ops.unstack(context[count:], num=num_rest)
         log_step = state[0]
         averages = ops.unstack(state[1:], num=count)
         new_averages = [
@@ -155,7 +166,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
             0.0,
         )
         ratio = ops.clip(ratio, -MAX_LOG_GRADIENT_RATIO, MAX_LOG_GRADIENT_RATIO)
-        inputs = ops.stack([*signals[:-1], *new_averages[:-1], ratio, log_step, *tensor_columns])
+        inputs = ops.stack([*signals[:-1], *new_averages[:-1], ratio, log_step, *rest])
         return inputs, new_averages
 
     def forward(self, weights, columns, context, state):
@@ -211,3 +222,50 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_lopt")
+class AdaptiveLossMLPNetwork(AdaptiveMLPNetwork):
+    """`AdaptiveMLPNetwork` whose controller also reads the loss trend.
+
+    The controller's inputs are `LOSS_CONTROLLER_INPUT_NAMES`: those of
+    `AdaptiveMLPNetwork`, then whether the training loss is known and how it
+    compares with its running averages (`features.loss_features`, as the
+    LSTM architectures read it). Alignment signals alone cannot tell a noisy
+    plateau (weakly anti-aligned gradients, flat loss: keep the step) from an
+    overshoot (anti-aligned gradients, rising loss: shrink it); the loss
+    trend can. The optimizer passes the loss where Keras gives it (the
+    TensorFlow backend's `fit`, `set_loss`); without it `loss_known` is 0
+    and the loss inputs are 0.
+
+    Weights as `AdaptiveMLPNetwork`'s, with `controller_kernel_0 [I + 3, K]`.
+    `weights_from_adaptive` starts one from an `AdaptiveMLPNetwork` preset
+    with zero weights on the loss inputs: the same rule until meta-training
+    moves them.
+    """
+
+    kind = "adaptive_loss_mlp"
+    context_feature_names = AdaptiveMLPNetwork.context_feature_names + features.LOSS_FEATURE_NAMES
+    controller_input_names = LOSS_CONTROLLER_INPUT_NAMES
+    reads_loss = True
+
+    def weights_from_adaptive(self, source, weights):
+        """This network's weights computing what `source` (an
+        `AdaptiveMLPNetwork` of the same sizes, with `weights`) computes,
+        the loss inputs weighted 0."""
+        if type(source) is not AdaptiveMLPNetwork:
+            raise ValueError(f"Expected an 'adaptive_mlp' network. Received: a {source.kind!r} network")
+        index = self.weight_names().index("controller_kernel_0")
+        extra = len(self.controller_input_names) - len(AdaptiveMLPNetwork.controller_input_names)
+        expected = [tuple(w.shape) for w in self.weights]
+        expected[index] = (expected[index][0] - extra, expected[index][1])
+        weights = [np.asarray(w, np.float32) for w in weights]
+        got = [w.shape for w in weights]
+        if got != expected or source.activation != self.activation:
+            raise ValueError(
+                f"Expected an 'adaptive_mlp' network with weight shapes {expected} and "
+                f"activation={self.activation!r}. Received: {got} and activation={source.activation!r}"
+            )
+        padded = list(weights)
+        padded[index] = np.concatenate([weights[index], np.zeros((extra, weights[index].shape[1]), np.float32)])
+        return padded

@@ -15,7 +15,7 @@ import os
 from typing import Optional, Tuple
 
 from keras_lopt import features, validation
-from keras_lopt.layers import ARCHITECTURES
+from keras_lopt.layers import ADAPTIVE_KINDS, ARCHITECTURES
 from keras_lopt.meta import families
 from keras_lopt.meta.estimators import ESTIMATORS as _ESTIMATOR_CLASSES
 from keras_lopt.meta.unroll import OBJECTIVES
@@ -95,16 +95,18 @@ class NetworkConfig:
     Args:
         architecture: one of `ARCHITECTURE_NAMES`: `"mlp"` (`MLPNetwork`),
             `"adaptive_mlp"` (`AdaptiveMLPNetwork`: a direction MLP and a
-            per-tensor step-size controller),
+            per-tensor step-size controller), `"adaptive_loss_mlp"`
+            (`AdaptiveLossMLPNetwork`: the same, its controller also reading
+            the loss trend),
             `"ffn_lstm"` (`FFNLSTMNetwork`) or `"hyper_lstm"`
             (`HyperLSTMNetwork`).
         hidden_sizes, activation, magnitude_scale, max_log_multiplier: the
-            per-parameter MLP (of every architecture; `"adaptive_mlp"` has no
+            per-parameter MLP (of every architecture; the adaptive ones have no
             magnitude output and ignores the last two).
         controller_hidden_size: the step-size controller's width
-            (`"adaptive_mlp"` only; None: 8).
+            (adaptive architectures only; None: 8).
         log_step_range: `(low, high)`, the bounds of the controller's log
-            step size, `low <= 0 <= high` (`"adaptive_mlp"` only; None: the
+            step size, `low <= 0 <= high` (adaptive architectures only; None: the
             layer's default, (-7, 5)).
         lstm_hidden_size: the per-tensor LSTM's width (LSTM architectures
             only; None: 4).
@@ -136,8 +138,8 @@ class NetworkConfig:
         # Architecture-specific settings: (field, the architectures it
         # applies to, how the message names them, its check).
         for name, applies_to, which, check in (
-            ("controller_hidden_size", ("adaptive_mlp",), "architecture='adaptive_mlp'", validation.positive_int),
-            ("log_step_range", ("adaptive_mlp",), "architecture='adaptive_mlp'", validation.interval_around_zero),
+            ("controller_hidden_size", ADAPTIVE_KINDS, "the adaptive architectures", validation.positive_int),
+            ("log_step_range", ADAPTIVE_KINDS, "the adaptive architectures", validation.interval_around_zero),
             ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures", validation.positive_int),
             ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'", validation.positive_int),
         ):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_lopt import features, presets
-from keras_lopt.layers import ARCHITECTURES, AdaptiveMLPNetwork, MLPNetwork
+from keras_lopt.layers import ADAPTIVE_KINDS, ARCHITECTURES, AdaptiveLossMLPNetwork, MLPNetwork
 from keras_lopt.meta import unroll
 
 __all__ = ["build_network", "initial_theta", "trainable_mask"]
@@ -14,16 +14,17 @@ __all__ = ["build_network", "initial_theta", "trainable_mask"]
 
 def build_network(config):
     """The network a `MetaTrainConfig` describes (randomly initialised): an
-    `MLPNetwork`, `AdaptiveMLPNetwork`, `FFNLSTMNetwork` or `HyperLSTMNetwork`."""
+    `MLPNetwork`, `AdaptiveMLPNetwork`, `AdaptiveLossMLPNetwork`,
+    `FFNLSTMNetwork` or `HyperLSTMNetwork`."""
     network = config.network
     num_features = len(features.feature_names(network.feature_set))
-    if network.architecture == AdaptiveMLPNetwork.kind:
+    if network.architecture in ADAPTIVE_KINDS:
         kwargs = {}
         if network.controller_hidden_size is not None:
             kwargs["controller_hidden_size"] = network.controller_hidden_size
         if network.log_step_range is not None:
             kwargs["log_step_range"] = network.log_step_range
-        return AdaptiveMLPNetwork(
+        return ARCHITECTURES[network.architecture](
             num_features=num_features,
             hidden_sizes=network.hidden_sizes,
             activation=network.activation,
@@ -97,6 +98,16 @@ def initial_theta(config, layer) -> np.ndarray:
         fresh = build_network(config)
         try:
             weights = fresh.weights_from_mlp(loaded.network, loaded.weights)
+        except ValueError as e:
+            raise ValueError(
+                f"`init_preset` {config.init_preset!r} cannot start a {layer.kind!r} network: {e}"
+            ) from None
+        return unroll.flatten_weights(weights)
+    if layer.kind == AdaptiveLossMLPNetwork.kind and loaded.network.kind != layer.kind:
+        # A controller that reads the loss starts from one that does not,
+        # the loss inputs weighted 0: the same rule at the start.
+        try:
+            weights = layer.weights_from_adaptive(loaded.network, loaded.weights)
         except ValueError as e:
             raise ValueError(
                 f"`init_preset` {config.init_preset!r} cannot start a {layer.kind!r} network: {e}"
