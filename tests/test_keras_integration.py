@@ -760,3 +760,54 @@ def test_valid_arguments_are_accepted_and_the_setter_validates():
     assert LearnedOptimizer.from_config(optimizer.get_config()).get_config() == optimizer.get_config()
     with pytest.raises(ValueError, match="Received: total_steps=-3"):
         optimizer.total_steps = -3
+
+
+# 10. What Keras' training loop does to an optimizer ----------------------
+
+
+def test_learning_rate_callbacks_set_the_rate_the_rule_uses():
+    rate = 4e-3
+    scheduled = _fit(
+        LearnedOptimizer(),
+        epochs=2,
+        callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: rate)],
+    )
+    fixed = _fit(LearnedOptimizer(learning_rate=rate), epochs=2)
+    default = _fit(LearnedOptimizer(), epochs=2)
+    for a, b in zip(scheduled.get_weights(), fixed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(fixed.get_weights(), default.get_weights())) > 1e-4
+
+    # No epoch improves by 1e9, so every epoch after the first halves it.
+    optimizer = LearnedOptimizer(learning_rate=1e-2)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9)
+    _fit(optimizer, epochs=3, callbacks=[plateau])
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(2.5e-3)
+
+
+def test_steps_per_execution_gives_the_same_training():
+    x, y = classification_data(n=128)
+    weights = []
+    for steps_per_execution in (1, 4):
+        model = small_classifier()
+        model.compile(optimizer=LearnedOptimizer(), loss=LOSS, steps_per_execution=steps_per_execution)
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_kernel_constraints_hold_after_each_step():
+    x, y = classification_data(n=128)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", kernel_constraint=keras.constraints.MaxNorm(0.05)),
+            keras.layers.Dense(3, kernel_constraint=keras.constraints.NonNeg()),
+        ]
+    )
+    model.compile(optimizer=LearnedOptimizer(), loss=LOSS)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert np.max(np.linalg.norm(model.layers[0].kernel.numpy(), axis=0)) <= 0.05 + 1e-6
+    assert np.min(model.layers[1].kernel.numpy()) >= 0.0
