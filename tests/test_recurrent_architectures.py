@@ -550,7 +550,7 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
     [
         (
             {"architecture": "transformer"},
-            "`architecture` must be one of ('adaptive_mlp', 'ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'",
+            "`architecture` must be one of ('adaptive_loss_mlp', 'adaptive_mlp', 'ffn_lstm', 'hyper_lstm', 'mlp'). Received: architecture='transformer'",
         ),
         (
             {"architecture": "ffn_lstm", "lstm_hidden_size": 0},
@@ -578,7 +578,7 @@ def test_meta_training_smoke_checkpoint_resume_and_export(architecture, tmp_path
         ),
         (
             {"log_step_range": [-2.0, 2.0]},
-            "`log_step_range` applies to architecture='adaptive_mlp' only. "
+            "`log_step_range` applies to architecture='adaptive_mlp' or 'adaptive_loss_mlp' only. "
             "Received: architecture='mlp', log_step_range=[-2.0, 2.0]",
         ),
     ],

@@ -94,7 +94,7 @@ def test_reparametrisation_scales_the_step_adam_needs():
         ({"eval_members": 0}, "`eval_members` must be a positive integer. Received: eval_members=0"),
         (
             {"network": {"architecture": "mlp", "controller_hidden_size": 4}},
-            "`controller_hidden_size` applies to architecture='adaptive_mlp' only. Received: architecture='mlp', controller_hidden_size=4",
+            "`controller_hidden_size` applies to architecture='adaptive_mlp' or 'adaptive_loss_mlp' only. Received: architecture='mlp', controller_hidden_size=4",
         ),
     ],
 )

@@ -138,8 +138,18 @@ class NetworkConfig:
         # Architecture-specific settings: (field, the architectures it
         # applies to, how the message names them, its check).
         for name, applies_to, which, check in (
-            ("controller_hidden_size", ADAPTIVE_KINDS, "the adaptive architectures", validation.positive_int),
-            ("log_step_range", ADAPTIVE_KINDS, "the adaptive architectures", validation.interval_around_zero),
+            (
+                "controller_hidden_size",
+                ADAPTIVE_KINDS,
+                "architecture='adaptive_mlp' or 'adaptive_loss_mlp'",
+                validation.positive_int,
+            ),
+            (
+                "log_step_range",
+                ADAPTIVE_KINDS,
+                "architecture='adaptive_mlp' or 'adaptive_loss_mlp'",
+                validation.interval_around_zero,
+            ),
             ("lstm_hidden_size", ("ffn_lstm", "hyper_lstm"), "the LSTM architectures", validation.positive_int),
             ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'", validation.positive_int),
         ):
