@@ -90,24 +90,20 @@ def initial_theta(config, layer) -> np.ndarray:
         keras.utils.set_random_seed(config.seed)
         return unroll.flatten_weights(build_network(config).get_weights())
     loaded = _with_feature_set(presets.load_preset(config.init_preset), config.network.feature_set, config.init_preset)
+    convert = None
     if loaded.network.kind == MLPNetwork.kind and layer.kind != MLPNetwork.kind:
         # An LSTM architecture starts from an MLP preset's rule (e.g.
         # Adam): its per-parameter MLP takes the preset's weights, the
         # LSTM a seeded random start that does not change the output.
         keras.utils.set_random_seed(config.seed)
-        fresh = build_network(config)
-        try:
-            weights = fresh.weights_from_mlp(loaded.network, loaded.weights)
-        except ValueError as e:
-            raise ValueError(
-                f"`init_preset` {config.init_preset!r} cannot start a {layer.kind!r} network: {e}"
-            ) from None
-        return unroll.flatten_weights(weights)
-    if layer.kind == AdaptiveLossMLPNetwork.kind and loaded.network.kind != layer.kind:
+        convert = build_network(config).weights_from_mlp
+    elif layer.kind == AdaptiveLossMLPNetwork.kind and loaded.network.kind != layer.kind:
         # A controller that reads the loss starts from one that does not,
         # the loss inputs weighted 0: the same rule at the start.
+        convert = layer.weights_from_adaptive
+    if convert is not None:
         try:
-            weights = layer.weights_from_adaptive(loaded.network, loaded.weights)
+            weights = convert(loaded.network, loaded.weights)
         except ValueError as e:
             raise ValueError(
                 f"`init_preset` {config.init_preset!r} cannot start a {layer.kind!r} network: {e}"
