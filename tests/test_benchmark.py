@@ -82,15 +82,16 @@ def test_bad_specs_are_rejected(spec, message):
 
 def test_suites_are_separate_and_cover_the_protocol():
     selection, test = suites.task_names("selection"), suites.task_names("test")
-    assert len(selection) == 10 and 10 <= len(test) <= 13
+    assert len(selection) == 14 and 10 <= len(test) <= 13
     assert not set(selection) & set(test)
-    ladders = {}
-    for name in test:
-        task = suites.get_task(name)
-        if task.ladder:
-            ladders.setdefault(task.ladder, []).append(task)
-    assert [t.steps for t in ladders["length"]] == [1000, 5000, 10000]
-    assert len(ladders["width"]) == 3 and len({t.steps for t in ladders["width"]}) == 1
+    for suite, lengths in ((test, [1000, 5000, 10000]), (selection, [2000, 6000])):
+        ladders = {}
+        for name in suite:
+            task = suites.get_task(name)
+            if task.ladder:
+                ladders.setdefault(task.ladder, []).append(task)
+        assert [t.steps for t in ladders["length"]] == lengths
+        assert len(ladders["width"]) == 3 and len({t.steps for t in ladders["width"]}) == 1
     assert all(2000 <= suites.get_task(n).steps <= 3000 for n in test if suites.get_task(n).ladder != "length")
     assert suites.default_seeds(test) == (0, 1, 2) and suites.default_seeds(selection) == (0, 1)
     assert set(suites.QUICK_TASKS) <= set(test)

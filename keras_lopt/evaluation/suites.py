@@ -1,6 +1,6 @@
 """The evaluation suites by name, and the task registry across them.
 
-    selection  the 10 tasks that choose checkpoints, recipes and presets
+    selection  the 14 tasks (with a width and a length ladder) that choose checkpoints, recipes and presets
                (`selection_suite.py`); default seeds 0, 1
     test       the tasks that report a candidate and choose nothing
                (`test_suite.py`); default seeds 0, 1, 2
