@@ -1,0 +1,77 @@
+"""A learned rule with its step scaled down by each kernel's fan-in, on the
+selection tasks (an experiment for choosing, not a report).
+
+Tuned Adam's best rate on the selection suite's width ladder falls from 3e-3
+at width 64 to 1e-4 at width 1024, while every learned rule so far takes
+about the same step at every width (BENCHMARKS.md, "Selection suite with a
+width and a length ladder"). Maximal-update parametrisation prescribes an
+Adam step inversely proportional to a hidden weight's fan-in; this script
+tries that on top of a preset: the learning rate of every variable of rank
+>= 2 (but embeddings) is multiplied by `min(1, base / fan_in)`, with
+`fan_in` the product of all dimensions but the last. Rows go to a results
+file in the benchmark's format, to be reported beside the selection suite's
+baselines (`keras-lopt benchmark --report-only`).
+
+    python benchmarks/fan_in_scaling.py --preset DIR_OR_NAME --base 128 \\
+        --label NAME --output runs.jsonl [--tasks a,b] [--seeds 0,1]
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+
+import keras
+
+import keras_lopt
+from keras_lopt.evaluation import harness, suites
+
+LADDERS_FIRST = (
+    "mlp_adding_w1024,mlp_adding_w256,mlp_adding_w64,resmlp_ln_breast_cancer,resmlp_ln_breast_cancer_6k,"
+    "mlp_wine,mlp_breast_cancer,regression_diabetes,conv_digits,conv1d_mnist1d,autoencoder_digits,lstm_adding,gru_copy"
+)
+
+
+@keras.saving.register_keras_serializable(package="fan_in_scaling")
+class FanInScaledOptimizer(keras_lopt.LearnedOptimizer):
+    """`LearnedOptimizer` whose rate for a kernel is scaled by `min(1, base / fan_in)`."""
+
+    def __init__(self, base=128.0, **kwargs):
+        super().__init__(**kwargs)
+        self.base = float(base)
+
+    def update_step(self, gradient, variable, learning_rate):
+        shape = variable.shape
+        name = (getattr(variable, "path", None) or variable.name).lower()
+        scale = 1.0
+        if len(shape) >= 2 and "embedding" not in name:
+            scale = min(1.0, self.base / math.prod(shape[:-1]))
+        return super().update_step(gradient, variable, learning_rate * scale)
+
+    def get_config(self):
+        return {**super().get_config(), "base": self.base}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--base", type=float, default=128.0)
+    parser.add_argument("--label", required=True, help="written as the rows' optimizer, 'learned:LABEL'")
+    parser.add_argument("--output", required=True, help="results file (JSON lines), appended to")
+    parser.add_argument("--tasks", default=LADDERS_FIRST)
+    parser.add_argument("--seeds", default="0,1")
+    args = parser.parse_args()
+    optimizer = FanInScaledOptimizer(base=args.base, preset=args.preset)
+    config = keras.optimizers.serialize(optimizer)
+    with open(args.output, "a") as f:
+        for task in args.tasks.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                row = dataclasses.asdict(harness.train_once(suites.get_task(task), config, seed=seed))
+                row["optimizer"] = f"learned:{args.label}"
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                print(f"{task} seed {seed}: train {row['final_train_loss']:.4g} valid {row['final_valid_loss']:.4g}")
+
+
+if __name__ == "__main__":
+    main()
