@@ -26,10 +26,14 @@ import keras
 import keras_lopt
 from keras_lopt.evaluation import harness, suites
 
-LADDERS_FIRST = (
-    "mlp_adding_w1024,mlp_adding_w256,mlp_adding_w64,resmlp_ln_breast_cancer,resmlp_ln_breast_cancer_6k,"
-    "mlp_wine,mlp_breast_cancer,regression_diabetes,conv_digits,conv1d_mnist1d,autoencoder_digits,lstm_adding,gru_copy"
-)
+# The selection suite has no run of the default on it to compare with.
+WITHOUT_DEFAULT_RUN = ("transformer_chars",)
+
+
+def default_tasks():
+    """The selection suite's tasks, ladders first, but `WITHOUT_DEFAULT_RUN`."""
+    names = [n for n in suites.task_names("selection") if n not in WITHOUT_DEFAULT_RUN]
+    return sorted(names, key=lambda n: suites.get_task(n).ladder is None)
 
 
 @keras.saving.register_keras_serializable(package="fan_in_scaling")
@@ -58,7 +62,7 @@ def main():
     parser.add_argument("--base", type=float, default=128.0)
     parser.add_argument("--label", required=True, help="written as the rows' optimizer, 'learned:LABEL'")
     parser.add_argument("--output", required=True, help="results file (JSON lines), appended to")
-    parser.add_argument("--tasks", default=LADDERS_FIRST)
+    parser.add_argument("--tasks", default=",".join(default_tasks()))
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
     optimizer = FanInScaledOptimizer(base=args.base, preset=args.preset)

@@ -21,16 +21,9 @@ from keras_lopt.layers.adaptive_mlp import LOSS_CONTROLLER_INPUT_NAMES
 
 def main(source_path, out, gain):
     source = presets.load_preset(source_path)
-    n = source.network
-    network = AdaptiveLossMLPNetwork(
-        num_features=n.num_features,
-        hidden_sizes=n.hidden_sizes,
-        activation=n.activation,
-        controller_hidden_size=n.controller_hidden_size,
-        max_step_change=n.max_step_change,
-        log_step_range=n.log_step_range,
-        name="handloss",
-    )
+    if source.network.kind != AdaptiveLossMLPNetwork.kind:
+        raise ValueError(f"Expected an {AdaptiveLossMLPNetwork.kind!r} preset. Received: {source.network.kind!r}")
+    network = AdaptiveLossMLPNetwork.from_config({**source.network.get_config(), "name": "handloss"})
     weights = [np.array(w) for w in source.weights]
     names = network.weight_names()
     kernel_0, kernel_1 = names.index("controller_kernel_0"), names.index("controller_kernel_1")
