@@ -95,11 +95,11 @@ class VariableStep:
 
     @property
     def programs(self):
-        """The compiled programs by signature `(shape, dtypes, decays)`
+        """The compiled programs by signature `(shape, dtypes, decays, step_scale)`
         (TensorFlow backend; empty on others)."""
         return dict(self._programs)
 
-    def __call__(self, gradient, value, slots, network_weights, scalars, decays):
+    def __call__(self, gradient, value, slots, network_weights, scalars, decays, step_scale=1.0):
         """The step of one variable.
 
         Args:
@@ -112,6 +112,9 @@ class VariableStep:
                 `total_steps` (0 if unknown), `learning_rate`, and for
                 networks that read it `loss` and `loss_known`.
             decays: whether weight decay applies to this variable.
+            step_scale: a Python float that multiplies the learning rate of
+                the rule and of the guard's Adam step, not the weight decay's
+                (`keras_lopt.fan_in`).
 
         Returns:
             `(new_value, new_slots, skipped, fell_back)`: the values to store
@@ -119,20 +122,21 @@ class VariableStep:
             (`counter_dtype`) that count a skipped step and a step the guard
             replaced.
         """
+        step_scale = float(step_scale)
         if keras.backend.backend() != "tensorflow":
-            return self._step(gradient, value, tuple(slots), tuple(network_weights), scalars, decays)
-        key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays)
+            return self._step(gradient, value, tuple(slots), tuple(network_weights), scalars, decays, step_scale)
+        key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays, step_scale)
         program = self._programs.get(key)
         if program is None:
 
             def step(gradient, value, slots, network_weights, scalars):
-                return self._step(gradient, value, slots, network_weights, scalars, decays)
+                return self._step(gradient, value, slots, network_weights, scalars, decays, step_scale)
 
             program = tf.function(step, jit_compile=True, autograph=False)
             self._programs[key] = program
         return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
 
-    def _step(self, gradient, old_value, old_state, network_weights, scalars, decays):
+    def _step(self, gradient, old_value, old_state, network_weights, scalars, decays, step_scale):
         """Decay, the rule (moments, then the network's update), the guard,
         and the selection that leaves everything as it was on a non-finite
         step. Selection, not Python control flow: this runs inside XLA."""
@@ -141,6 +145,8 @@ class VariableStep:
         parameter = old_value
         if decays:
             parameter = self._decayed(parameter, scalars["learning_rate"])
+        if step_scale != 1.0:
+            scalars = dict(scalars, learning_rate=scalars["learning_rate"] * step_scale)
         if self._check_gradient_only:
             finite = _square_is_finite(gradient)
             update, new_state = self._learned_step_after_moments(

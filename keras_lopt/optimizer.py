@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lopt import backend, compiled_update, optimizer_arguments, presets, rule, saved_state, savedmodel
+from keras_lopt import backend, compiled_update, fan_in, optimizer_arguments, presets, rule, saved_state, savedmodel
 from keras_lopt import guard as guard_lib
 
 # Version of the optimizer-state layout: the variables `build` creates, their
@@ -73,7 +73,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     The network, its weights and the default `learning_rate` come from a
     preset, a SavedModel directory: see `keras_lopt.list_presets()` and
     `keras_lopt.preset_info(name)`. Some presets also keep a per-tensor LSTM
-    state and read the training loss. Everything else works as in Keras'
+    state and read the training loss. A preset with a `fan_in_base` scales
+    the step of each kernel wider than that by `fan_in_base / fan_in`
+    (`keras_lopt.fan_in`), so that its step suits wide layers as well as
+    narrow ones. Everything else works as in Keras'
     optimizers; dtypes, sparse gradients, non-finite steps, weight decay,
     saving and loading, and the guard are described in docs/optimizer.md.
     Pass `jit_compile=True` to `model.compile` for XLA: Keras does not choose
@@ -373,6 +376,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             [backend.dense(w) for w in self._network_weights],
             scalars,
             decays=self.weight_decay is not None and self._use_weight_decay(variable),
+            step_scale=self._step_scale(variable),
         )
         for slot, new in zip(slots, new_slots):
             self.assign(slot, new)
@@ -380,6 +384,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.assign_add(self._skipped_updates, skipped)
         if self._guard is not None:
             self.assign_add(self._guard_fallbacks, fell_back)
+
+    def _step_scale(self, variable):
+        """The factor of `variable`'s learning rate (`keras_lopt.fan_in`)."""
+        path = getattr(variable, "path", None) or variable.name
+        return fan_in.step_scale(fan_in.fan_in(variable.shape, path), self._preset.fan_in_base)
 
     @property
     def uses_loss(self):

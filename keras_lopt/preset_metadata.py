@@ -11,11 +11,14 @@ before:
        `[C]` and its state (named as `network_state` names it) and also
        returns the new state; metadata.json adds `context_feature_names` and
        `network_state` (`names`, `shapes`).
+    3  a step scaled down by each kernel's fan-in (`keras_lopt.fan_in`):
+       `output.fan_in_base`, a positive number; with per-tensor state, the
+       fields of version 2 too.
 
 A preset is written in the oldest version that holds it
 (`format_version_of`): an `mlp` preset is version 1, one with per-tensor
-state version 2, so every keras_lopt that reads presets of a kind reads the
-ones written later. The version is thus a function of the contents, and a
+state version 2, one with a `fan_in_base` version 3, so every keras_lopt
+that reads presets of a kind reads the ones written later. The version is thus a function of the contents, and a
 file whose version and contents disagree is refused. A change to the format
 adds a version to `FORMAT_HISTORY`.
 
@@ -35,6 +38,7 @@ from keras_lopt.version import __version__
 
 __all__ = [
     "DTYPE",
+    "FAN_IN_VERSION",
     "FORMAT_HISTORY",
     "METADATA_FILE",
     "TENSOR_STATE_VERSION",
@@ -62,8 +66,10 @@ _REQUIRED_FIELDS = (
 FORMAT_HISTORY = {
     1: "per-element networks",
     2: "networks with per-tensor state: context_feature_names, network_state",
+    3: "a step scaled by fan-in: output.fan_in_base",
 }
 TENSOR_STATE_VERSION = 2
+FAN_IN_VERSION = 3
 
 
 def has_tensor_state(network_class) -> bool:
@@ -71,8 +77,11 @@ def has_tensor_state(network_class) -> bool:
     return bool(network_class.state_names)
 
 
-def format_version_of(network_class) -> int:
-    """The oldest format version that holds a preset of `network_class`."""
+def format_version_of(network_class, fan_in_base=None) -> int:
+    """The oldest format version that holds a preset of `network_class`
+    (with a step scaled by fan-in if `fan_in_base` is not None)."""
+    if fan_in_base is not None:
+        return FAN_IN_VERSION
     return TENSOR_STATE_VERSION if has_tensor_state(network_class) else 1
 
 
@@ -114,7 +123,7 @@ def build_metadata(network, info) -> Dict[str, Any]:
     """metadata.json of `network` exported with `info` (a
     `savedmodel.PresetInfo`)."""
     metadata = {
-        "format_version": format_version_of(type(network)),
+        "format_version": format_version_of(type(network), info.fan_in_base),
         "name": info.name,
         "description": info.description,
         "architecture": _architecture_of(network),
@@ -128,6 +137,8 @@ def build_metadata(network, info) -> Dict[str, Any]:
         "provenance": info.provenance,
         "keras_lopt_version": __version__,
     }
+    if info.fan_in_base is not None:
+        metadata["output"]["fan_in_base"] = float(info.fan_in_base)
     if has_tensor_state(type(network)):
         metadata["context_feature_names"] = list(network.context_feature_names)
         metadata["network_state"] = network_state_of(network)
@@ -162,8 +173,8 @@ def _check_required_fields(metadata) -> _Problem:
 
 def _check_format_version(metadata) -> _Problem:
     version, kind = metadata["format_version"], _kind(metadata)
-    if kind in ARCHITECTURES:
-        expected = format_version_of(ARCHITECTURES[kind])
+    if kind in ARCHITECTURES and isinstance(metadata["output"], dict):
+        expected = format_version_of(ARCHITECTURES[kind], metadata["output"].get("fan_in_base"))
         if version != expected:
             return "format_version", expected, version
     elif version not in FORMAT_HISTORY:
@@ -172,7 +183,11 @@ def _check_format_version(metadata) -> _Problem:
 
 
 def _check_tensor_state_fields(metadata) -> _Problem:
-    if metadata["format_version"] < TENSOR_STATE_VERSION:
+    kind = _kind(metadata)
+    if kind in ARCHITECTURES:
+        if not has_tensor_state(ARCHITECTURES[kind]):
+            return None
+    elif metadata["format_version"] < TENSOR_STATE_VERSION:
         return None
     for key in ("context_feature_names", "network_state"):
         if key not in metadata:
@@ -203,9 +218,11 @@ def _check_dtype(metadata) -> _Problem:
     return None
 
 
-def _check_positive_output(key) -> Callable[[Dict], _Problem]:
+def _check_positive_output(key, optional=False) -> Callable[[Dict], _Problem]:
     def check(metadata):
         output = metadata["output"]
+        if optional and isinstance(output, dict) and key not in output:
+            return None
         value = output.get(key) if isinstance(output, dict) else None
         if not (validation.is_number(value) and math.isfinite(value) and value > 0):
             return f"output.{key}", "a positive number", value
@@ -222,6 +239,7 @@ _METADATA_CHECKS = (
     _check_dtype,
     _check_positive_output("learning_rate"),
     _check_positive_output("magnitude_scale"),
+    _check_positive_output("fan_in_base", optional=True),
 )
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -66,6 +67,8 @@ class PresetInfo:
         description: one paragraph for humans.
         feature_set: the network's inputs, one of `features.FEATURE_SETS`
             (written to metadata.json as their `feature_names`).
+        fan_in_base: a kernel's step is scaled by `min(1, fan_in_base /
+            fan_in)` (`keras_lopt.fan_in`); None: no scaling.
     """
 
     name: str
@@ -73,6 +76,7 @@ class PresetInfo:
     provenance: dict
     description: str = ""
     feature_set: str = features.DEFAULT_FEATURE_SET
+    fan_in_base: Optional[float] = None
 
     def __post_init__(self):
         validation.require(
@@ -82,6 +86,8 @@ class PresetInfo:
             "a valid identifier such as 'small_mlp_v1'",
         )
         validation.positive_number("learning_rate", self.learning_rate)
+        if self.fan_in_base is not None:
+            validation.positive_number("fan_in_base", self.fan_in_base)
         validation.require(isinstance(self.provenance, dict), "provenance", self.provenance, "a dict")
         features.feature_names(self.feature_set)
 
@@ -106,6 +112,11 @@ class LoadedPreset:
     @property
     def learning_rate(self):
         return self.metadata["output"]["learning_rate"]
+
+    @property
+    def fan_in_base(self):
+        """`output.fan_in_base` (`keras_lopt.fan_in`), or None."""
+        return self.metadata["output"].get("fan_in_base")
 
     @property
     def feature_names(self):

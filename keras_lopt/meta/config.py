@@ -183,6 +183,9 @@ class MetaTrainConfig:
         tasks_per_step: tasks whose estimates are averaged per outer step.
         inner_learning_rate: the rule's `learning_rate` during meta-training
             (becomes the preset's default learning rate).
+        fan_in_base: each kernel's learning rate is scaled by `min(1,
+            fan_in_base / fan_in)` (`keras_lopt.fan_in`), in meta-training
+            and in the exported preset; None: no scaling.
         network: `NetworkConfig`.
         init_preset: preset whose weights start meta-training (must have the
             same architecture), or None for a seeded random start.
@@ -224,6 +227,7 @@ class MetaTrainConfig:
     max_grad_norm: float = 1.0
     tasks_per_step: int = 1
     inner_learning_rate: float = 1e-3
+    fan_in_base: Optional[float] = None
     network: NetworkConfig = NetworkConfig()
     init_preset: Optional[str] = "adam_equivalent_v1"
     seed: int = 0
@@ -274,6 +278,8 @@ class MetaTrainConfig:
         )
         for name in ("outer_learning_rate", "max_grad_norm", "inner_learning_rate"):
             validation.positive_number(name, getattr(self, name), rule="a positive number")
+        if self.fan_in_base is not None:
+            validation.positive_number("fan_in_base", self.fan_in_base)
 
     def to_dict(self):
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True))

@@ -56,5 +56,6 @@ def export_preset(trainer, path, use_best=True, name=None) -> savedmodel.LoadedP
             provenance=provenance,
             description=f"Meta-trained with {c.estimator.kind} on {', '.join(families)}.",
             feature_set=c.network.feature_set,
+            fan_in_base=c.fan_in_base,
         ),
     )

@@ -231,6 +231,14 @@ def _mlp_wide_mnist1d_family():
     return _variant_family("mlp_wide_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
 
 
+def _mlp_width_mnist1d_family():
+    """Two-layer MLPs from 64 to 512 units: a step that suits one width
+    but not another shows here (with a fan-in base, the wide ones train
+    with a smaller step per kernel)."""
+    variants = [((64, 64), "relu", 64), ((256, 256), "relu", 64), ((512, 512), "gelu", 64)]
+    return _variant_family("mlp_width_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
+
+
 def _resmlp_digits_family():
     variants = [((32, 2), "gelu", 64), ((64, 3), "relu", 32)]
     return _variant_family("resmlp_digits", "digits", _residual_mlp, (8, 8, 1), 10, "classification", variants)
@@ -329,6 +337,7 @@ _FAMILY_BUILDERS = {
     "conv_digits": _conv_digits_family,
     "mlp_mnist1d": _mlp_mnist1d_family,
     "mlp_wide_mnist1d": _mlp_wide_mnist1d_family,
+    "mlp_width_mnist1d": _mlp_width_mnist1d_family,
     "resmlp_digits": _resmlp_digits_family,
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,

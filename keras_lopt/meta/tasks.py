@@ -9,7 +9,9 @@ A `Task` is everything the inner loop needs, as pure functions of tensors:
   where `init_params` builds a model),
 * `loss(params, batch)` -> scalar, the training loss,
 * `sample_batch(data, seed)` -> a batch, drawn statelessly from `seed`,
-* `train_data` / `valid_data`: tuples of arrays held in memory.
+* `train_data` / `valid_data`: tuples of arrays held in memory,
+* `fan_ins`: each parameter's fan-in (`keras_lopt.fan_in`), read from the
+  Keras model's variables (optional; without it, from the shapes alone).
 
 `Task.structure` names everything that fixes tensor shapes (architecture,
 widths, batch size, data set). Tasks with the same structure share compiled
@@ -27,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lopt import fan_in
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -39,6 +43,13 @@ class Task:
     train_data: Tuple
     valid_data: Tuple
     pooled_init_params: Optional[Callable] = None
+    fan_ins: Optional[Tuple[int, ...]] = None
+
+    def parameter_fan_ins(self, shapes):
+        """`fan_ins`, or the fan-ins of parameters of these `shapes`."""
+        if self.fan_ins is not None:
+            return self.fan_ins
+        return tuple(fan_in.fan_in(shape) for shape in shapes)
 
     def initial_params(self, seed, pool_size=None):
         """`init_params(seed)`, or `pooled_init_params(seed, pool_size)` when
@@ -155,6 +166,7 @@ def keras_task(structure, build_model, loss, train_data, valid_data, batch_size,
         train_data=tuple(np.asarray(a) for a in train_data),
         valid_data=tuple(np.asarray(a) for a in valid_data),
         pooled_init_params=pooled_init_params,
+        fan_ins=tuple(fan_in.fan_in(v.shape, v.path) for v in template.trainable_variables),
     )
 
 

@@ -128,6 +128,7 @@ class MetaTrainer:
                 loss_visible_fraction=self.config.estimator.loss_visible_fraction,
                 feature_names=features.feature_names(self.config.network.feature_set),
                 parameter_scale_range=self.config.parameter_scale_range,
+                fan_in_base=self.config.fan_in_base,
             )
         return self._unrolls[key]
 

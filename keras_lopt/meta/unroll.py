@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_lopt import features, rule, validation
+from keras_lopt import fan_in, features, rule, validation
 from keras_lopt.layers import BoundNetwork
 
 # The meta-objectives `Unroll` computes (see `_objective`).
@@ -225,6 +225,8 @@ class Unroll:
             its task reparametrised by its `parameter_scales` `c`: the state
             holds `phi = c * theta` (scaled when the trajectory starts, at
             step 0) and the task's loss is evaluated at `phi / c`.
+        fan_in_base: each kernel's `learning_rate` is scaled by `min(1,
+            fan_in_base / fan_in)` (`keras_lopt.fan_in`); None: no scaling.
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class Unroll:
         loss_visible_fraction: float = 0.5,
         feature_names: Sequence[str] = features.FEATURE_NAMES,
         parameter_scale_range=(1.0, 1.0),
+        fan_in_base=None,
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
@@ -257,6 +260,7 @@ class Unroll:
             min_loss_ratio,
             feature_names,
             tuple(parameter_scale_range) != (1.0, 1.0),
+            fan_in_base,
         )
 
     @property
@@ -292,6 +296,7 @@ def _compile(
     min_loss_ratio,
     feature_names,
     reparametrized,
+    fan_in_base,
 ):
     """The `tf.function` behind `Unroll`: `(thetas, state tuple, loss_known
     [M], scales [M], steps) -> (state tuple, meta [M], losses [M, max_steps])`."""
@@ -309,6 +314,8 @@ def _compile(
 
         if reparametrized:
             params = [tf.where(step == 0, p * scale, p) for p in params]
+        fan_ins = task.parameter_fan_ins([p.shape for p in params])
+        rates = [learning_rate * fan_in.step_scale(n, fan_in_base) for n in fan_ins]
 
         def body(k, params, slots, loss_ref, train_losses, valid_losses):
             t = step + k
@@ -320,7 +327,7 @@ def _compile(
             grads = tape.gradient(loss, params)
             loss_ref = tf.where(t == 0, loss, loss_ref)
             new_params, new_slots = [], []
-            for p, g, s in zip(params, grads, slots):
+            for p, g, s, rate in zip(params, grads, slots, rates):
                 update, new = rule.step(
                     network,
                     rule.unflatten_state(s),
@@ -328,7 +335,7 @@ def _compile(
                     p,
                     iteration=t + 1,
                     total_steps=total_steps * horizon_visible,
-                    learning_rate=learning_rate,
+                    learning_rate=rate,
                     loss=loss,
                     loss_known=loss_known,
                     feature_names=feature_names,
