@@ -41,8 +41,9 @@ given, as a user's training would. `--quick` runs small models, one repeat
 and few steps, with all first calls in one child process (the test runs
 it). `--large` adds the fit step of a 12.6M-parameter MLP (batch 128).
 `--breakdown` first times the parts of the learned step on one 1024x1024
-tensor under XLA, as cumulative variants of the update, for the default's
-"local" rule and for the "full" rule of mlp_es_v4 (see `breakdown`).
+tensor under XLA, as cumulative variants of the update, for the per-parameter
+MLP on the "local" features (mlp_local_es_v1) and on the "full" features
+(mlp_es_v4), beside the default itself (see `breakdown`).
 
 `--backend jax` runs Keras on JAX (both optimizers): the first-call and
 fit sections, with XLA only (Keras' JAX train step runs eagerly without
@@ -341,8 +342,8 @@ def breakdown(repeats, shape=(1024, 1024)):
     variables and writes them back, so every one pays the same memory
     traffic for its inputs and outputs. Within each group the difference
     between consecutive rows is the cost of what the later row adds. The
-    first group builds up the default's rule (`"local"` features), the second
-    the `"full"` features of `mlp_es_v4`.
+    first group builds up the per-parameter MLP on the `"local"` features
+    (`mlp_local_es_v1`), the second the `"full"` features of `mlp_es_v4`.
 
     Returns `[(name, median seconds)]`, Adam first.
     """
@@ -355,7 +356,7 @@ def breakdown(repeats, shape=(1024, 1024)):
         network = BoundNetwork(loaded.network, [tf.constant(w) for w in loaded.weights])
         return network, loaded.feature_names
 
-    local_network, local_names = bound(presets.DEFAULT_PRESET)
+    local_network, local_names = bound("mlp_local_es_v1")
     full_network, full_names = bound("mlp_es_v4")
 
     def adam_like(g, p, state, iteration):

@@ -7,7 +7,10 @@ them), its parameter `p`, the step count and the horizon. The other
 `BACKGROUND_SIZE` elements of the tensor are fixed: unit-RMS gradients
 (times `rms`) and parameters, zero momenta, second moment `rms^2`. They set
 the per-tensor statistics, so the probe's tensor-normalised features vary
-smoothly with its own values, as in a real layer.
+smoothly with its own values, as in a real layer. A network with per-tensor
+state (a step-size controller, an LSTM) starts from its zero state, as on a
+tensor's first step, and is not given the loss: a probe shows its
+per-element part at the preset's own step size.
 
 Updates are reported in units of the learning rate: `update / lr`, the
 multiple of the learning rate the parameter moves by (Adam's is at most
@@ -36,17 +39,21 @@ def _network(preset):
 
 
 class _Recorder:
-    """A network for `rule.step` that keeps its outputs for the probe."""
+    """A network for `rule.step` that keeps its outputs for the probe. It
+    answers what `rule.step` asks of a network (state names, context
+    features, ...) as the network it wraps."""
 
     def __init__(self, network):
         self.network = network
-        self.magnitude_scale = network.magnitude_scale
 
-    def __call__(self, columns):
-        direction, magnitude = self.network(columns)
+    def __getattr__(self, name):
+        return getattr(self.network, name)
+
+    def __call__(self, columns, *context_and_state):
+        direction, magnitude, *new_state = self.network(columns, *context_and_state)
         self.direction = direction
         self.log_multiplier = tf.broadcast_to(self.magnitude_scale * magnitude, tf.shape(direction))
-        return direction, magnitude
+        return (direction, magnitude, *new_state)
 
 
 def _broadcast(**values):
@@ -95,13 +102,14 @@ def probe(preset, gradient, momentum, rms, step, total_steps=0, parameter=0.0):
         g, m, r, t, horizon, p = (values[k][None] for k in points)
         t, horizon = t[0], horizon[0]
         momentum = tf.concat([m, background_zeros], 0)
+        recorder = _Recorder(network)
         state = rule.RuleState(
             momenta=tuple(momentum for _ in rule.state_slot_names()[:-1]),
             second_moment=tf.square(tf.concat([r, r * background_ones], 0)),
+            tensor_state=tuple(tf.zeros(shape) for shape in rule.tensor_state_shapes(recorder)),
         )
         g = tf.concat([g, r * background_gradient], 0)
         p = tf.concat([p, background_parameter], 0)
-        recorder = _Recorder(network)
         update, new_state = rule.step(
             recorder,
             state,

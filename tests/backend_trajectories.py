@@ -130,6 +130,13 @@ def loss_fit_case():
     return {**_weights(model), "steps_with_loss": np.asarray(optimizer.steps_with_loss)}
 
 
+class _WithoutLoss(keras_lopt.LearnedOptimizer):
+    """The default preset never given the loss, as Keras' JAX `fit` runs it."""
+
+    def set_loss(self, loss):
+        return
+
+
 # Group -> case -> a function returning `{name: array}`. "fast" runs in the
 # default test run; "slow" covers the other architectures and mixed precision.
 CASES = {
@@ -137,6 +144,7 @@ CASES = {
         "adam_equivalent": lambda: _weights(_fit(keras_lopt.LearnedOptimizer(preset="adam_equivalent_v1"))),
         "keras_adam": lambda: _weights(_fit(keras.optimizers.Adam(learning_rate=1e-3))),
         "default": lambda: _weights(_fit(keras_lopt.LearnedOptimizer())),
+        "default_without_loss": lambda: _weights(_fit(_WithoutLoss())),
         "keras_file": keras_file_case,
         "nonfinite_skip": lambda: apply_case("mlp_local_es_v1", nonfinite_steps=(3, 4)),
         "loss_fit": loss_fit_case,

@@ -418,3 +418,16 @@ def test_loss_controller_config_starts_from_an_adaptive_preset():
     source = presets.load_preset(PRESET)
     expected = layer.weights_from_adaptive(source.network, source.weights)
     np.testing.assert_array_equal(theta, unroll.flatten_weights(expected))
+
+
+def test_probe_of_the_default_shows_adams_direction_at_its_first_step():
+    """`probes.probe` runs presets with per-tensor state from their zero
+    state; the default's direction MLP is Adam's (hand-set, frozen in
+    meta-training), so its probe is Adam's update times the controller's
+    first step-size change."""
+    from keras_lopt import probes
+
+    result = probes.probe("adaptive_fan_in_v1", np.array([-1.0, 0.0, 1.0]), 1.0, 1.0, 1000)
+    np.testing.assert_allclose(result["direction"], result["adam"], rtol=1e-5)
+    assert np.all(np.abs(result["log_multiplier"]) <= 0.05 + 1e-6)  # max_step_change
+    np.testing.assert_allclose(result["learned"], result["adam"] * np.exp(result["log_multiplier"]), rtol=1e-5)

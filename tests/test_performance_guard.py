@@ -180,13 +180,15 @@ def test_quick_benchmark_runs_and_prints_every_row():
     assert float(state.group(1)) <= 4.0  # the target of issue 7
 
 
-@pytest.mark.parametrize("preset", ["local_preset", None])
+@pytest.mark.parametrize("preset", ["local_preset", "mlp_local_es_v1"])
 def test_local_preset_update_has_one_reduction_and_copies_no_slot(preset, request):
     """The "local" rule's only whole-tensor pass is the gradient check, and
     XLA writes the slots in place: the network reads the moments as stored
-    (`rule.step_with_moments`), so no old slot value needs a copy. None: the
-    default preset, which is a local one."""
-    optimizer = LearnedOptimizer(preset=preset and request.getfixturevalue(preset))
+    (`rule.step_with_moments`), so no old slot value needs a copy. Checked on
+    a random local preset and on the shipped per-parameter local MLP."""
+    if preset == "local_preset":
+        preset = request.getfixturevalue(preset)
+    optimizer = LearnedOptimizer(preset=preset)
     assert optimizer._preset.feature_set == "local"
     apply, grads = _jitted_apply(optimizer)
     optimized = apply.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
@@ -203,8 +205,8 @@ def test_local_preset_update_has_one_reduction_and_copies_no_slot(preset, reques
 
 
 def test_breakdown_variants_compile_and_run():
-    """`step_time.py --breakdown` builds every variant for the default (local)
-    and the full rule (it reads the presets, so it must follow the default)."""
+    """`step_time.py --breakdown` builds every variant for the local and the
+    full per-parameter MLP rule (it reads the shipped presets)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("step_time", os.path.join(ROOT, "benchmarks", "step_time.py"))

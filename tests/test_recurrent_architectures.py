@@ -312,10 +312,14 @@ def test_mlp_preset_claiming_the_recurrent_format_is_refused(random_preset):
 def test_shipped_presets_keep_their_format():
     for name in presets.list_presets(include_unstable=True):
         loaded = presets.load_preset(name)
-        # Written before format versions counted the format's history, as
-        # the oldest version that holds them: 1 for per-element networks.
-        expected = 2 if loaded.network.state_names else 1
-        assert loaded.metadata["format_version"] == expected == savedmodel.format_version_of(type(loaded.network))
+        # Written as the oldest version that holds them: 1 for per-element
+        # networks, 2 with per-tensor state, 3 with a fan-in base.
+        expected = 3 if loaded.fan_in_base is not None else 2 if loaded.network.state_names else 1
+        assert (
+            loaded.metadata["format_version"]
+            == expected
+            == savedmodel.format_version_of(type(loaded.network), loaded.fan_in_base)
+        )
 
 
 # -- the optimizer --------------------------------------------------------------
