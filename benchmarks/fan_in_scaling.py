@@ -10,7 +10,9 @@ tries that on top of a preset: the learning rate of every variable of rank
 >= 2 (but embeddings) is multiplied by `min(1, base / fan_in)`, with
 `fan_in` the product of all dimensions but the last. Rows go to a results
 file in the benchmark's format, to be reported beside the selection suite's
-baselines (`keras-lopt benchmark --report-only`).
+baselines (`keras-lopt benchmark --report-only`). The package has since
+taken the factor into presets (`output.fan_in_base`, `keras_lopt.fan_in`),
+with the same losses; this wrapper applies it to presets without one.
 
     python benchmarks/fan_in_scaling.py --preset DIR_OR_NAME --base 128 \\
         --label NAME --output runs.jsonl [--tasks a,b] [--seeds 0,1]
@@ -24,6 +26,7 @@ import math
 import keras
 
 import keras_lopt
+from keras_lopt import presets
 from keras_lopt.evaluation import harness, suites
 
 # The selection suite has no run of the default on it to compare with.
@@ -65,6 +68,9 @@ def main():
     parser.add_argument("--tasks", default=",".join(default_tasks()))
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
+    own_base = presets.load_preset(args.preset).fan_in_base
+    if own_base is not None:
+        parser.error(f"preset {args.preset!r} already scales its step by fan-in (fan_in_base={own_base}); run it as is")
     optimizer = FanInScaledOptimizer(base=args.base, preset=args.preset)
     config = keras.optimizers.serialize(optimizer)
     with open(args.output, "a") as f:
