@@ -21,12 +21,11 @@ with the same losses; this wrapper applies it to presets without one.
 import argparse
 import dataclasses
 import json
-import math
 
 import keras
 
 import keras_lopt
-from keras_lopt import presets
+from keras_lopt import fan_in, presets
 from keras_lopt.evaluation import harness, suites
 
 # The selection suite has no run of the default on it to compare with.
@@ -48,11 +47,8 @@ class FanInScaledOptimizer(keras_lopt.LearnedOptimizer):
         self.base = float(base)
 
     def update_step(self, gradient, variable, learning_rate):
-        shape = variable.shape
-        name = (getattr(variable, "path", None) or variable.name).lower()
-        scale = 1.0
-        if len(shape) >= 2 and "embedding" not in name:
-            scale = min(1.0, self.base / math.prod(shape[:-1]))
+        path = getattr(variable, "path", None) or variable.name
+        scale = fan_in.step_scale(fan_in.fan_in(variable.shape, path), self.base)
         return super().update_step(gradient, variable, learning_rate * scale)
 
     def get_config(self):

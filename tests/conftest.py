@@ -22,21 +22,23 @@ def random_network():
     return network
 
 
+def export_random_preset(network, path, **info):
+    """Exports `network` as the preset "random_v1" (learning rate 1e-3) with
+    further `savedmodel.PresetInfo` fields `info`; returns the `LoadedPreset`."""
+    from keras_lopt import savedmodel
+
+    return savedmodel.export(
+        network,
+        path,
+        savedmodel.PresetInfo(name="random_v1", learning_rate=1e-3, provenance={"method": "random for tests"}, **info),
+    )
+
+
 @pytest.fixture
 def random_preset(tmp_path, random_network):
     """A preset directory holding `random_network`."""
-    from keras_lopt import savedmodel
-
     path = tmp_path / "random_preset"
-    savedmodel.export(
-        random_network,
-        path,
-        savedmodel.PresetInfo(
-            name="random_v1",
-            learning_rate=1e-3,
-            provenance={"method": "random for tests"},
-        ),
-    )
+    export_random_preset(random_network, path)
     return str(path)
 
 

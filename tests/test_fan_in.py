@@ -12,6 +12,8 @@ from keras_lopt import fan_in, savedmodel
 from keras_lopt.meta import families, unroll
 from keras_lopt.meta.config import MetaTrainConfig
 
+from conftest import export_random_preset
+
 
 def test_fan_in_of_keras_layouts():
     assert fan_in.fan_in((784, 1024)) == 784
@@ -29,16 +31,7 @@ def test_step_scale_shrinks_only_kernels_wider_than_the_base():
 
 
 def _export(network, path, fan_in_base):
-    return savedmodel.export(
-        network,
-        path,
-        savedmodel.PresetInfo(
-            name="random_v1",
-            learning_rate=1e-3,
-            provenance={"method": "random for tests"},
-            fan_in_base=fan_in_base,
-        ),
-    )
+    return export_random_preset(network, path, fan_in_base=fan_in_base)
 
 
 def test_metadata_holds_the_base_in_format_version_3(tmp_path, random_network):
