@@ -1,0 +1,48 @@
+"""Prints a preset's per-tensor log step `s` every 100 steps of one
+evaluation task's run (the benchmark's model, data and batch order).
+
+Usage: python trace_log_step.py TASK SEED [SPEC]  (SPEC default:
+learned:adaptive_fan_in_v1)
+"""
+
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lopt.evaluation import harness, specs, suites
+
+task_name, seed = sys.argv[1], int(sys.argv[2])
+spec = sys.argv[3] if len(sys.argv) > 3 else "learned:adaptive_fan_in_v1"
+every = 100
+task = suites.get_task(task_name)
+(x, y), valid = task.load_data()
+keras.utils.set_random_seed(seed)
+model = task.build_model()
+opt = specs.make_optimizer(specs.canonical(spec))
+model.compile(optimizer=opt, loss=task.loss, jit_compile=True)
+order = harness.batch_order(len(x), task.batch_size, task.steps, seed)
+x_all, y_all = tf.constant(x), tf.constant(y)
+batches = (
+    tf.data.Dataset.from_tensor_slices(order)
+    .batch(task.batch_size, drop_remainder=True)
+    .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+)
+rows = []
+
+
+class Rec(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        ctl = [v for v in opt.variables if "step_control" in v.name]
+        s = [float(np.asarray(v)[0]) for v in ctl]
+        print(
+            f"step {(epoch + 1) * every:5d} loss {logs['loss']:.4g} log_step",
+            " ".join(f"{v:+.2f}" for v in s),
+            flush=True,
+        )
+
+
+model.fit(batches, epochs=task.steps // every, steps_per_epoch=every, verbose=0, callbacks=[Rec()])
+print("names", [v.name for v in opt.variables if "step_control" in v.name])
+print("final train", harness._full_loss(model, task.loss, (x, y)), "valid", harness._full_loss(model, task.loss, valid))
