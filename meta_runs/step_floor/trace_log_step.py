@@ -29,10 +29,11 @@ batches = (
     .batch(task.batch_size, drop_remainder=True)
     .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
 )
-rows = []
 
 
-class Rec(keras.callbacks.Callback):
+class PrintLogStep(keras.callbacks.Callback):
+    """Prints the loss and every tensor's `s` at the end of each 100-step epoch."""
+
     def on_epoch_end(self, epoch, logs=None):
         ctl = [v for v in opt.variables if "step_control" in v.name]
         s = [float(np.asarray(v)[0]) for v in ctl]
@@ -43,6 +44,6 @@ class Rec(keras.callbacks.Callback):
         )
 
 
-model.fit(batches, epochs=task.steps // every, steps_per_epoch=every, verbose=0, callbacks=[Rec()])
-print("names", [v.name for v in opt.variables if "step_control" in v.name])
+model.fit(batches, epochs=task.steps // every, steps_per_epoch=every, verbose=0, callbacks=[PrintLogStep()])
+print("tensors, in order:", [v.name for v in opt.variables if "step_control" in v.name])
 print("final train", harness._full_loss(model, task.loss, (x, y)), "valid", harness._full_loss(model, task.loss, valid))
