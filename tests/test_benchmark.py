@@ -205,6 +205,23 @@ def test_ladder_ratio_is_flagged_above_two():
     assert "| resmlp_ln_mnist1d_1k (1000 steps) | 2.5 **> 2x** |" in report.markdown(summary)
 
 
+def test_candidates_are_compared_with_the_default_preset_task_seed_by_task_seed():
+    default = specs.canonical("learned")
+    records = [_record("t", "adam@0.001", s, 1.0, 1.0) for s in (0, 1)]
+    records += [_record("t", default, 0, 0.01, 1.0), _record("t", default, 1, 0.2, 1.0)]
+    # Both beat Adam(1e-3) on both seeds; the candidate is 3x the default on seed 0.
+    records += [_record("t", "cand", 0, 0.03, 1.0), _record("t", "cand", 1, 0.1, 1.0)]
+    summary = report.build(records, ["cand", default])
+    assert summary["default"] == default
+    assert summary["counts"]["cand"]["train_vs_adam"] == {"wins": 2, "runs": 2}
+    ratio, task, seed = summary["counts"]["cand"]["vs_default"]
+    assert (round(ratio, 6), task, seed) == (3.0, "t", 0)
+    assert summary["counts"][default]["vs_default"] is None
+    table = report.markdown(summary)
+    assert "| cand | 3 (t, seed 0) **> 2x** |" in table
+    assert f"| {default} | " not in table.split("Against the default")[1].split("Final training loss")[0]
+
+
 def test_run_benchmark_trains_with_fit_and_resumes(tmp_path):
     path = str(tmp_path / "results.jsonl")
     logged = []

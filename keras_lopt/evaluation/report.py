@@ -12,6 +12,14 @@ task-seeds: a candidate wins a comparison when its final loss is lower than
 the baseline's of the same seed by more than `TIE_TOLERANCE` (relative). A
 non-finite loss counts as infinite. Each rung of a ladder also gets the worst
 ratio over seeds of the candidate's final training loss to Adam(1e-3)'s.
+
+Against the incumbent: counts against Adam do not show a candidate that is
+far worse than the default preset on some task but still beats Adam there
+(a step floor was 13-16x worse than the default on one selection task and
+thousands of times worse on a test task; BENCHMARKS.md). So each candidate
+also gets its worst task-seed ratio of final training loss to the default
+preset's (`specs.canonical("learned")`) where both ran, flagged above
+`INCUMBENT_LIMIT`.
 """
 
 import math
@@ -20,10 +28,13 @@ import numpy as np
 
 from keras_lopt.evaluation import specs, suites
 
-__all__ = ["LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "build", "markdown", "tuned_rates"]
+__all__ = ["INCUMBENT_LIMIT", "LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "build", "markdown", "tuned_rates"]
 
 TIE_TOLERANCE = 1e-3
 LADDER_LIMIT = 2.0
+# A candidate for the default should not end any task-seed this many times
+# above the default preset's final training loss.
+INCUMBENT_LIMIT = 2.0
 METRICS = {"train": "final_train_loss", "valid": "final_valid_loss"}
 # (count, baseline, metric, target fraction or None): issue 18's targets.
 COMPARISONS = (
@@ -88,7 +99,9 @@ def build(records, candidates, tasks=None, seeds=None):
         A dict: `tasks` {task: {"tuned": {metric: spec}, "tuned_seeds",
         "losses": {spec: {"train", "valid", "diverged", "seeds"}}}}, `counts` {candidate:
         {comparison: {"wins", "runs"}, "nonfinite": n, "runs": n, "ladders":
-        {task: worst ratio}}}, `targets`, and the tasks, seeds and steps.
+        {task: worst ratio}, "vs_default": (worst ratio, task, seed) or
+        None}}, `default` (the default preset's spec), `targets`, and the
+        tasks, seeds and steps.
     """
     tasks = list(tasks) if tasks else list(dict.fromkeys(r["task"] for r in records))
     seeds = sorted(seeds if seeds else {r["seed"] for r in records})
@@ -105,6 +118,7 @@ def build(records, candidates, tasks=None, seeds=None):
         "seeds": seeds,
         "steps": steps,
         "targets": dict(TARGETS, ladder_worst_ratio=LADDER_LIMIT),
+        "default": specs.canonical("learned"),
     }
     for task in tasks:
         runs = table.get(task, {})
@@ -124,7 +138,7 @@ def build(records, candidates, tasks=None, seeds=None):
         }
     for candidate in candidates:
         counts = {name: {"wins": 0, "runs": 0} for name, *_ in COMPARISONS}
-        counts.update(nonfinite=0, runs=0, ladders={})
+        counts.update(nonfinite=0, runs=0, ladders={}, vs_default=None)
         for task in tasks:
             runs = table.get(task, {})
             mine = runs.get(candidate, {})
@@ -149,6 +163,12 @@ def build(records, candidates, tasks=None, seeds=None):
                 ]
                 if ratios:
                     counts["ladders"][task] = max(ratios)
+            incumbent = runs.get(report["default"], {}) if candidate != report["default"] else {}
+            for seed, r in mine.items():
+                if seed in incumbent:
+                    ratio = _ratio(r["final_train_loss"], incumbent[seed]["final_train_loss"])
+                    if counts["vs_default"] is None or ratio > counts["vs_default"][0]:
+                        counts["vs_default"] = (ratio, task, seed)
         report["counts"][candidate] = counts
     return report
 
@@ -210,6 +230,20 @@ def markdown(report, references=()):
             + " | ".join(_fraction(c[n]) + _meets(c[n], n) for n in names)
             + f" | {nonfinite} | {_worst_ladder(c)} |"
         )
+    against = [c for c in candidates if report["counts"][c].get("vs_default")]
+    if against:
+        out += [
+            "",
+            f"Against the default ({report['default']}): worst ratio over task-seeds of final training loss "
+            f"to the default's (flagged above {INCUMBENT_LIMIT:g}):",
+            "",
+            "| optimizer | worst ratio (task, seed) |",
+            "|---|---|",
+        ]
+        for spec in against:
+            ratio, task, seed = report["counts"][spec]["vs_default"]
+            flag = f" **> {INCUMBENT_LIMIT:g}x**" if ratio > INCUMBENT_LIMIT else ""
+            out.append(f"| {spec} | {ratio:.3g} ({task}, seed {seed}){flag} |")
     ladder_tasks = [t for t in report["tasks"] if any(t in report["counts"][c]["ladders"] for c in candidates)]
     if ladder_tasks:
         out += [
