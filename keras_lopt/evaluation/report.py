@@ -87,6 +87,16 @@ def _ratio(candidate, baseline):
     return candidate / baseline if baseline > 0 else math.inf
 
 
+def _train_loss_ratios(mine, baseline):
+    """{seed: final training loss of `mine` over `baseline`'s}, for the
+    seeds both ran (each a {seed: record} dict)."""
+    return {
+        seed: _ratio(r["final_train_loss"], baseline[seed]["final_train_loss"])
+        for seed, r in mine.items()
+        if seed in baseline
+    }
+
+
 def build(records, candidates, tasks=None, seeds=None):
     """The report of `candidates` (canonical specs) on the records given.
 
@@ -155,20 +165,13 @@ def build(records, candidates, tasks=None, seeds=None):
                     key = METRICS[metric]
                     counts[name]["wins"] += _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
             if _ladder(task):
-                adam = runs.get(specs.ADAM_DEFAULT, {})
-                ratios = [
-                    _ratio(r["final_train_loss"], adam[seed]["final_train_loss"])
-                    for seed, r in mine.items()
-                    if seed in adam
-                ]
+                ratios = _train_loss_ratios(mine, runs.get(specs.ADAM_DEFAULT, {}))
                 if ratios:
-                    counts["ladders"][task] = max(ratios)
+                    counts["ladders"][task] = max(ratios.values())
             incumbent = runs.get(report["default"], {}) if candidate != report["default"] else {}
-            for seed, r in mine.items():
-                if seed in incumbent:
-                    ratio = _ratio(r["final_train_loss"], incumbent[seed]["final_train_loss"])
-                    if counts["vs_default"] is None or ratio > counts["vs_default"][0]:
-                        counts["vs_default"] = (ratio, task, seed)
+            for seed, ratio in _train_loss_ratios(mine, incumbent).items():
+                if counts["vs_default"] is None or ratio > counts["vs_default"][0]:
+                    counts["vs_default"] = (ratio, task, seed)
         report["counts"][candidate] = counts
     return report
 
