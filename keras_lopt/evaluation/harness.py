@@ -24,7 +24,16 @@ import numpy as np
 
 from keras_lopt.evaluation import specs, suites
 
-__all__ = ["CURVE_POINTS", "RunResult", "train_once", "run_benchmark", "read_results", "curve_windows"]
+__all__ = [
+    "CURVE_POINTS",
+    "RunResult",
+    "train_once",
+    "training_batches",
+    "full_loss",
+    "run_benchmark",
+    "read_results",
+    "curve_windows",
+]
 
 CURVE_POINTS = 100
 EVAL_BATCH_SIZE = 1024
@@ -66,7 +75,22 @@ def batch_order(num_examples, batch_size, steps, seed):
     return np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[: steps * batch_size]
 
 
-def _full_loss(model, loss_fn, data):
+def training_batches(x, y, batch_size, steps, seed):
+    """The `tf.data.Dataset` of `steps` batches `(x, y)` a benchmark run
+    trains on, in `batch_order`."""
+    import tensorflow as tf
+
+    order = batch_order(len(x), batch_size, steps, seed)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    return (
+        tf.data.Dataset.from_tensor_slices(order)
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+        .prefetch(2)
+    )
+
+
+def full_loss(model, loss_fn, data):
     """Mean loss over all of `data` = (x, y), inference mode."""
     x, y = data
     total = 0.0
@@ -86,7 +110,6 @@ def train_once(task, spec, steps=None, seed=0):
         seed: initialisation and batch-order seed.
     """
     import keras
-    import tensorflow as tf
 
     steps = steps or task.steps
     (x, y), valid = task.load_data()
@@ -95,14 +118,7 @@ def train_once(task, spec, steps=None, seed=0):
     keras.utils.set_random_seed(seed)
     model = task.build_model()
     model.compile(optimizer=specs.make_optimizer(spec), loss=task.loss, jit_compile=True)
-    order = batch_order(len(x), task.batch_size, steps, seed)
-    x_all, y_all = tf.constant(x), tf.constant(y)
-    batches = (
-        tf.data.Dataset.from_tensor_slices(order)
-        .batch(task.batch_size, drop_remainder=True)
-        .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
-        .prefetch(2)
-    )
+    batches = training_batches(x, y, task.batch_size, steps, seed)
     curve = []
 
     class RecordCurve(keras.callbacks.Callback):
@@ -124,8 +140,8 @@ def train_once(task, spec, steps=None, seed=0):
     diverged = len(curve) < windows or not all(math.isfinite(v) for v in curve)
     final_train = final_valid = float("nan")
     if not diverged:
-        final_train = _full_loss(model, task.loss, (x, y))
-        final_valid = _full_loss(model, task.loss, valid)
+        final_train = full_loss(model, task.loss, (x, y))
+        final_valid = full_loss(model, task.loss, valid)
         diverged = not (math.isfinite(final_train) and math.isfinite(final_valid))
     curve += [float("nan")] * (windows - len(curve))
     return RunResult(

@@ -50,14 +50,15 @@ def _diabetes():
     return (tx, ty[:, None]), (vx, vy[:, None])
 
 
-def _resmlp_ln_model():
-    """3 post-LayerNorm residual blocks of width 64 (hidden 128)."""
-    inputs = keras.Input((30,))
-    h = keras.layers.Dense(64)(inputs)
+def resmlp_ln_model(inputs=30, classes=2):
+    """3 post-LayerNorm residual blocks of width 64 (hidden 128), on `inputs`
+    features with `classes` outputs (the resmlp_ln tasks': breast cancer)."""
+    x = keras.Input((inputs,))
+    h = keras.layers.Dense(64)(x)
     for _ in range(3):
         u = keras.layers.Dense(128, activation="relu")(h)
         h = keras.layers.LayerNormalization()(h + keras.layers.Dense(64)(u))
-    return keras.Model(inputs, keras.layers.Dense(2)(h))
+    return keras.Model(x, keras.layers.Dense(classes)(h))
 
 
 def _conv_digits_model():
@@ -165,7 +166,7 @@ def _resmlp_ln_task(name, steps, ladder):
     return EvalTask(
         name,
         f"Residual MLP, 3 post-LayerNorm blocks, on breast cancer (2 classes), {steps} steps",
-        _resmlp_ln_model,
+        resmlp_ln_model,
         sparse_ce(),
         _breast_cancer,
         32,

@@ -9,9 +9,7 @@ import dataclasses
 import json
 import sys
 
-import keras
-
-from keras_lopt.evaluation import harness
+from keras_lopt.evaluation import harness, selection_suite
 from keras_lopt.evaluation.tasks import EvalTask, cached, dataset, sparse_ce
 
 
@@ -22,12 +20,7 @@ def _digits():
 
 
 def model():
-    inputs = keras.Input((64,))
-    h = keras.layers.Dense(64)(inputs)
-    for _ in range(3):
-        u = keras.layers.Dense(128, activation="relu")(h)
-        h = keras.layers.LayerNormalization()(h + keras.layers.Dense(64)(u))
-    return keras.Model(inputs, keras.layers.Dense(10)(h))
+    return selection_suite.resmlp_ln_model(inputs=64, classes=10)
 
 
 task = EvalTask(

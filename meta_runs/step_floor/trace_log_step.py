@@ -9,7 +9,6 @@ import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_lopt.evaluation import harness, specs, suites
 
@@ -22,13 +21,7 @@ keras.utils.set_random_seed(seed)
 model = task.build_model()
 opt = specs.make_optimizer(specs.canonical(spec))
 model.compile(optimizer=opt, loss=task.loss, jit_compile=True)
-order = harness.batch_order(len(x), task.batch_size, task.steps, seed)
-x_all, y_all = tf.constant(x), tf.constant(y)
-batches = (
-    tf.data.Dataset.from_tensor_slices(order)
-    .batch(task.batch_size, drop_remainder=True)
-    .map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
-)
+batches = harness.training_batches(x, y, task.batch_size, task.steps, seed)
 
 
 class PrintLogStep(keras.callbacks.Callback):
@@ -46,4 +39,4 @@ class PrintLogStep(keras.callbacks.Callback):
 
 model.fit(batches, epochs=task.steps // every, steps_per_epoch=every, verbose=0, callbacks=[PrintLogStep()])
 print("tensors, in order:", [v.name for v in opt.variables if "step_control" in v.name])
-print("final train", harness._full_loss(model, task.loss, (x, y)), "valid", harness._full_loss(model, task.loss, valid))
+print("final train", harness.full_loss(model, task.loss, (x, y)), "valid", harness.full_loss(model, task.loss, valid))
