@@ -51,6 +51,14 @@ SPECS = {
         {"train": 4000, "test": 1000},
         {"x": ((10,), np.float32), "y": ((), np.float32)},
     ),
+    "noisy_teacher_classification/selection": (
+        {"train": 4000, "test": 1000},
+        {"x": ((32,), np.float32), "y": ((), np.int64)},
+    ),
+    "noisy_teacher_classification/meta": (
+        {"train": 4000, "test": 1000},
+        {"x": ((24,), np.float32), "y": ((), np.int64)},
+    ),
 }
 
 
@@ -167,6 +175,20 @@ def test_sequence_targets(prepared):
 def test_synthetic_regression_scale(prepared):
     y = prepared[("synthetic_regression", "train")]["y"]
     np.testing.assert_allclose(y.std(0), 1.0, atol=0.1)
+
+
+def test_noisy_teacher_classification_has_balanced_classes_that_depend_on_x(prepared):
+    train = prepared[("noisy_teacher_classification/selection", "train")]
+    counts = np.bincount(train["y"], minlength=8)
+    assert counts.shape == (8,) and counts.min() > 200 and counts.max() < 800
+    # The nearest neighbour (of 1000, in 32 dimensions) shares an example's
+    # label more often than chance (1/8): labels are a function of x, up to
+    # the noise (0.231 measured).
+    x = train["x"][:1000].astype(np.float64)
+    distances = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    agreement = np.mean(train["y"][:1000][distances.argmin(1)] == train["y"][:1000])
+    assert 0.18 < agreement < 0.9, agreement
 
 
 def test_scaled_linear_regression_is_linear_and_ill_conditioned(prepared):

@@ -31,10 +31,12 @@ Names (splits "train" / "test", sizes train/test):
 - `scaled_linear_regression`: x float32 [10], feature j standard normal
   times a scale from 1e-2 to 1e2 (log-spaced); y float32 [] a fixed linear
   function of x (unit variance) plus N(0, 0.01^2) noise. 4000 / 1000.
-- `noisy_teacher_classification`: x float32 [32] standard normal, y int64
-  class in [0, 8): the argmax of a fixed random tanh MLP teacher's 8
-  outputs, replaced by a uniformly random class for 20% of the examples.
-  4000 / 1000.
+- `noisy_teacher_classification/selection` (default config): x float32
+  [32] standard normal, y int64 class in [0, 8): the argmax of a fixed
+  random tanh MLP teacher's 8 outputs, replaced by a uniformly random class
+  for 20% of the examples. 4000 / 1000.
+- `noisy_teacher_classification/meta`: the same recipe with another teacher,
+  x [24], 6 classes. 4000 / 1000.
 
 One module of ~530 lines, over the house's ~400: ten builders of 20 to 60
 lines each on one shared base (`_ArrayBuilder`) and one cache directory,
@@ -440,34 +442,44 @@ class ScaledLinearRegression(_ArrayBuilder, skip_registration=True):
         return _train_test(arrays, _TRAIN_SIZE)
 
 
+# config -> (seed, inputs, classes): the selection suite's data set and
+# another draw of the same recipe for meta-training families.
+_NOISY_TEACHERS = {"selection": (19, 32, 8), "meta": (23, 24, 6)}
+
+
 class NoisyTeacherClassification(_ArrayBuilder, skip_registration=True):
-    """Classification with label noise: x ~ N(0, I) [32] -> the argmax of a
-    fixed random tanh MLP teacher (64 hidden units, 8 outputs); 20% of the
-    labels (train and test) replaced by a uniformly random class. A model
-    fits the clean labels quickly and the noisy ones only by memorising 4000
+    """Classification with label noise: x ~ N(0, I) [inputs] -> the argmax of
+    a fixed random tanh MLP teacher (64 hidden units); 20% of the labels
+    (train and test) replaced by a uniformly random class. A model fits the
+    clean labels quickly and the noisy ones only by memorising 4000
     examples: its gradients stay noisy for thousands of steps, as on a
-    mid-size real data set, unlike the small sets that are memorised early."""
+    mid-size real data set, unlike the small sets that are memorised early.
+    Configs: "selection" (32 inputs, 8 classes; the selection suite's) and
+    "meta" (another teacher: 24 inputs, 6 classes; meta-training's)."""
 
     name = "noisy_teacher_classification"
-    INPUTS, HIDDEN, CLASSES, LABEL_NOISE = 32, 64, 8, 0.2
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=name) for name in _NOISY_TEACHERS]
+    HIDDEN, LABEL_NOISE = 64, 0.2
 
     def _info(self):
+        _, inputs, _ = _NOISY_TEACHERS[self.builder_config.name]
         return self._dataset_info(
             {
-                "x": tfds.features.Tensor(shape=(self.INPUTS,), dtype=np.float32),
+                "x": tfds.features.Tensor(shape=(inputs,), dtype=np.float32),
                 "y": tfds.features.Tensor(shape=(), dtype=np.int64),
             }
         )
 
     def _split_arrays(self):
-        rng = np.random.default_rng(19)
+        seed, inputs, classes = _NOISY_TEACHERS[self.builder_config.name]
+        rng = np.random.default_rng(seed)
         num_examples = _TRAIN_SIZE + _TEST_SIZE
-        w1 = rng.normal(0, self.INPUTS**-0.5, (self.INPUTS, self.HIDDEN))
-        w2 = rng.normal(0, self.HIDDEN**-0.5, (self.HIDDEN, self.CLASSES))
-        x = rng.standard_normal((num_examples, self.INPUTS))
+        w1 = rng.normal(0, inputs**-0.5, (inputs, self.HIDDEN))
+        w2 = rng.normal(0, self.HIDDEN**-0.5, (self.HIDDEN, classes))
+        x = rng.standard_normal((num_examples, inputs))
         y = np.argmax(np.tanh(x @ w1) @ w2, axis=1)
         noisy = rng.random(num_examples) < self.LABEL_NOISE
-        y[noisy] = rng.integers(0, self.CLASSES, noisy.sum())
+        y[noisy] = rng.integers(0, classes, noisy.sum())
         arrays = {"x": x.astype(np.float32), "y": y.astype(np.int64)}
         return _train_test(arrays, _TRAIN_SIZE)
 

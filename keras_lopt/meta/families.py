@@ -239,6 +239,17 @@ def _mlp_width_mnist1d_family():
     return _variant_family("mlp_width_mnist1d", "mnist1d", _mlp, (40,), 10, "classification", variants)
 
 
+def _mlp_noisy_teacher_family():
+    """MLPs on 4000 examples with 20% random labels (the "meta" teacher, not
+    the selection suite's): gradients stay noisy while the clean labels are
+    fit, and a step that grows there stalls the training loss (the default
+    of 2026-12-03 grew to its largest step on the selection suite's draw)."""
+    variants = [((64, 64), "relu", 32), ((128,), "gelu", 64)]
+    return _variant_family(
+        "mlp_noisy_teacher", "noisy_teacher_classification/meta", _mlp, (24,), 6, "classification", variants
+    )
+
+
 def _resmlp_digits_family():
     variants = [((32, 2), "gelu", 64), ((64, 3), "relu", 32)]
     return _variant_family("resmlp_digits", "digits", _residual_mlp, (8, 8, 1), 10, "classification", variants)
@@ -339,6 +350,7 @@ _FAMILY_BUILDERS = {
     "mlp_wide_mnist1d": _mlp_wide_mnist1d_family,
     "mlp_width_mnist1d": _mlp_width_mnist1d_family,
     "resmlp_digits": _resmlp_digits_family,
+    "mlp_noisy_teacher": _mlp_noisy_teacher_family,
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,
     "gru_parity": _gru_parity_family,
