@@ -24,7 +24,7 @@ The last task (2026-12-03, fifth session) runs the residual LayerNorm MLP
 for 5000 steps on a mid-size data set with label noise
 (`noisy_teacher_classification`, procedurally generated, 4000 examples): a
 step floor that helped the breast-cancer ladder (569 examples, memorised
-early) left the default 4400-6600x worse on the test suite's 5000-step
+early) was 4400-6600x worse than the default on the test suite's 5000-step
 mnist1d rung, where gradients stay noisy until late; no selection task had
 that regime. Not a ladder rung (another data set than the breast-cancer
 rungs).
