@@ -74,6 +74,8 @@ class VariableStep:
         guard: an `AdamGuard`, or None.
         weight_decay: the decoupled weight decay, or None.
         counter_dtype: the integer dtype of the returned counts.
+        zeros: None, or `network.exact_zeros` of the values every call's
+            `network_weights` hold (`BoundNetwork`).
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class VariableStep:
         guard,
         weight_decay,
         counter_dtype="int64",
+        zeros=None,
     ):
         self._network = network
+        self._zeros = zeros
         self._feature_names = tuple(feature_names)
         self._check_gradient_only = check_gradient_only
         self._guard = guard
@@ -154,7 +158,7 @@ class VariableStep:
             )
         else:
             update, new_state = rule.step(
-                BoundNetwork(self._network, network_weights),
+                BoundNetwork(self._network, network_weights, self._zeros),
                 rule.unflatten_state(old_state),
                 gradient,
                 ops.cast(parameter, "float32"),
@@ -201,7 +205,7 @@ class VariableStep:
         moved = rule.update_moments(rule.unflatten_state(old_state), gradient)
         state = rule.unflatten_state(_select(finite, rule.flatten_state(moved), old_state))
         return rule.step_with_moments(
-            BoundNetwork(self._network, network_weights),
+            BoundNetwork(self._network, network_weights, self._zeros),
             state,
             gradient,
             ops.cast(parameter, "float32"),

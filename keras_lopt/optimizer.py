@@ -307,6 +307,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 self._guard,
                 self.weight_decay,
                 counter_dtype=self._skipped_updates.dtype,
+                # The network weights are the preset's and stay so (state
+                # from another preset is never restored: its fingerprint
+                # differs), so terms of its exactly zero weights can go.
+                zeros=self._exact_zeros(),
             )
             if self._guard is not None:
                 # Created last: every other variable keeps its position, so
@@ -384,6 +388,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.assign_add(self._skipped_updates, skipped)
         if self._guard is not None:
             self.assign_add(self._guard_fallbacks, fell_back)
+
+    def _exact_zeros(self):
+        """The preset's exactly zero network weights (`elementwise_mlp`), or
+        None for networks without an elementwise MLP."""
+        if not hasattr(self.network, "exact_zeros"):
+            return None
+        return self.network.exact_zeros([np.asarray(w) for w in self._preset.weights])
 
     def _step_scale(self, variable):
         """The factor of `variable`'s learning rate (`keras_lopt.fan_in`)."""

@@ -10,6 +10,7 @@ from keras_lopt.layers.mlp import (
     PresetNetworkLayer,
     add_dense_weights,
     elementwise_mlp,
+    exact_zeros,
     matvec_transposed,
 )
 
@@ -169,7 +170,12 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         inputs = ops.stack([*signals[:-1], *new_averages[:-1], ratio, log_step, *rest])
         return inputs, new_averages
 
-    def forward(self, weights, columns, context, state):
+    def exact_zeros(self, weights):
+        """`elementwise_mlp`'s `zeros` of the direction MLP for concrete
+        `weights` (arrays shaped like `self.weights`)."""
+        return exact_zeros(weights[: self._num_direction_weights : 2])
+
+    def forward(self, weights, columns, context, state, zeros=None):
         """Applies the network with explicit weights.
 
         Args:
@@ -178,6 +184,9 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
                 features), as for `MLPNetwork.forward`.
             context: float32 `[C]`, `context_feature_names` of the tensor.
             state: `(step_control [len(STATE_FIELDS)],)`.
+            zeros: None, or `self.exact_zeros` of the values `weights` hold:
+                the direction MLP leaves out the terms of exactly zero
+                weights.
 
         Returns:
             `(direction, log_step, new_state)`: the direction (the columns'
@@ -193,7 +202,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         change = matvec_transposed(controller[2], hidden)[0] + controller[3][0]
         low, high = self.log_step_range
         log_step = ops.clip(step_control[0] + self.max_step_change * ops.tanh(change), low, high)
-        (direction,) = elementwise_mlp(direction_weights, columns, self.activation)
+        (direction,) = elementwise_mlp(direction_weights, columns, self.activation, zeros)
         new_state = ops.stack([log_step, *new_averages])
         return direction, log_step, (new_state,)
 

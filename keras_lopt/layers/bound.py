@@ -14,11 +14,15 @@ class BoundNetwork:
     Args:
         layer: a learned-optimizer network layer, e.g. `MLPNetwork`.
         weights: list of float32 tensors shaped like `layer.weights`.
+        zeros: None, or `layer.exact_zeros(values)` where the weights are
+            known to hold `values` (the optimizer's fixed preset weights):
+            the per-element terms of exactly zero weights are left out.
     """
 
-    def __init__(self, layer, weights):
+    def __init__(self, layer, weights, zeros=None):
         self.layer = layer
         self.weights = list(weights)
+        self.zeros = zeros
         self.magnitude_scale = layer.magnitude_scale
         self.state_names = layer.state_names
         self.state_shapes = layer.state_shapes
@@ -26,4 +30,6 @@ class BoundNetwork:
         self.context_feature_names = getattr(layer, "context_feature_names", ())
 
     def __call__(self, *inputs):
-        return self.layer.forward(self.weights, *inputs)
+        if self.zeros is None:
+            return self.layer.forward(self.weights, *inputs)
+        return self.layer.forward(self.weights, *inputs, zeros=self.zeros)

@@ -1,6 +1,7 @@
 """The per-parameter MLP learned-optimizer network."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_lopt import validation
@@ -35,7 +36,30 @@ def add_dense_weights(layer, sizes, prefix=""):
         layer.add_weight(shape=(fan_out,), initializer="zeros", name=f"{prefix}bias_{i}")
 
 
-def elementwise_mlp(weights, columns, activation):
+def exact_zeros(kernels):
+    """Where each kernel is exactly zero: a static pattern for
+    `elementwise_mlp`'s `zeros`.
+
+    Args:
+        kernels: the MLP's kernels `[I, J]` in layer order, concrete arrays.
+
+    Returns:
+        A tuple with one `[I][J]` nested tuple of bools per kernel.
+    """
+    return tuple(tuple(tuple(bool(v == 0.0) for v in row) for row in np.asarray(k)) for k in kernels)
+
+
+def _live_units(zeros, num_outputs):
+    """The units of each layer that reach an output through a weight that is
+    not exactly zero: one sorted list per layer, the outputs' last."""
+    live = [list(range(num_outputs))]
+    for kernel_zeros in reversed(zeros[1:]):
+        later = live[0]
+        live.insert(0, [j for j, row in enumerate(kernel_zeros) if any(not row[k] for k in later)])
+    return live
+
+
+def elementwise_mlp(weights, columns, activation, zeros=None):
     """An MLP applied to every element of its input columns independently.
 
     Args:
@@ -45,6 +69,13 @@ def elementwise_mlp(weights, columns, activation):
             before any per-element work.
         activation: a key of `ACTIVATIONS`, applied after every layer but
             the last.
+        zeros: None, or `exact_zeros` of the kernels' values: the per-element
+            terms of kernel entries that are exactly zero, and the units no
+            output reads, are left out. For finite columns the outputs are
+            the same (adding `x * 0` changes no sum; XLA may fuse, and so
+            round, the smaller program differently); the LearnedOptimizer
+            passes the pattern of its preset's fixed weights, meta-training
+            none (its weights move).
 
     Returns:
         A list of the last layer's outputs, float32 tensors of shape `S`.
@@ -58,30 +89,41 @@ def elementwise_mlp(weights, columns, activation):
         scalars = ops.stack([columns[i] for i in scalar_idx])
         first_bias = bias + matvec_transposed(ops.take(kernel, scalar_idx, axis=0), scalars)
     num_layers = len(weights) // 2
+    num_outputs = weights[-1].shape[0]
+    if zeros is None:
+        zeros = tuple(tuple((False,) * w.shape[1] for _ in range(w.shape[0])) for w in weights[0::2])
+    live = _live_units(zeros, num_outputs)
+    element_shape = tuple(columns[element_idx[0]].shape) if element_idx else ()
     # Unrolled over the tiny widths so XLA fuses the whole network (and the
     # feature computation before it) into one elementwise pass. Each weight
     # tensor is split into its scalars by one op, not one slice per scalar:
     # the traced program, and so tracing and XLA compilation, stay small.
     kernel = _scalars(kernel)
     first_bias = ops.unstack(first_bias)
-    hidden = []
-    for j in range(len(first_bias)):
+    hidden = {}
+    for j in live[0]:
         acc = first_bias[j]
         for i in element_idx:
-            acc = acc + columns[i] * kernel[i][j]
-        hidden.append(acc if num_layers == 1 else activation(acc))
+            if not zeros[0][i][j]:
+                acc = acc + columns[i] * kernel[i][j]
+        hidden[j] = acc if num_layers == 1 else activation(acc)
     for layer in range(1, num_layers):
         kernel = _scalars(weights[2 * layer])
         bias = ops.unstack(weights[2 * layer + 1])
         is_output = layer == num_layers - 1
-        outputs = []
-        for j in range(len(bias)):
+        outputs = {}
+        for j in live[layer]:
             acc = bias[j]
-            for i, h in enumerate(hidden):
-                acc = acc + h * kernel[i][j]
-            outputs.append(acc if is_output else activation(acc))
+            for i, h in hidden.items():
+                if not zeros[layer][i][j]:
+                    acc = acc + h * kernel[i][j]
+            outputs[j] = acc if is_output else activation(acc)
         hidden = outputs
-    return hidden
+    # An output that reads no element feature is a scalar: give it the shape.
+    return [
+        hidden[j] if len(hidden[j].shape) or not element_idx else ops.broadcast_to(hidden[j], element_shape)
+        for j in range(num_outputs)
+    ]
 
 
 class PresetNetworkLayer(keras.layers.Layer):
@@ -166,7 +208,12 @@ class MLPNetwork(PresetNetworkLayer):
         """Names of `self.weights`, in order: kernel_0, bias_0, kernel_1, ..."""
         return [w.name for w in self.weights]
 
-    def forward(self, weights, columns):
+    def exact_zeros(self, weights):
+        """`elementwise_mlp`'s `zeros` for concrete `weights` (arrays shaped
+        like `self.weights`)."""
+        return exact_zeros(weights[0::2])
+
+    def forward(self, weights, columns, zeros=None):
         """Applies the MLP with explicit weights.
 
         Args:
@@ -175,13 +222,15 @@ class MLPNetwork(PresetNetworkLayer):
                 broadcastable to one shape `S`. Scalar (rank-0) columns are
                 folded into the first layer's bias before any per-element
                 work.
+            zeros: None, or `self.exact_zeros` of the values `weights` hold:
+                terms of exactly zero weights are left out.
 
         Returns:
             `(direction, magnitude)`, float32 tensors of shape `S`.
         """
         if len(columns) != self.num_features:
             raise ValueError(f"Expected {self.num_features} feature columns. Received: {len(columns)} columns")
-        direction, magnitude = elementwise_mlp(weights, columns, self.activation)
+        direction, magnitude = elementwise_mlp(weights, columns, self.activation, zeros)
         if self.max_log_multiplier is not None:
             bound, scale = self.max_log_multiplier, self.magnitude_scale
             magnitude = (bound / scale) * ops.tanh(magnitude * (scale / bound))
