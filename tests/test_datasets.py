@@ -185,7 +185,9 @@ def test_noisy_teacher_classification_has_balanced_classes_that_depend_on_x(prep
     # label more often than chance (1/8): labels are a function of x, up to
     # the noise (0.231 measured).
     x = train["x"][:1000].astype(np.float64)
-    distances = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    # |a - b|^2 = |a|^2 - 2 a.b + |b|^2: a [1000, 1000] matrix, not [1000, 1000, 32].
+    square = (x**2).sum(1)
+    distances = square[:, None] - 2 * x @ x.T + square[None, :]
     np.fill_diagonal(distances, np.inf)
     agreement = np.mean(train["y"][:1000][distances.argmin(1)] == train["y"][:1000])
     assert 0.18 < agreement < 0.9, agreement
