@@ -140,19 +140,72 @@ class VariableStep:
             self._programs[key] = program
         return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
 
-    def _step(self, gradient, old_value, old_state, network_weights, scalars, decays, step_scale):
-        """Decay, the rule (moments, then the network's update), the guard,
-        and the selection that leaves everything as it was on a non-finite
-        step. Selection, not Python control flow: this runs inside XLA."""
+    def batches(self):
+        """Whether `many` applies: the network steps a batch of tensors'
+        per-tensor state at once, and a finite gradient gives a finite
+        update (so each variable's check reads its gradient alone)."""
+        return self._check_gradient_only and hasattr(self._network, "control")
+
+    def many(self, items, network_weights, scalars):
+        """The steps of several variables, their per-tensor work batched
+        (`rule.step_many_with_moments`): each variable's result is
+        `__call__`'s, up to the rounding of the controller's matrix products.
+
+        Traced inline, not compiled apart: for a caller whose whole train
+        step is one compiled program (the JAX backend), where `V` copies of
+        the per-tensor controller's scalar operations would each be a kernel
+        of their own. Requires `batches()`.
+
+        Args:
+            items: a list of `(gradient, value, slots, decays, step_scale)`,
+                as `__call__`'s arguments of the same names.
+            network_weights, scalars: as for `__call__`, shared.
+
+        Returns:
+            A list of `__call__`'s results, one per item.
+        """
+        if not self.batches():
+            raise ValueError("`VariableStep.many` needs a network that batches its per-tensor state.")
+        prepared = [
+            self._prepared(g, v, list(slots), scalars, decays, float(scale)) for g, v, slots, decays, scale in items
+        ]
+        states = []
+        for gradient, _, old_state, _, _, finite in prepared:
+            moved = rule.update_moments(rule.unflatten_state(old_state), gradient)
+            states.append(rule.unflatten_state(_select(finite, rule.flatten_state(moved), old_state)))
+        arguments = self._rule_arguments(scalars)
+        del arguments["learning_rate"]
+        steps = rule.step_many_with_moments(
+            BoundNetwork(self._network, network_weights, self._zeros),
+            states,
+            [p[0] for p in prepared],
+            [ops.cast(p[3], "float32") for p in prepared],
+            learning_rates=[p[4]["learning_rate"] for p in prepared],
+            **arguments,
+        )
+        return [self._finished(*p, update, new_state) for p, (update, new_state) in zip(prepared, steps)]
+
+    def _prepared(self, gradient, old_value, old_state, scalars, decays, step_scale):
+        """`(gradient, old_value, old_state, parameter, scalars, finite)`:
+        float32 gradient, the decayed parameter, the scalars with this
+        variable's learning rate, and (`check_gradient_only`) whether the
+        gradient is finite (else None: known after the update)."""
         gradient = ops.cast(gradient, "float32")
-        old_state = list(old_state)
         parameter = old_value
         if decays:
             parameter = self._decayed(parameter, scalars["learning_rate"])
         if step_scale != 1.0:
             scalars = dict(scalars, learning_rate=scalars["learning_rate"] * step_scale)
+        finite = _square_is_finite(gradient) if self._check_gradient_only else None
+        return gradient, old_value, old_state, parameter, scalars, finite
+
+    def _step(self, gradient, old_value, old_state, network_weights, scalars, decays, step_scale):
+        """Decay, the rule (moments, then the network's update), the guard,
+        and the selection that leaves everything as it was on a non-finite
+        step. Selection, not Python control flow: this runs inside XLA."""
+        prepared = self._prepared(gradient, old_value, list(old_state), scalars, decays, step_scale)
+        gradient, old_value, old_state, parameter, scalars, finite = prepared
         if self._check_gradient_only:
-            finite = _square_is_finite(gradient)
             update, new_state = self._learned_step_after_moments(
                 gradient, parameter, old_state, finite, network_weights, scalars
             )
@@ -164,6 +217,11 @@ class VariableStep:
                 ops.cast(parameter, "float32"),
                 **self._rule_arguments(scalars),
             )
+        return self._finished(*prepared, update, new_state)
+
+    def _finished(self, gradient, old_value, old_state, parameter, scalars, finite, update, new_state):
+        """The new value, slots and counts of a step from the rule's
+        `(update, new_state)` (see `_step`)."""
         new_value = parameter - ops.cast(update, parameter.dtype)
         new_value, fell_back = self._guarded(parameter, new_value, new_state, scalars)
         new_slots = list(rule.flatten_state(new_state))

@@ -23,6 +23,7 @@ scalars only, so the whole learned step is one elementwise pass.
 import math
 from typing import Any, Iterable, List, Sequence, Tuple
 
+import numpy as np
 from keras import ops
 
 # A tensor of Keras' backend (tf.Tensor, jax.Array).
@@ -149,26 +150,27 @@ def element_features(
     return [builders[n]() for n in names]
 
 
-def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size: int) -> List[Tensor]:
-    """Builds the tensor features of one parameter tensor.
+def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size) -> List[Tensor]:
+    """Builds the tensor features of one parameter tensor (or of several).
 
     Args:
         iteration: float32 scalar, the 1-based step count.
         total_steps: float32 scalar, the training horizon in steps, or 0 when
             it is unknown.
-        tensor_size: Python int, the number of elements of the parameter.
+        tensor_size: Python int, the number of elements of the parameter;
+            or a list of `V` of them, one per tensor.
 
     Returns:
-        A list of `len(TENSOR_FEATURE_NAMES)` float32 scalars.
+        A list of `len(TENSOR_FEATURE_NAMES)` float32 scalars (`[V]`
+        vectors for a list of sizes).
     """
     horizon_known = ops.cast(total_steps > 0, "float32")
     progress = horizon_known * ops.minimum(iteration / ops.maximum(total_steps, 1.0), 1.0)
-    return [
-        *(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES),
-        progress,
-        horizon_known,
-        ops.convert_to_tensor(math.log10(max(tensor_size, 1)), "float32"),
-    ]
+    shared = [*(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES), progress, horizon_known]
+    if isinstance(tensor_size, int):
+        return [*shared, ops.convert_to_tensor(math.log10(max(tensor_size, 1)), "float32")]
+    log_sizes = np.asarray([math.log10(max(n, 1)) for n in tensor_size], np.float32)
+    return [*(ops.broadcast_to(c, log_sizes.shape) for c in shared), ops.convert_to_tensor(log_sizes)]
 
 
 # Per-tensor context: the input of the per-tensor networks of the recurrent
@@ -225,30 +227,32 @@ def loss_features(loss: Tensor, loss_known: Tensor, loss_statistics: Tensor) -> 
         loss: float32 scalar, the training loss of the batch whose gradient
             this step applies (any value when `loss_known` is 0).
         loss_known: float32 scalar, 1 if `loss` is given, else 0.
-        loss_statistics: float32 `[LOSS_STATISTICS_SIZE]`: the loss EMAs at
-            `LOSS_AVERAGE_DECAYS` (zero-initialised, not bias-corrected) and
-            the number of losses seen.
+        loss_statistics: float32 `[..., LOSS_STATISTICS_SIZE]`: the loss EMAs
+            at `LOSS_AVERAGE_DECAYS` (zero-initialised, not bias-corrected)
+            and the number of losses seen; leading axes (one row per tensor)
+            are batched over.
 
     Returns:
         `(columns, new_loss_statistics)`: a list of
-        `len(LOSS_FEATURE_NAMES)` float32 scalars and the updated statistics.
+        `len(LOSS_FEATURE_NAMES)` float32 tensors of shape `[...]` (scalars
+        for one tensor's statistics) and the updated statistics.
     """
     loss_known = ops.cast(loss_known, "float32")
     # A non-finite loss counts as unknown: it must not poison the averages.
     loss = ops.cast(loss, "float32")
     loss_known = loss_known * ops.cast(ops.isfinite(loss), "float32")
     loss = ops.where(loss_known > 0, loss, 0.0)
-    count = loss_statistics[-1]
+    count = loss_statistics[..., -1]
     seen_before = ops.cast(count > 0, "float32") * loss_known
-    columns = [loss_known]
+    columns = [ops.broadcast_to(loss_known, ops.shape(count))]
     averages = []
     for i, decay in enumerate(LOSS_AVERAGE_DECAYS):
-        average = loss_statistics[i]
+        average = loss_statistics[..., i]
         corrected = average / ops.maximum(1.0 - decay**count, LOSS_EPSILON)
         change = (loss - corrected) / (ops.abs(corrected) + LOSS_EPSILON)
         columns.append(seen_before * ops.tanh(change))
         averages.append(average + loss_known * (1.0 - decay) * (loss - average))
-    new_statistics = ops.stack([*averages, count + loss_known])
+    new_statistics = ops.stack([*averages, count + loss_known], axis=-1)
     return columns, new_statistics
 
 
@@ -310,6 +314,28 @@ def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_momen
         zero or negligible next to the gradient, and 0 if a sum overflows),
         then the mean of `gradient ** 2` (at most `MAX_MEAN_SQUARE`).
     """
+    size = alignment_sample_count(math.prod(gradient.shape))
+    return alignment_from_sums(alignment_sums(gradient, momenta, second_moment), size)
+
+
+def alignment_sample_count(num_elements: int) -> float:
+    """How many elements `alignment_sums` reads of a tensor of
+    `num_elements` (at least 1): the mean square's denominator."""
+    stride = alignment_sample_stride(num_elements)
+    return float(max(-(-num_elements // stride), 1))
+
+
+def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor, stacked=False):
+    """The reductions over one tensor that `alignment_features` reads.
+
+    Arguments as for `alignment_features`. Returns a list of float32
+    scalars: the sum of the squared (sampled) gradient, the sum of the
+    squared Adam-normalised gradient, then for each momentum the sum of the
+    gradient times its previous normalised momentum and the sum of that
+    direction's square. With `stacked`, the same sums as one vector from
+    one reduction of the stacked products (fewer kernels; another
+    summation order, so not bit-equal).
+    """
     gradient = ops.convert_to_tensor(gradient, "float32")
     stride = alignment_sample_stride(math.prod(gradient.shape))
 
@@ -319,21 +345,30 @@ def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_momen
 
     gradient = sample(gradient)
     inverse_denominator = 1.0 / (ops.sqrt(sample(second_moment)) + EPSILON)
-    gradient_square_sum = ops.sum(ops.square(gradient))
-    # A previous direction smaller than this (relative to the gradient's
-    # own) is rounding noise of the recovery, e.g. on the first step.
-    floor = ALIGNMENT_RELATIVE_FLOOR * ops.sum(ops.square(gradient * inverse_denominator))
-    columns = []
+    products = [ops.square(gradient), ops.square(gradient * inverse_denominator)]
     for momentum, decay in zip(momenta, MOMENTUM_DECAYS):
         previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
         direction = previous * inverse_denominator
-        cosine = ops.sum(gradient * direction) * ops.rsqrt(
-            gradient_square_sum * (ops.sum(ops.square(direction)) + floor) + ALIGNMENT_EPSILON
-        )
+        products += [gradient * direction, ops.square(direction)]
+    if stacked:
+        return ops.sum(ops.stack(products), axis=-1)
+    return [ops.sum(p) for p in products]
+
+
+def alignment_from_sums(sums: Sequence[Tensor], size) -> List[Tensor]:
+    """`alignment_features` from `alignment_sums`' entries (a list of
+    scalars, or of `[V]` vectors for `V` tensors at once) and the tensors'
+    `alignment_sample_count` `size` (a number, or `[V]`)."""
+    gradient_square_sum, normalized_square_sum, *products = sums
+    # A previous direction smaller than this (relative to the gradient's
+    # own) is rounding noise of the recovery, e.g. on the first step.
+    floor = ALIGNMENT_RELATIVE_FLOOR * normalized_square_sum
+    columns = []
+    for product, direction_square_sum in zip(products[::2], products[1::2]):
+        cosine = product * ops.rsqrt(gradient_square_sum * (direction_square_sum + floor) + ALIGNMENT_EPSILON)
         # An overflowing sum (inf / inf) says nothing about the direction.
         columns.append(ops.where(ops.isfinite(cosine), ops.clip(cosine, -1.0, 1.0), 0.0))
-    size = max(math.prod(gradient.shape), 1)
     # Capped so that running averages of it stay finite (a finite gradient
     # can still overflow the sum).
-    columns.append(ops.minimum(gradient_square_sum / float(size), MAX_MEAN_SQUARE))
+    columns.append(ops.minimum(gradient_square_sum / size, MAX_MEAN_SQUARE))
     return columns

@@ -53,6 +53,16 @@ def _colocated_with(variable):
     return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
 
 
+class _Batch:
+    """The variables of one `apply` whose steps run together, and the
+    `(gradient, variable)` pairs received so far. A plain object: Keras
+    tracks lists and dicts of variables assigned to an optimizer."""
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+        self.pending = []
+
+
 @keras.saving.register_keras_serializable(package="keras_lopt")
 class LearnedOptimizer(keras.optimizers.Optimizer):
     """Optimizer whose update rule is a small meta-trained network.
@@ -175,6 +185,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.preset = preset if presets.is_shipped(preset) else directory
         self._preset = loaded
         self._guard = guard
+        # The variables of the `apply` in progress whose steps are batched
+        # (`_batch_plan`), or None.
+        self._batch = None
         self._uses_loss = rule.reads_loss(loaded.network)
         self._check_gradient_only = compiled_update.finite_gradient_gives_finite_update(loaded)
         if self._uses_loss and keras.backend.backend() == "jax":
@@ -362,8 +375,30 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         return
 
     def update_step(self, gradient, variable, learning_rate):
+        batch = self._batch
+        if batch is not None and self._variable_step.batches():
+            # Deferred: all variables of this `apply` step together.
+            batch.pending.append((gradient, variable))
+            if len(batch.pending) == len(batch.variables):
+                self._batched_update_steps(batch, learning_rate)
+            return
+        new_value, new_slots, skipped, fell_back = self._variable_step(
+            *self._step_arguments(gradient, variable),
+            [backend.dense(w) for w in self._network_weights],
+            self._step_scalars(learning_rate),
+            decays=self.weight_decay is not None and self._use_weight_decay(variable),
+            step_scale=self._step_scale(variable),
+        )
+        self._store_step(variable, new_value, new_slots, skipped, fell_back)
+
+    def _step_arguments(self, gradient, variable):
+        """`(gradient, value, slots)` of `variable` for `VariableStep`."""
         index = self._get_variable_index(variable)
         slots = [slot_list[index] for slot_list in self._slots]
+        # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
+        return backend.dense(gradient), backend.dense(variable), [backend.dense(s) for s in slots]
+
+    def _step_scalars(self, learning_rate):
         scalars = {
             "iteration": self.iterations + 1,
             "total_steps": backend.dense(self._total_steps),
@@ -372,16 +407,36 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         if self._uses_loss:
             scalars["loss"] = backend.dense(self._loss)
             scalars["loss_known"] = backend.dense(self._loss_known)
-        new_value, new_slots, skipped, fell_back = self._variable_step(
-            # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
-            backend.dense(gradient),
-            backend.dense(variable),
-            [backend.dense(s) for s in slots],
-            [backend.dense(w) for w in self._network_weights],
-            scalars,
-            decays=self.weight_decay is not None and self._use_weight_decay(variable),
-            step_scale=self._step_scale(variable),
+        return scalars
+
+    def _batched_update_steps(self, batch, learning_rate):
+        """The deferred `update_step`s of one `apply`, their per-tensor
+        work batched (`VariableStep.many`)."""
+        pending = batch.pending
+        if [id(v) for _, v in pending] != [id(v) for v in batch.variables]:
+            raise RuntimeError(
+                "LearnedOptimizer expected `update_step` calls for the variables "
+                f"{[v.path for v in batch.variables]} in this order. "
+                f"Received: {[v.path for _, v in pending]}"
+            )
+        items = [
+            (
+                *self._step_arguments(gradient, variable),
+                self.weight_decay is not None and self._use_weight_decay(variable),
+                self._step_scale(variable),
+            )
+            for gradient, variable in pending
+        ]
+        results = self._variable_step.many(
+            items, [backend.dense(w) for w in self._network_weights], self._step_scalars(learning_rate)
         )
+        for (_, variable), result in zip(pending, results):
+            self._store_step(variable, *result)
+        batch.pending = []
+
+    def _store_step(self, variable, new_value, new_slots, skipped, fell_back):
+        index = self._get_variable_index(variable)
+        slots = [slot_list[index] for slot_list in self._slots]
         for slot, new in zip(slots, new_slots):
             self.assign(slot, new)
         self.assign(variable, new_value)
@@ -435,10 +490,44 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         return super().scale_loss(loss)
 
     def apply(self, grads, trainable_variables=None):
-        super().apply(grads, trainable_variables)
+        self._batch = self._batch_plan(grads, trainable_variables)
+        try:
+            super().apply(grads, trainable_variables)
+            if self._batch is not None and self._batch.pending:
+                raise RuntimeError(
+                    "LearnedOptimizer deferred the steps of "
+                    f"{[v.path for _, v in self._batch.pending]} and Keras made no "
+                    f"`update_step` call for the rest of {[v.path for v in self._batch.variables]}."
+                )
+        finally:
+            self._batch = None
         if self._uses_loss:
             # A loss serves one step: the next needs a new one.
             self._loss_known.assign(0.0)
+
+    def _batch_plan(self, grads, trainable_variables):
+        """On the JAX backend (whose train step Keras traces into one
+        program), the variables whose `update_step` this `apply` makes, in
+        order: their steps are deferred to the last one and run together, the
+        per-tensor controller batched. None elsewhere: TensorFlow runs each
+        variable's step as a compiled program per variable signature.
+
+        The variables are those Keras keeps (a gradient that is not None, no
+        `overwrite_with_gradient`); the steps run as soon as the last has
+        arrived, before Keras applies constraints or moving averages.
+        """
+        if keras.backend.backend() != "jax":
+            return None
+        if trainable_variables is None:
+            if not self.built:
+                return None
+            trainable_variables = self._trainable_variables
+        variables = [
+            v
+            for g, v in zip(grads, trainable_variables)
+            if g is not None and not getattr(v, "overwrite_with_gradient", False)
+        ]
+        return _Batch(variables)
 
     def save_own_variables(self, store):
         """Saves the variables and the state identity into a Keras store."""

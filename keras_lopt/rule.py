@@ -204,6 +204,112 @@ def step_with_moments(
     total_steps = ops.cast(total_steps, "float32")
     learning_rate = ops.cast(learning_rate, "float32")
     momenta, second_moment = state.momenta, state.second_moment
+    columns, context_columns = _columns(network, state, gradient, parameter, iteration, total_steps, feature_names)
+    tensor_state = ()
+    if has_tensor_state(network):
+        network_state = state.tensor_state
+        if reads_loss(network):
+            loss_statistics, *network_state = network_state
+            loss_columns, loss_statistics = features.loss_features(loss, loss_known, loss_statistics)
+            context_columns.update(zip(features.LOSS_FEATURE_NAMES, loss_columns))
+            tensor_state = (loss_statistics,)
+        context = ops.stack([context_columns[n] for n in network.context_feature_names])
+        direction, magnitude, network_state = network(columns, context, tuple(network_state))
+        tensor_state += tuple(network_state)
+    else:
+        direction, magnitude = network(columns)
+    update = learning_rate * direction * ops.exp(network.magnitude_scale * magnitude)
+    return update, RuleState(momenta=momenta, second_moment=second_moment, tensor_state=tensor_state)
+
+
+def step_many_with_moments(
+    network: Network,
+    states: Sequence[RuleState],
+    gradients: Sequence[Tensor],
+    parameters: Sequence[Tensor],
+    iteration: Scalar,
+    total_steps: Scalar,
+    learning_rates: Sequence[Scalar],
+    loss: Scalar = 0.0,
+    loss_known: Scalar = 0.0,
+    feature_names: Sequence[str] = features.FEATURE_NAMES,
+) -> Tuple[Tuple[Tensor, RuleState], ...]:
+    """`step_with_moments` of `V` tensors at once, for a network whose
+    per-tensor state is stepped for a batch of tensors in one call
+    (`network.batches_control`: `control` and `direction`).
+
+    The same rule: each tensor's update and new state are those of
+    `step_with_moments` (up to the rounding of the controller's matrix
+    products), but the per-tensor work (a few hundred flops on scalars) is
+    one set of operations on `[V, ...]` arrays instead of `V` sets on
+    scalars, which a compiler turns into far fewer kernels.
+
+    Args:
+        network: as for `step`, with `batches_control`.
+        states, gradients, parameters, learning_rates: one entry per tensor,
+            as `step_with_moments`' `state`, `gradient`, `parameter` and
+            `learning_rate`.
+        iteration, total_steps, loss, loss_known, feature_names: as for
+            `step`, shared by the tensors.
+
+    Returns:
+        A tuple of `(update, new_state)` per tensor.
+    """
+    if not getattr(network, "batches_control", False):
+        raise ValueError(f"`network` must step a batch of tensors (`batches_control`). Received: {network!r}")
+    iteration = ops.cast(iteration, "float32")
+    total_steps = ops.cast(total_steps, "float32")
+    sizes = [math.prod(p.shape) for p in parameters]
+    batched = dict(zip(features.TENSOR_FEATURE_NAMES, features.tensor_features(iteration, total_steps, sizes)))
+    columns, contexts, network_states, sums = [], [], [], []
+    for state, gradient, parameter in zip(states, gradients, parameters):
+        gradient = backend.dense(gradient)
+        element_columns, context_columns = _columns(
+            network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=False
+        )
+        columns.append(element_columns)
+        contexts.append(context_columns)
+        network_states.append(state.tensor_state)
+        if any(n in features.ALIGNMENT_FEATURE_NAMES for n in network.context_feature_names):
+            sums.append(features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True))
+    if sums:
+        # One reduction per tensor, the arithmetic on the sums batched.
+        stacked = ops.stack(sums, axis=-1)
+        signals = features.alignment_from_sums(
+            ops.unstack(stacked, num=stacked.shape[0]),
+            ops.convert_to_tensor([features.alignment_sample_count(n) for n in sizes]),
+        )
+        batched.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
+    if reads_loss(network):
+        loss_columns, loss_statistics = features.loss_features(
+            loss, loss_known, ops.stack([s[0] for s in network_states])
+        )
+        batched.update(zip(features.LOSS_FEATURE_NAMES, loss_columns))
+        network_states = [s[1:] for s in network_states]
+    (_,) = {len(s) for s in network_states}  # One per-tensor state array.
+    context = ops.stack(
+        [batched[n] if n in batched else ops.stack([c[n] for c in contexts]) for n in network.context_feature_names],
+        axis=-1,
+    )
+    magnitudes, new_network_states = network.control(context, ops.stack([s[0] for s in network_states]))
+    results = []
+    for i, (state, learning_rate) in enumerate(zip(states, learning_rates)):
+        direction = network.direction(columns[i])
+        update = ops.cast(learning_rate, "float32") * direction * ops.exp(network.magnitude_scale * magnitudes[i])
+        tensor_state = (loss_statistics[i],) if reads_loss(network) else ()
+        tensor_state += (new_network_states[i],)
+        results.append(
+            (update, RuleState(momenta=state.momenta, second_moment=state.second_moment, tensor_state=tensor_state))
+        )
+    return tuple(results)
+
+
+def _columns(network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=True):
+    """`(columns, context_columns)`: the `feature_names` columns of one
+    tensor, and by name the per-tensor context a network with tensor state
+    reads (tensor, summary and, if `alignment`, alignment features; not the
+    loss's)."""
+    momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
     element_names = [n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES]
     element_columns = features.element_features(gradient, parameter, momenta, second_moment, iteration, element_names)
@@ -213,26 +319,14 @@ def step_with_moments(
         **dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns)),
     }
     columns = [by_name[n] for n in feature_names]
-    tensor_state = ()
+    context_columns = {}
     if has_tensor_state(network):
         context_columns = dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns))
-        network_state = state.tensor_state
-        if reads_loss(network):
-            loss_statistics, *network_state = network_state
-            loss_columns, loss_statistics = features.loss_features(loss, loss_known, loss_statistics)
-            context_columns.update(zip(features.LOSS_FEATURE_NAMES, loss_columns))
-            tensor_state = (loss_statistics,)
         context_names = network.context_feature_names
         if any(n in features.SUMMARY_FEATURE_NAMES for n in context_names):
             summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
             context_columns.update(zip(features.SUMMARY_FEATURE_NAMES, features.summary_features(summarized)))
-        if any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
+        if alignment and any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
             signals = features.alignment_features(gradient, momenta, second_moment)
             context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
-        context = ops.stack([context_columns[n] for n in context_names])
-        direction, magnitude, network_state = network(columns, context, tuple(network_state))
-        tensor_state += tuple(network_state)
-    else:
-        direction, magnitude = network(columns)
-    update = learning_rate * direction * ops.exp(network.magnitude_scale * magnitude)
-    return update, RuleState(momenta=momenta, second_moment=second_moment, tensor_state=tensor_state)
+    return columns, context_columns

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 import keras_lopt
+from keras_lopt.compiled_update import VariableStep
 
 FIT_STEPS = 100
 APPLY_STEPS = 30
@@ -98,15 +99,27 @@ def apply_case(preset, nonfinite_steps=()):
     ]
     targets = [rng.normal(size=v.shape).astype("float32") for v in variables]
     optimizer = keras_lopt.LearnedOptimizer(preset=preset, total_steps=APPLY_STEPS)
-    for step in range(APPLY_STEPS):
-        loss, gradients = _quadratic_gradients(variables, targets)
-        if step in nonfinite_steps:
-            gradients[0][0, 0] = np.nan
-        optimizer.set_loss(loss)
-        optimizer.apply(gradients, variables)
+    # Counts the steps whose variables were stepped together (JAX).
+    many, batched_calls = VariableStep.many, []
+
+    def counted(self, items, *args):
+        batched_calls.append(len(items))
+        return many(self, items, *args)
+
+    VariableStep.many = counted
+    try:
+        for step in range(APPLY_STEPS):
+            loss, gradients = _quadratic_gradients(variables, targets)
+            if step in nonfinite_steps:
+                gradients[0][0, 0] = np.nan
+            optimizer.set_loss(loss)
+            optimizer.apply(gradients, variables)
+    finally:
+        VariableStep.many = many
     return {
         **{f"w{i}": np.asarray(v) for i, v in enumerate(variables)},
         "skipped": np.asarray(optimizer.skipped_updates),
+        "batched_calls": np.asarray(batched_calls, "int64").reshape([-1]),
     }
 
 
@@ -147,6 +160,7 @@ CASES = {
         "default_without_loss": lambda: _weights(_fit(_WithoutLoss())),
         "keras_file": keras_file_case,
         "nonfinite_skip": lambda: apply_case("mlp_local_es_v1", nonfinite_steps=(3, 4)),
+        "default_nonfinite_skip": lambda: apply_case("adaptive_fan_in_v1", nonfinite_steps=(3, 4)),
         "loss_fit": loss_fit_case,
     },
     "slow": {

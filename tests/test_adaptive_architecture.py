@@ -431,3 +431,43 @@ def test_probe_of_the_default_shows_adams_direction_at_its_first_step():
     np.testing.assert_allclose(result["direction"], result["adam"], rtol=1e-5)
     assert np.all(np.abs(result["log_multiplier"]) <= 0.05 + 1e-6)  # max_step_change
     np.testing.assert_allclose(result["learned"], result["adam"] * np.exp(result["log_multiplier"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("reads_loss", [False, True])
+def test_step_many_is_step_per_tensor(reads_loss):
+    """`rule.step_many_with_moments` (the per-tensor controller batched, as
+    the optimizer runs on JAX) gives each tensor `step_with_moments`' update
+    and state, over several steps, with a tensor large enough to be sampled
+    and random controller weights (so that every input matters)."""
+    cls = AdaptiveLossMLPNetwork if reads_loss else AdaptiveMLPNetwork
+    layer = cls(num_features=len(LOCAL), name="adaptive_many")
+    rng = np.random.default_rng(5)
+    layer.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in layer.weights])
+    network = BoundNetwork(layer, [w.value for w in layer.weights])
+    shapes = [(5, 3), (3,), (90, 70), (1,)]
+    parameters = [tf.constant(rng.normal(size=s).astype("float32")) for s in shapes]
+    learning_rates = [3e-3, 1e-3, 2e-3, 3e-3]
+    one = [rule.init_state(p, layer) for p in parameters]
+    many = list(one)
+    for step in range(1, 6):
+        gradients = [tf.constant(rng.normal(size=s).astype("float32")) for s in shapes]
+        scalars = dict(iteration=step, total_steps=0.0, loss=1.0 / step, loss_known=1.0, feature_names=LOCAL)
+        moved = [rule.update_moments(s, g) for s, g in zip(many, gradients)]
+        batched = rule.step_many_with_moments(
+            network, moved, gradients, parameters, learning_rates=learning_rates, **scalars
+        )
+        for i, (gradient, parameter) in enumerate(zip(gradients, parameters)):
+            update, state = rule.step(network, one[i], gradient, parameter, learning_rate=learning_rates[i], **scalars)
+            np.testing.assert_allclose(batched[i][0], update, rtol=1e-5, atol=1e-9)
+            for got, expected in zip(rule.flatten_state(batched[i][1]), rule.flatten_state(state)):
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+            one[i] = state
+        many = [s for _, s in batched]
+    # The controller moved the step sizes: the comparison is not of constants.
+    assert np.ptp([float(s.tensor_state[-1][0]) for s in one]) > 0.01
+
+
+def test_step_many_needs_a_batching_network():
+    network = BoundNetwork(keras_lopt.layers.MLPNetwork(num_features=len(LOCAL)), [])
+    with pytest.raises(ValueError, match="batches_control"):
+        rule.step_many_with_moments(network, [], [], [], 1, 0, [])

@@ -122,6 +122,18 @@ def test_nonfinite_gradients_are_skipped(fast, other):
     _assert_same_weights(fast, "nonfinite_skip", other)
 
 
+def test_default_preset_steps_variables_together_on_jax(fast, other):
+    """On JAX the default's variables are stepped together (the per-tensor
+    controller batched); the same numbers as TensorFlow's per-variable
+    programs, also when a step is skipped as non-finite."""
+    calls = fast[other]["default_nonfinite_skip/batched_calls"]
+    assert list(calls) == ([2] * 30 if other == "jax" else [])  # APPLY_STEPS steps of 2 variables
+    assert list(fast["tensorflow"]["default_nonfinite_skip/batched_calls"]) == []
+    assert int(fast[other]["default_nonfinite_skip/skipped"]) == 2
+    assert int(fast["tensorflow"]["default_nonfinite_skip/skipped"]) == 2
+    _assert_same_weights(fast, "default_nonfinite_skip", other)
+
+
 def test_fit_gives_the_loss_to_presets_that_read_it_except_on_jax(fast, other):
     """Keras' TensorFlow and PyTorch train steps pass the loss (`scale_loss`);
     the JAX one discards it, and the optimizer warns so."""

@@ -33,3 +33,18 @@ class BoundNetwork:
         if self.zeros is None:
             return self.layer.forward(self.weights, *inputs)
         return self.layer.forward(self.weights, *inputs, zeros=self.zeros)
+
+    @property
+    def batches_control(self):
+        """Whether the layer steps a batch of tensors' per-tensor state in
+        one call (`control` and `direction`; see `rule.step_many`)."""
+        return hasattr(self.layer, "control")
+
+    def control(self, context, state):
+        """`layer.control`: `(context [V, C], state [V, S]) ->
+        (magnitude [V], new_state [V, S])`."""
+        return self.layer.control(self.weights, context, state)
+
+    def direction(self, columns):
+        """`layer.direction`: the per-element direction of one tensor."""
+        return self.layer.direction(self.weights, columns, self.zeros)
