@@ -7,12 +7,18 @@ compiles it).
 """
 
 import argparse
+import os
+import sys
 import time
 
-import keras
-import numpy as np
+# The checkout this script is in, not whichever keras_lopt is installed
+# (an editable install points at another worktree): comparing two commits
+# means running each one's copy of this script.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-import keras_lopt
+import keras_lopt  # noqa: E402
 
 
 def timed_applies(optimizer, shape, repeats):

@@ -78,6 +78,10 @@ _backend_argument(_pre_parser)
 os.environ["KERAS_BACKEND"] = _pre_parser.parse_known_args()[0].backend
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The checkout this script is in, not whichever keras_lopt is installed
+# (an editable install points at another worktree): comparing two commits
+# means running each one's copy of this script.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -517,7 +521,8 @@ def main():
         f"TensorFlow {tf.__version__}, "
         f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}, "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
-        f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}",
+        f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}, "
+        f"keras_lopt from {os.path.dirname(os.path.dirname(keras_lopt.__file__))}",
         flush=True,
     )
 

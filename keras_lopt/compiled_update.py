@@ -12,7 +12,9 @@ that is not compiled (Keras' default on CPU), each call runs as one XLA
 program; inside an XLA train step it is inlined into the step's program.
 
 On the JAX backend Keras jits the whole train step (unless it runs
-eagerly), so the step is traced into that program directly.
+eagerly), so the step is traced into that program directly; `many` steps
+several variables at once, their per-tensor work batched, which the
+optimizer uses there for networks that support it.
 """
 
 import keras
