@@ -53,6 +53,10 @@ def _colocated_with(variable):
     return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
 
 
+def _names(variables):
+    return [getattr(v, "path", None) or v.name for v in variables]
+
+
 class _Batch:
     """The variables of one `apply` whose steps run together, and the
     `(gradient, variable)` pairs received so far. A plain object: Keras
@@ -413,11 +417,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         """The deferred `update_step`s of one `apply`, their per-tensor
         work batched (`VariableStep.many`)."""
         pending = batch.pending
-        if [id(v) for _, v in pending] != [id(v) for v in batch.variables]:
+        got = [self._get_variable_index(v) for _, v in pending]
+        if got != [self._get_variable_index(v) for v in batch.variables]:
             raise RuntimeError(
                 "LearnedOptimizer expected `update_step` calls for the variables "
-                f"{[v.path for v in batch.variables]} in this order. "
-                f"Received: {[v.path for _, v in pending]}"
+                f"{_names(batch.variables)} in this order. "
+                f"Received: {_names(v for _, v in pending)}"
             )
         items = [
             (
@@ -496,8 +501,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             if self._batch is not None and self._batch.pending:
                 raise RuntimeError(
                     "LearnedOptimizer deferred the steps of "
-                    f"{[v.path for _, v in self._batch.pending]} and Keras made no "
-                    f"`update_step` call for the rest of {[v.path for v in self._batch.variables]}."
+                    f"{_names(v for _, v in self._batch.pending)} and Keras made no "
+                    f"`update_step` call for the rest of {_names(self._batch.variables)}."
                 )
         finally:
             self._batch = None
