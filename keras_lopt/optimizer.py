@@ -495,6 +495,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         return super().scale_loss(loss)
 
     def apply(self, grads, trainable_variables=None):
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
         self._batch = self._batch_plan(grads, trainable_variables)
         try:
             super().apply(grads, trainable_variables)
