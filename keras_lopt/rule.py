@@ -261,6 +261,7 @@ def step_many_with_moments(
     total_steps = ops.cast(total_steps, "float32")
     sizes = [math.prod(p.shape) for p in parameters]
     batched = dict(zip(features.TENSOR_FEATURE_NAMES, features.tensor_features(iteration, total_steps, sizes)))
+    reads_alignment = any(n in features.ALIGNMENT_FEATURE_NAMES for n in network.context_feature_names)
     columns, contexts, network_states, sums = [], [], [], []
     for state, gradient, parameter in zip(states, gradients, parameters):
         gradient = backend.dense(gradient)
@@ -270,7 +271,7 @@ def step_many_with_moments(
         columns.append(element_columns)
         contexts.append(context_columns)
         network_states.append(state.tensor_state)
-        if any(n in features.ALIGNMENT_FEATURE_NAMES for n in network.context_feature_names):
+        if reads_alignment:
             sums.append(features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True))
     if sums:
         # One reduction per tensor, the arithmetic on the sums batched.

@@ -1,18 +1,23 @@
-"""A preset with the same weights as SOURCE but other controller bounds.
+"""A preset with the same weights as SOURCE but other controller settings.
 
 The adaptive controller keeps a per-tensor log step `s` in
-`log_step_range` and moves it by at most `max_step_change` a step; the step
-is `learning_rate * direction * exp(s)`. Raising the low end puts a floor
-under the step it can shrink to, without touching the weights. Used to
-test, on the selection suite, whether the default's shrinking to its lowest
-step on plateaus (0.1 x its rate: gru_copy, mlp_adding_w64) is what loses
-to Adam(1e-3).
+`log_step_range` and moves it by at most `max_step_change` a step,
+`s += max_step_change * tanh(change)` with `change = hidden @
+controller_kernel_1 + controller_bias_1`; the step is `learning_rate *
+direction * exp(s)`. Raising the low end puts a floor under the step it can
+shrink to, without touching the weights. Used to test, on the selection
+suite, whether the default's shrinking to its lowest step on plateaus (0.1
+x its rate: gru_copy, mlp_adding_w64) is what loses to Adam(1e-3). With
+`--controller-bias`, the controller's output bias (the drift of `s` while
+its hidden units are quiet) is replaced too (`meta_runs/growth_bias`).
 
-Usage: python make_preset.py SOURCE OUT NAME --log-step-range LOW HIGH
-           [--max-step-change X] [--description TEXT]
+Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
+           [--max-step-change X] [--controller-bias B] [--description TEXT]
 """
 
 import argparse
+
+import numpy as np
 
 from keras_lopt import presets, savedmodel
 
@@ -22,16 +27,28 @@ def main():
     parser.add_argument("source")
     parser.add_argument("out")
     parser.add_argument("name")
-    parser.add_argument("--log-step-range", nargs=2, type=float, required=True, metavar=("LOW", "HIGH"))
+    parser.add_argument("--log-step-range", nargs=2, type=float, metavar=("LOW", "HIGH"))
     parser.add_argument("--max-step-change", type=float)
+    parser.add_argument("--controller-bias", type=float)
     parser.add_argument("--description")
     args = parser.parse_args()
     source = presets.load_preset(args.source)
-    changes = {"log_step_range": list(args.log_step_range)}
+    changes = {}
+    if args.log_step_range is not None:
+        changes["log_step_range"] = list(args.log_step_range)
     if args.max_step_change is not None:
         changes["max_step_change"] = args.max_step_change
+    if not changes and args.controller_bias is None:
+        parser.error("give at least one of --log-step-range, --max-step-change, --controller-bias")
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
-    network.set_weights(list(source.weights))
+    weights = [np.asarray(w, np.float32).copy() for w in source.weights]
+    method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller bounds"
+    if args.controller_bias is not None:
+        index = network.weight_names().index("controller_bias_1")
+        changes["controller_bias_1"] = {"from": float(weights[index][0]), "to": args.controller_bias}
+        weights[index][0] = args.controller_bias
+        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
+    network.set_weights(weights)
     info = savedmodel.PresetInfo(
         name=args.name,
         description=args.description or f"{source.name} with {changes}",
@@ -39,7 +56,7 @@ def main():
         learning_rate=source.learning_rate,
         fan_in_base=source.fan_in_base,
         provenance={
-            "method": "meta_runs/step_floor/make_preset.py: the source's weights, other controller bounds",
+            "method": method,
             "from": source.name,
             **changes,
             "source_provenance": source.metadata["provenance"],
