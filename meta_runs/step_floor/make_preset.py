@@ -10,9 +10,16 @@ suite, whether the default's shrinking to its lowest step on plateaus (0.1
 x its rate: gru_copy, mlp_adding_w64) is what loses to Adam(1e-3). With
 `--controller-bias`, the controller's output bias (the drift of `s` while
 its hidden units are quiet) is replaced too (`meta_runs/growth_bias`).
+With `--slow-alignment-gain A`, two of the controller's hidden units
+(`--units I J`, default the two with the smallest output weights of the
+default, 6 and 7) are rewritten to add `A * average_alignment_momentum_0p99`
+(the running average of the cosine between the gradient and the slow
+momentum's direction) to `change`: `relu(x) * A + relu(-x) * (-A)`
+(`meta_runs/slow_alignment`).
 
 Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
-           [--max-step-change X] [--controller-bias B] [--description TEXT]
+           [--max-step-change X] [--controller-bias B]
+           [--slow-alignment-gain A [--units I J]] [--description TEXT]
 """
 
 import argparse
@@ -30,6 +37,8 @@ def main():
     parser.add_argument("--log-step-range", nargs=2, type=float, metavar=("LOW", "HIGH"))
     parser.add_argument("--max-step-change", type=float)
     parser.add_argument("--controller-bias", type=float)
+    parser.add_argument("--slow-alignment-gain", type=float)
+    parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
     parser.add_argument("--description")
     args = parser.parse_args()
     source = presets.load_preset(args.source)
@@ -38,8 +47,10 @@ def main():
         changes["log_step_range"] = list(args.log_step_range)
     if args.max_step_change is not None:
         changes["max_step_change"] = args.max_step_change
-    if not changes and args.controller_bias is None:
-        parser.error("give at least one of --log-step-range, --max-step-change, --controller-bias")
+    if not changes and args.controller_bias is None and args.slow_alignment_gain is None:
+        parser.error(
+            "give at least one of --log-step-range, --max-step-change, --controller-bias, --slow-alignment-gain"
+        )
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
     weights = [np.asarray(w, np.float32).copy() for w in source.weights]
     method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller bounds"
@@ -47,6 +58,20 @@ def main():
         index = network.weight_names().index("controller_bias_1")
         changes["controller_bias_1"] = {"from": float(weights[index][0]), "to": args.controller_bias}
         weights[index][0] = args.controller_bias
+        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
+    if args.slow_alignment_gain is not None:
+        names = network.weight_names()
+        kernel_0, bias_0, kernel_1 = (
+            weights[names.index(n)] for n in ("controller_kernel_0", "controller_bias_0", "controller_kernel_1")
+        )
+        row = list(network.controller_input_names).index("average_alignment_momentum_0p99")
+        gain = args.slow_alignment_gain
+        for unit, sign in zip(args.units, (1.0, -1.0)):
+            kernel_0[:, unit] = 0.0
+            kernel_0[row, unit] = sign
+            bias_0[unit] = 0.0
+            kernel_1[unit, 0] = sign * gain
+        changes["slow_alignment_gain"] = {"gain": gain, "units": list(args.units)}
         method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
     network.set_weights(weights)
     info = savedmodel.PresetInfo(

@@ -1,5 +1,8 @@
 """Prints a preset's per-tensor log step `s` every 100 steps of one
-evaluation task's run (the benchmark's model, data and batch order).
+evaluation task's run (the benchmark's model, data and batch order), and
+the median over tensors of the controller's running averages of the
+alignment cosines (`average_alignment_momentum_0p9`, `..._0p99`, the
+state's fields 1 and 2).
 
 Usage: python trace_log_step.py TASK SEED [SPEC]  (SPEC default:
 learned:adaptive_fan_in_v1)
@@ -25,14 +28,17 @@ batches = harness.training_batches(x, y, task.batch_size, task.steps, seed)
 
 
 class PrintLogStep(keras.callbacks.Callback):
-    """Prints the loss and every tensor's `s` at the end of each 100-step epoch."""
+    """Prints the loss, the median averaged alignments and every tensor's `s`
+    at the end of each 100-step epoch."""
 
     def on_epoch_end(self, epoch, logs=None):
         ctl = [v for v in opt.variables if "step_control" in v.name]
-        s = [float(np.asarray(v)[0]) for v in ctl]
+        state = np.stack([np.asarray(v) for v in ctl])
+        fast, slow = np.median(state[:, 1]), np.median(state[:, 2])
         print(
-            f"step {(epoch + 1) * every:5d} loss {logs['loss']:.4g} log_step",
-            " ".join(f"{v:+.2f}" for v in s),
+            f"step {(epoch + 1) * every:5d} loss {logs['loss']:.4g}",
+            f"alignment 0p9 {fast:+.3f} 0p99 {slow:+.3f} log_step",
+            " ".join(f"{v:+.2f}" for v in state[:, 0]),
             flush=True,
         )
 
