@@ -15,11 +15,17 @@ With `--slow-alignment-gain A`, two of the controller's hidden units
 default, 6 and 7) are rewritten to add `A * average_alignment_momentum_0p99`
 (the running average of the cosine between the gradient and the slow
 momentum's direction) to `change`: `relu(x) * A + relu(-x) * (-A)`
-(`meta_runs/slow_alignment`).
+(`meta_runs/slow_alignment`). With `--brake G W B`, unit I instead
+becomes a one-sided brake, `-relu(-G * average_alignment_momentum_0p99 +
+W * log_step + B + K * loss_change_vs_average_0p99)` added to `change`
+(`--brake-loss-weight K`, default 0; it acts only while the slow alignment
+is negative enough, or the step high, and, with K > 0, the training loss
+not falling below its slow average), and unit J is silenced.
 
 Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
            [--max-step-change X] [--controller-bias B]
-           [--slow-alignment-gain A [--units I J]] [--description TEXT]
+           [--slow-alignment-gain A | --brake G W B [--brake-loss-weight K]]
+           [--units I J] [--description TEXT]
 """
 
 import argparse
@@ -38,6 +44,8 @@ def main():
     parser.add_argument("--max-step-change", type=float)
     parser.add_argument("--controller-bias", type=float)
     parser.add_argument("--slow-alignment-gain", type=float)
+    parser.add_argument("--brake", nargs=3, type=float, metavar=("G", "W", "B"))
+    parser.add_argument("--brake-loss-weight", type=float, default=0.0, metavar="K")
     parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
     parser.add_argument("--description")
     args = parser.parse_args()
@@ -47,9 +55,12 @@ def main():
         changes["log_step_range"] = list(args.log_step_range)
     if args.max_step_change is not None:
         changes["max_step_change"] = args.max_step_change
-    if not changes and args.controller_bias is None and args.slow_alignment_gain is None:
+    if args.brake is not None and args.slow_alignment_gain is not None:
+        parser.error("give --slow-alignment-gain or the brake, not both")
+    if not changes and args.controller_bias is None and args.slow_alignment_gain is None and args.brake is None:
         parser.error(
-            "give at least one of --log-step-range, --max-step-change, --controller-bias, --slow-alignment-gain"
+            "give at least one of --log-step-range, --max-step-change, --controller-bias, "
+            "--slow-alignment-gain, --brake"
         )
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
     weights = [np.asarray(w, np.float32).copy() for w in source.weights]
@@ -72,6 +83,29 @@ def main():
             bias_0[unit] = 0.0
             kernel_1[unit, 0] = sign * gain
         changes["slow_alignment_gain"] = {"gain": gain, "units": list(args.units)}
+        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
+    if args.brake is not None:
+        gain, log_step_weight, offset = args.brake
+        names = network.weight_names()
+        kernel_0, bias_0, kernel_1 = (
+            weights[names.index(n)] for n in ("controller_kernel_0", "controller_bias_0", "controller_kernel_1")
+        )
+        inputs = list(network.controller_input_names)
+        brake, silent = args.units
+        kernel_0[:, [brake, silent]] = 0.0
+        kernel_0[inputs.index("average_alignment_momentum_0p99"), brake] = -gain
+        kernel_0[inputs.index("log_step"), brake] = log_step_weight
+        if args.brake_loss_weight:
+            kernel_0[inputs.index("loss_change_vs_average_0p99"), brake] = args.brake_loss_weight
+        bias_0[[brake, silent]] = [offset, 0.0]
+        kernel_1[[brake, silent], 0] = [-1.0, 0.0]
+        changes["brake"] = {
+            "G": gain,
+            "W": log_step_weight,
+            "B": offset,
+            "K": args.brake_loss_weight,
+            "units": list(args.units),
+        }
         method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
     network.set_weights(weights)
     info = savedmodel.PresetInfo(
