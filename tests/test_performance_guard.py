@@ -218,3 +218,33 @@ def test_breakdown_variants_compile_and_run():
     assert any(name.startswith("L4.") for name in names)
     assert any(name.startswith("F4.") for name in names)
     assert len(rows) == 10 and all(seconds > 0 for _, seconds in rows)
+
+
+def test_jax_step_structure_benchmark_runs_and_its_structures_agree():
+    """`benchmarks/jax_step_structure.py --quick` checks that its three plain
+    structure variants compute the same update (else it fails) and prints a
+    row per update with a positive time."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "jax_step_structure.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "structure variants agree: relative difference " in result.stdout
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    names = [row[0][2:] for row in rows[1:]]
+    assert names == [
+        "keras Adam",
+        "LearnedOptimizer()",
+        "Adam, plain JAX",
+        "structure, per variable",
+        "structure, per-variable tensor state",
+        "structure, concatenated",
+    ]
+    for row in rows[1:]:
+        assert int(row[1]) > 0 and float(row[2]) > 0
+    assert "fit step, residual MLP, XLA: LearnedOptimizer " in result.stdout
