@@ -17,16 +17,19 @@ default, 6 and 7) are rewritten to add `A * average_alignment_momentum_0p99`
 momentum's direction) to `change`: `relu(x) * A + relu(-x) * (-A)`
 (`meta_runs/slow_alignment`). With `--brake G W B`, unit I instead
 becomes a one-sided brake, `-relu(-G * average_alignment_momentum_0p99 +
-W * log_step + B + K * loss_change_vs_average_0p99 + T * step_tanh_1000)`
-added to `change` (`--brake-loss-weight K`, `--brake-time-weight T`,
-default 0; it acts only while the slow alignment
+W * log_step + B + K * loss_change_vs_average_0p99 + F *
+loss_change_vs_average_0p9 + T * step_tanh_1000)` added to `change`
+(`--brake-loss-weight K`, `--brake-fast-loss-weight F`, `--brake-time-weight
+T`, default 0; with F = -K the two loss inputs give the difference of the
+loss's fast and slow averages, a trend without the batch's noise; it acts only while the slow alignment
 is negative enough, or the step high, and, with K > 0, the training loss
 not falling below its slow average), and unit J is silenced.
 
 Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
            [--max-step-change X] [--controller-bias B]
            [--slow-alignment-gain A
-            | --brake G W B [--brake-loss-weight K] [--brake-time-weight T]]
+            | --brake G W B [--brake-loss-weight K] [--brake-fast-loss-weight F]
+              [--brake-time-weight T]]
            [--units I J] [--description TEXT]
 """
 
@@ -48,6 +51,7 @@ def main():
     parser.add_argument("--slow-alignment-gain", type=float)
     parser.add_argument("--brake", nargs=3, type=float, metavar=("G", "W", "B"))
     parser.add_argument("--brake-loss-weight", type=float, default=0.0, metavar="K")
+    parser.add_argument("--brake-fast-loss-weight", type=float, default=0.0, metavar="F")
     parser.add_argument("--brake-time-weight", type=float, default=0.0, metavar="T")
     parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
     parser.add_argument("--description")
@@ -100,6 +104,8 @@ def main():
         kernel_0[inputs.index("log_step"), brake] = log_step_weight
         if args.brake_loss_weight:
             kernel_0[inputs.index("loss_change_vs_average_0p99"), brake] = args.brake_loss_weight
+        if args.brake_fast_loss_weight:
+            kernel_0[inputs.index("loss_change_vs_average_0p9"), brake] = args.brake_fast_loss_weight
         if args.brake_time_weight:
             kernel_0[inputs.index("step_tanh_1000"), brake] = args.brake_time_weight
         bias_0[[brake, silent]] = [offset, 0.0]
@@ -109,6 +115,7 @@ def main():
             "W": log_step_weight,
             "B": offset,
             "K": args.brake_loss_weight,
+            "F": args.brake_fast_loss_weight,
             "T": args.brake_time_weight,
             "units": list(args.units),
         }
