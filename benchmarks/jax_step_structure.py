@@ -174,9 +174,8 @@ def structure_per_variable_state(shapes):
     def step(params, slots, control, gradients, learning_rates):
         (control, loss_statistics) = control
         params, slots, new = batched(params, slots, jnp.stack(control), gradients, learning_rates)
-        finite = new[:, 0] == new[:, 0]  # the selection of the loss statistics: kept, as without a loss
-        kept = [jnp.where(finite[i], s, s) for i, s in enumerate(loss_statistics)]
-        return params, slots, (list(new), kept)
+        # Without a loss the loss statistics are returned as they were.
+        return params, slots, (list(new), loss_statistics)
 
     return step
 
@@ -212,6 +211,13 @@ def structure_concatenated(shapes):
     return step
 
 
+def _initial_control(make, shapes):
+    """The zero per-tensor state a structure update `make` threads through."""
+    if make is structure_per_variable_state:
+        return [jnp.zeros(4, "float32") for _ in shapes], [jnp.zeros(3, "float32") for _ in shapes]
+    return jnp.zeros((len(shapes), 4), "float32")
+
+
 def _inputs(shapes):
     rng = np.random.default_rng(0)
     params = [jnp.asarray(rng.normal(size=s), "float32") for s in shapes]
@@ -228,9 +234,7 @@ def check_structures_agree(shapes, steps=3):
     start = _inputs(shapes)[0]
     for make in (structure_per_variable, structure_per_variable_state, structure_concatenated):
         params, gradients, slots, learning_rates = _inputs(shapes)
-        control = jnp.zeros((len(shapes), 4), "float32")
-        if make is structure_per_variable_state:
-            control = ([jnp.zeros(4, "float32") for _ in shapes], [jnp.zeros(3, "float32") for _ in shapes])
+        control = _initial_control(make, shapes)
         step = jax.jit(make(shapes))
         for _ in range(steps):
             params, slots, control = step(params, slots, control, gradients, learning_rates)
@@ -246,9 +250,7 @@ def check_structures_agree(shapes, steps=3):
 def structure_update(make, shapes, calls, repeats):
     """`(seconds, fusions)` of a plain-JAX structure update."""
     params, gradients, slots, learning_rates = _inputs(shapes)
-    control = jnp.zeros((len(shapes), 4), "float32")
-    if make is structure_per_variable_state:
-        control = ([jnp.zeros(4, "float32") for _ in shapes], [jnp.zeros(3, "float32") for _ in shapes])
+    control = _initial_control(make, shapes)
     compiled = jax.jit(make(shapes)).lower(params, slots, control, gradients, learning_rates).compile()
     seconds = time_calls(compiled, (params, slots, control), (gradients, learning_rates), calls, repeats)
     return seconds, fusions(compiled)

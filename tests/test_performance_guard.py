@@ -142,18 +142,25 @@ def test_compiled_update_is_float32_with_one_network_and_four_reductions_per_var
         assert _count(lowered, r" reduce\(\w+{shape}", shape) == 4, shape
 
 
-@pytest.mark.slow
-def test_quick_benchmark_runs_and_prints_every_row():
+def _run_benchmark(script, timeout):
+    """`benchmarks/SCRIPT --quick` in a subprocess; its completed process,
+    after asserting that it succeeded."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "step_time.py"), "--quick"],
+        [sys.executable, os.path.join(ROOT, "benchmarks", script), "--quick"],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         env=env,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_and_prints_every_row():
+    result = _run_benchmark("step_time.py", timeout=900)
     lines = result.stdout.strip().splitlines()
     prefix = "ratio LearnedOptimizer/Adam, "
     ratios = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
@@ -224,16 +231,7 @@ def test_jax_step_structure_benchmark_runs_and_its_structures_agree():
     """`benchmarks/jax_step_structure.py --quick` checks that its three plain
     structure variants compute the same update (else it fails) and prints a
     row per update with a positive time."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "jax_step_structure.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _run_benchmark("jax_step_structure.py", timeout=600)
     assert "structure variants agree: relative difference " in result.stdout
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     names = [row[0][2:] for row in rows[1:]]

@@ -71,18 +71,17 @@ def main():
         )
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
     weights = [np.asarray(w, np.float32).copy() for w in source.weights]
-    method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller bounds"
+    names = network.weight_names()
+    kernel_0, bias_0, kernel_1 = (
+        weights[names.index(n)] for n in ("controller_kernel_0", "controller_bias_0", "controller_kernel_1")
+    )
+    inputs = list(network.controller_input_names)
     if args.controller_bias is not None:
-        index = network.weight_names().index("controller_bias_1")
+        index = names.index("controller_bias_1")
         changes["controller_bias_1"] = {"from": float(weights[index][0]), "to": args.controller_bias}
         weights[index][0] = args.controller_bias
-        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
     if args.slow_alignment_gain is not None:
-        names = network.weight_names()
-        kernel_0, bias_0, kernel_1 = (
-            weights[names.index(n)] for n in ("controller_kernel_0", "controller_bias_0", "controller_kernel_1")
-        )
-        row = list(network.controller_input_names).index("average_alignment_momentum_0p99")
+        row = inputs.index("average_alignment_momentum_0p99")
         gain = args.slow_alignment_gain
         for unit, sign in zip(args.units, (1.0, -1.0)):
             kernel_0[:, unit] = 0.0
@@ -90,14 +89,8 @@ def main():
             bias_0[unit] = 0.0
             kernel_1[unit, 0] = sign * gain
         changes["slow_alignment_gain"] = {"gain": gain, "units": list(args.units)}
-        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
     if args.brake is not None:
         gain, log_step_weight, offset = args.brake
-        names = network.weight_names()
-        kernel_0, bias_0, kernel_1 = (
-            weights[names.index(n)] for n in ("controller_kernel_0", "controller_bias_0", "controller_kernel_1")
-        )
-        inputs = list(network.controller_input_names)
         brake, silent = args.units
         kernel_0[:, [brake, silent]] = 0.0
         kernel_0[inputs.index("average_alignment_momentum_0p99"), brake] = -gain
@@ -119,7 +112,10 @@ def main():
             "T": args.brake_time_weight,
             "units": list(args.units),
         }
-        method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller settings"
+    weights_changed = any(x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake))
+    method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller " + (
+        "settings" if weights_changed else "bounds"
+    )
     network.set_weights(weights)
     info = savedmodel.PresetInfo(
         name=args.name,
