@@ -23,14 +23,20 @@ loss_change_vs_average_0p9 + T * step_tanh_1000)` added to `change`
 T`, default 0; with F = -K the two loss inputs give the difference of the
 loss's fast and slow averages, a trend without the batch's noise; it acts only while the slow alignment
 is negative enough, or the step high, and, with K > 0, the training loss
-not falling below its slow average), and unit J is silenced.
+not falling below its slow average), and unit J is silenced. With
+`--fast-units-read-slow`, the two hidden units that carry the default
+(0 and 1, `--fast-units`) read the slow momentum's alignment instead of the
+fast one's: their weights on `alignment_momentum_0p9` and its running
+average move onto `alignment_momentum_0p99` and its average
+(`meta_runs/slow_timescale`).
 
 Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
            [--max-step-change X] [--controller-bias B]
            [--slow-alignment-gain A
             | --brake G W B [--brake-loss-weight K] [--brake-fast-loss-weight F]
               [--brake-time-weight T]]
-           [--units I J] [--description TEXT]
+           [--units I J] [--fast-units-read-slow [--fast-units P Q]]
+           [--description TEXT]
 """
 
 import argparse
@@ -54,6 +60,8 @@ def main():
     parser.add_argument("--brake-fast-loss-weight", type=float, default=0.0, metavar="F")
     parser.add_argument("--brake-time-weight", type=float, default=0.0, metavar="T")
     parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
+    parser.add_argument("--fast-units-read-slow", action="store_true")
+    parser.add_argument("--fast-units", nargs=2, type=int, default=(0, 1), metavar=("P", "Q"))
     parser.add_argument("--description")
     args = parser.parse_args()
     source = presets.load_preset(args.source)
@@ -64,10 +72,13 @@ def main():
         changes["max_step_change"] = args.max_step_change
     if args.brake is not None and args.slow_alignment_gain is not None:
         parser.error("give --slow-alignment-gain or the brake, not both")
-    if not changes and args.controller_bias is None and args.slow_alignment_gain is None and args.brake is None:
+    weights_changed = args.fast_units_read_slow or any(
+        x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake)
+    )
+    if not changes and not weights_changed:
         parser.error(
             "give at least one of --log-step-range, --max-step-change, --controller-bias, "
-            "--slow-alignment-gain, --brake"
+            "--slow-alignment-gain, --brake, --fast-units-read-slow"
         )
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
     weights = [np.asarray(w, np.float32).copy() for w in source.weights]
@@ -112,7 +123,15 @@ def main():
             "T": args.brake_time_weight,
             "units": list(args.units),
         }
-    weights_changed = any(x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake))
+    if args.fast_units_read_slow:
+        units = list(args.fast_units)
+        for fast, slow in (
+            ("alignment_momentum_0p9", "alignment_momentum_0p99"),
+            ("average_alignment_momentum_0p9", "average_alignment_momentum_0p99"),
+        ):
+            kernel_0[inputs.index(slow), units] += kernel_0[inputs.index(fast), units]
+            kernel_0[inputs.index(fast), units] = 0.0
+        changes["fast_units_read_slow"] = {"units": units}
     method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller " + (
         "settings" if weights_changed else "bounds"
     )
