@@ -35,7 +35,8 @@ Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
            [--slow-alignment-gain A
             | --brake G W B [--brake-loss-weight K] [--brake-fast-loss-weight F]
               [--brake-time-weight T]]
-           [--units I J] [--fast-units-read-slow [--fast-units P Q]]
+              [--brake-fast-alignment-weight H]
+           [--units I J] [--fast-units-read-slow [--fast-units P Q] [--slow-fraction X]]
            [--description TEXT]
 """
 
@@ -59,9 +60,11 @@ def main():
     parser.add_argument("--brake-loss-weight", type=float, default=0.0, metavar="K")
     parser.add_argument("--brake-fast-loss-weight", type=float, default=0.0, metavar="F")
     parser.add_argument("--brake-time-weight", type=float, default=0.0, metavar="T")
+    parser.add_argument("--brake-fast-alignment-weight", type=float, default=0.0, metavar="H")
     parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
     parser.add_argument("--fast-units-read-slow", action="store_true")
     parser.add_argument("--fast-units", nargs=2, type=int, default=(0, 1), metavar=("P", "Q"))
+    parser.add_argument("--slow-fraction", type=float, default=1.0, metavar="X")
     parser.add_argument("--description")
     args = parser.parse_args()
     source = presets.load_preset(args.source)
@@ -112,6 +115,8 @@ def main():
             kernel_0[inputs.index("loss_change_vs_average_0p9"), brake] = args.brake_fast_loss_weight
         if args.brake_time_weight:
             kernel_0[inputs.index("step_tanh_1000"), brake] = args.brake_time_weight
+        if args.brake_fast_alignment_weight:
+            kernel_0[inputs.index("average_alignment_momentum_0p9"), brake] = args.brake_fast_alignment_weight
         bias_0[[brake, silent]] = [offset, 0.0]
         kernel_1[[brake, silent], 0] = [-1.0, 0.0]
         changes["brake"] = {
@@ -121,6 +126,7 @@ def main():
             "K": args.brake_loss_weight,
             "F": args.brake_fast_loss_weight,
             "T": args.brake_time_weight,
+            "H": args.brake_fast_alignment_weight,
             "units": list(args.units),
         }
     if args.fast_units_read_slow:
@@ -129,9 +135,10 @@ def main():
             ("alignment_momentum_0p9", "alignment_momentum_0p99"),
             ("average_alignment_momentum_0p9", "average_alignment_momentum_0p99"),
         ):
-            kernel_0[inputs.index(slow), units] += kernel_0[inputs.index(fast), units]
-            kernel_0[inputs.index(fast), units] = 0.0
-        changes["fast_units_read_slow"] = {"units": units}
+            moved = args.slow_fraction * kernel_0[inputs.index(fast), units]
+            kernel_0[inputs.index(slow), units] += moved
+            kernel_0[inputs.index(fast), units] -= moved
+        changes["fast_units_read_slow"] = {"units": units, "fraction": args.slow_fraction}
     method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller " + (
         "settings" if weights_changed else "bounds"
     )
