@@ -427,9 +427,12 @@ def test_probe_of_the_default_shows_adams_direction_at_its_first_step():
     first step-size change."""
     from keras_lopt import probes
 
-    result = probes.probe("adaptive_fan_in_v1", np.array([-1.0, 0.0, 1.0]), 1.0, 1.0, 1000)
+    default = presets.DEFAULT_PRESET
+    result = probes.probe(default, np.array([-1.0, 0.0, 1.0]), 1.0, 1.0, 1000)
     np.testing.assert_allclose(result["direction"], result["adam"], rtol=1e-5)
-    assert np.all(np.abs(result["log_multiplier"]) <= 0.05 + 1e-6)  # max_step_change
+    max_step_change = presets.load_preset(default).network.max_step_change
+    assert np.all(np.abs(result["log_multiplier"]) <= max_step_change + 1e-6)
+    assert np.any(np.abs(result["log_multiplier"]) > 0.0)
     np.testing.assert_allclose(result["learned"], result["adam"] * np.exp(result["log_multiplier"]), rtol=1e-5)
 
 
