@@ -44,7 +44,16 @@ examples early, and that candidate trained it as well as the default.
 
 import keras
 
-from keras_lopt.evaluation.tasks import EvalTask, cached, dataset, mlp, python_chars, sklearn_split, sparse_ce
+from keras_lopt.evaluation.tasks import (
+    EvalTask,
+    cached,
+    dataset,
+    mlp,
+    preln_residual_mlp,
+    python_chars,
+    sklearn_split,
+    sparse_ce,
+)
 
 STEPS = 2000
 
@@ -85,14 +94,7 @@ def resmlp_ln_model(inputs=30, classes=2):
 def resmlp_preln_model(inputs=32, classes=8):
     """3 pre-LayerNorm residual blocks of width 96 (hidden 192, gelu) and a
     final LayerNorm, on `inputs` features with `classes` outputs."""
-    x = keras.Input((inputs,))
-    h = keras.layers.Dense(96)(x)
-    for _ in range(3):
-        u = keras.layers.LayerNormalization()(h)
-        u = keras.layers.Dense(192, activation="gelu")(u)
-        h = h + keras.layers.Dense(96)(u)
-    h = keras.layers.LayerNormalization()(h)
-    return keras.Model(x, keras.layers.Dense(classes)(h))
+    return preln_residual_mlp(inputs, classes, width=96, hidden=192, blocks=3)
 
 
 def _conv_digits_model():

@@ -95,6 +95,20 @@ def sparse_ce():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
+def preln_residual_mlp(inputs, outputs, width, hidden, blocks):
+    """Dense(width), then `blocks` pre-LayerNorm residual blocks (LN,
+    Dense(hidden, gelu), Dense(width), add), a final LayerNorm and
+    Dense(outputs), on `inputs` features."""
+    x = keras.Input((inputs,))
+    h = keras.layers.Dense(width)(x)
+    for _ in range(blocks):
+        u = keras.layers.LayerNormalization()(h)
+        u = keras.layers.Dense(hidden, activation="gelu")(u)
+        h = h + keras.layers.Dense(width)(u)
+    h = keras.layers.LayerNormalization()(h)
+    return keras.Model(x, keras.layers.Dense(outputs)(h))
+
+
 def mlp(inputs, widths, outputs, activation="relu"):
     layers = [keras.Input(inputs), keras.layers.Flatten()]
     layers += [keras.layers.Dense(w, activation=activation) for w in widths]

@@ -16,7 +16,16 @@ language models. A meta-training family must not add these pairs.
 import keras
 import numpy as np
 
-from keras_lopt.evaluation.tasks import EvalTask, cached, dataset, mlp, python_chars, sklearn_split, sparse_ce
+from keras_lopt.evaluation.tasks import (
+    EvalTask,
+    cached,
+    dataset,
+    mlp,
+    preln_residual_mlp,
+    python_chars,
+    sklearn_split,
+    sparse_ce,
+)
 
 CONTEXT = 16  # bytes the MLP language model reads
 WIDTHS = (64, 256, 1024)
@@ -57,14 +66,7 @@ def _byte_mlp_lm(width):
 
 def _residual_mlp():
     """4 pre-LayerNorm residual blocks of width 64 (hidden 128)."""
-    inputs = keras.Input((40,))
-    h = keras.layers.Dense(64)(inputs)
-    for _ in range(4):
-        u = keras.layers.LayerNormalization()(h)
-        u = keras.layers.Dense(128, activation="gelu")(u)
-        h = h + keras.layers.Dense(64)(u)
-    h = keras.layers.LayerNormalization()(h)
-    return keras.Model(inputs, keras.layers.Dense(10)(h))
+    return preln_residual_mlp(40, 10, width=64, hidden=128, blocks=4)
 
 
 def _preln_transformer():
