@@ -56,7 +56,7 @@ def test_families_sample_deterministically():
         families.get_family("imagenet")
 
 
-@pytest.mark.parametrize("objective", ["final", "tail", "validation"])
+@pytest.mark.parametrize("objective", ["final", "tail", "validation", "validation_tail"])
 def test_objectives_on_a_keras_task(objective):
     task = families.get_family("mlp_regression").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
@@ -220,6 +220,7 @@ def test_objective_scores_only_the_steps_run():
         "validation": lambda v, n: v[:n].mean(),
         "final": lambda v, n: v[n - 1],
         "tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
+        "validation_tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
     }
     for objective, formula in expected.items():
         for n in (1, 5, 10, 11, 12):

@@ -174,7 +174,8 @@ class MetaTrainConfig:
         objective: meta-objective, one of `OBJECTIVES`: the mean over the
             truncation ("mean"), its last step ("final") or its last tenth
             ("tail") of log(training loss / initial loss), or the mean of the
-            same on validation batches ("validation"). "tail" scores where a
+            same on validation batches ("validation"), or the last tenth on
+            validation batches ("validation_tail"). "tail" scores where a
             run ends, like "final", with a tenth of its minibatch noise.
         min_loss_ratio: loss ratios below this earn no more meta-reward.
         outer_steps: number of meta-weight updates.

@@ -174,7 +174,8 @@ class MetaTrainer:
         Each family contributes `eval_tasks` runs of `eval_horizon` steps
         (variant `i % len(family)`), each of `eval_members` trajectories
         (seeds from `_EVAL_SEED_BASE + i * eval_members`), scored with the
-        run's objective ("mean" for "validation" runs) and unperturbed
+        run's objective ("mean" for "validation" runs; "validation_tail"
+        runs score validation batches) and unperturbed
         meta-weights.
         """
         theta = self.theta if theta is None else theta

@@ -16,7 +16,9 @@ from keras_lopt import fan_in, features, rule, validation
 from keras_lopt.layers import BoundNetwork
 
 # The meta-objectives `Unroll` computes (see `_objective`).
-OBJECTIVES = ("mean", "final", "tail", "validation")
+OBJECTIVES = ("mean", "final", "tail", "validation", "validation_tail")
+# The objectives scored on validation batches (one more loss per step).
+VALIDATION_OBJECTIVES = ("validation", "validation_tail")
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
@@ -185,7 +187,7 @@ def _objective(objective, values, num_steps):
     index = tf.range(tf.shape(values)[0])
     if objective == "final":
         return tf.gather(values, num_steps - 1)
-    if objective == "tail":
+    if objective in ("tail", "validation_tail"):
         tail = tf.maximum(1, num_steps // 10)
         mask = (index >= num_steps - tail) & (index < num_steps)
         return tf.reduce_sum(tf.where(mask, values, 0.0)) / tf.cast(tail, tf.float32)
@@ -344,7 +346,7 @@ def _compile(
                 new_slots.append(rule.flatten_state(new))
             one_hot = tf.one_hot(k, max_steps)
             train_losses = train_losses + one_hot * loss
-            if objective == "validation":
+            if objective in VALIDATION_OBJECTIVES:
                 valid_batch = task.sample_batch(valid_data, batch_seed + 1)
                 valid_losses = valid_losses + one_hot * task_loss(new_params, valid_batch)
             return k + 1, new_params, new_slots, loss_ref, train_losses, valid_losses
@@ -356,7 +358,7 @@ def _compile(
             (tf.constant(0), params, slots, loss_ref, zeros, zeros),
             maximum_iterations=max_steps,
         )
-        scored = valid_losses if objective == "validation" else train_losses
+        scored = valid_losses if objective in VALIDATION_OBJECTIVES else train_losses
         meta = _objective(objective, _meta_values(scored, loss_ref, min_loss_ratio), steps)
         return (
             params,
