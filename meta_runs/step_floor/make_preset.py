@@ -28,7 +28,15 @@ not falling below its slow average), and unit J is silenced. With
 (0 and 1, `--fast-units`) read the slow momentum's alignment instead of the
 fast one's: their weights on `alignment_momentum_0p9` and its running
 average move onto `alignment_momentum_0p99` and its average
-(`meta_runs/slow_timescale`).
+(`meta_runs/slow_timescale`). With `--horizon-neutral`, the controller's
+weights on `progress` and `horizon_known` are zeroed: a known horizon
+(`total_steps`, `TrainingHorizon()`) then changes nothing, and without one
+the preset computes what SOURCE does. With `--anneal A P0 W` (implies
+`--horizon-neutral`), the controller gains a hidden unit,
+`relu(A * progress - A * P0 * horizon_known)` with output weight `-W`: zero
+without a horizon and before progress P0, then pulling `change` down so
+that the log step falls at up to `max_step_change` a step to the end
+(`meta_runs/horizon`).
 
 Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
            [--max-step-change X] [--controller-bias B]
@@ -37,7 +45,7 @@ Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
               [--brake-time-weight T]]
               [--brake-fast-alignment-weight H]
            [--units I J] [--fast-units-read-slow [--fast-units P Q] [--slow-fraction X]]
-           [--description TEXT]
+           [--horizon-neutral | --anneal A P0 W] [--description TEXT]
 """
 
 import argparse
@@ -65,6 +73,8 @@ def main():
     parser.add_argument("--fast-units-read-slow", action="store_true")
     parser.add_argument("--fast-units", nargs=2, type=int, default=(0, 1), metavar=("P", "Q"))
     parser.add_argument("--slow-fraction", type=float, default=1.0, metavar="X")
+    parser.add_argument("--horizon-neutral", action="store_true")
+    parser.add_argument("--anneal", nargs=3, type=float, metavar=("A", "P0", "W"))
     parser.add_argument("--description")
     args = parser.parse_args()
     source = presets.load_preset(args.source)
@@ -75,13 +85,15 @@ def main():
         changes["max_step_change"] = args.max_step_change
     if args.brake is not None and args.slow_alignment_gain is not None:
         parser.error("give --slow-alignment-gain or the brake, not both")
-    weights_changed = args.fast_units_read_slow or any(
-        x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake)
+    if args.anneal is not None:
+        changes["controller_hidden_size"] = int(source.network.get_config()["controller_hidden_size"]) + 1
+    weights_changed = args.fast_units_read_slow or args.horizon_neutral or any(
+        x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake, args.anneal)
     )
     if not changes and not weights_changed:
         parser.error(
             "give at least one of --log-step-range, --max-step-change, --controller-bias, "
-            "--slow-alignment-gain, --brake, --fast-units-read-slow"
+            "--slow-alignment-gain, --brake, --fast-units-read-slow, --horizon-neutral, --anneal"
         )
     network = type(source.network).from_config({**source.network.get_config(), "name": args.name, **changes})
     weights = [np.asarray(w, np.float32).copy() for w in source.weights]
@@ -139,6 +151,23 @@ def main():
             kernel_0[inputs.index(slow), units] += moved
             kernel_0[inputs.index(fast), units] -= moved
         changes["fast_units_read_slow"] = {"units": units, "fraction": args.slow_fraction}
+    if args.horizon_neutral or args.anneal is not None:
+        for feature in ("progress", "horizon_known"):
+            kernel_0[inputs.index(feature), :] = 0.0
+        changes["horizon_neutral"] = True
+    if args.anneal is not None:
+        gain, start, weight = args.anneal
+        column = np.zeros([kernel_0.shape[0], 1], np.float32)
+        column[inputs.index("progress"), 0] = gain
+        column[inputs.index("horizon_known"), 0] = -gain * start
+        grown = {
+            "controller_kernel_0": np.concatenate([kernel_0, column], axis=1),
+            "controller_bias_0": np.concatenate([bias_0, np.zeros([1], np.float32)]),
+            "controller_kernel_1": np.concatenate([kernel_1, np.full([1, 1], -weight, np.float32)], axis=0),
+        }
+        for name, value in grown.items():
+            weights[names.index(name)] = value
+        changes["anneal"] = {"A": gain, "P0": start, "W": weight}
     method = "meta_runs/step_floor/make_preset.py: the source's weights, other controller " + (
         "settings" if weights_changed else "bounds"
     )
