@@ -86,7 +86,7 @@ def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
 def test_config_round_trip():
     optimizer = LearnedOptimizer(total_steps=1000, weight_decay=0.01, clipnorm=1.0)
     config = optimizer.get_config()
-    assert config["preset"] == keras_lopt.presets.DEFAULT_PRESET == "adaptive_slow_v2"
+    assert config["preset"] == keras_lopt.presets.DEFAULT_PRESET == "adaptive_slow_v3"
     assert config["learning_rate"] == pytest.approx(3e-3)  # the preset's own
     clone = LearnedOptimizer.from_config(config)
     assert clone.get_config() == config

@@ -76,4 +76,4 @@ def test_wheel_ships_presets_and_works_outside_the_source_tree(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 0 and "| `adaptive_slow_v2` | default |" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == 0 and "| `adaptive_slow_v3` | default |" in result.stdout, result.stderr[-2000:]

@@ -87,8 +87,10 @@ def main():
         parser.error("give --slow-alignment-gain or the brake, not both")
     if args.anneal is not None:
         changes["controller_hidden_size"] = int(source.network.get_config()["controller_hidden_size"]) + 1
-    weights_changed = args.fast_units_read_slow or args.horizon_neutral or any(
-        x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake, args.anneal)
+    weights_changed = (
+        args.fast_units_read_slow
+        or args.horizon_neutral
+        or any(x is not None for x in (args.controller_bias, args.slow_alignment_gain, args.brake, args.anneal))
     )
     if not changes and not weights_changed:
         parser.error(
