@@ -69,6 +69,20 @@ def test_objectives_on_a_keras_task(objective):
     assert np.all(new_state.step.numpy() == 5)
 
 
+def test_validation_tail_scores_validation_batches():
+    task = families.get_family("mlp_regression").task(0)
+    layer = presets.load_preset("adam_equivalent_v1").network
+    theta = unroll.flatten_weights(layer.get_weights())
+    metas = {}
+    for objective in ("tail", "validation_tail"):
+        state = unroll.fresh_state(task, [0, 1], [100, 100])
+        _, meta, losses = unroll.Unroll(task, layer, 20, objective, 1e-3)(np.stack([theta, theta]), state)
+        metas[objective] = meta.numpy()
+    # Same trajectories, other batches scored: the meta-losses differ.
+    assert np.all(np.isfinite(metas["validation_tail"]))
+    assert not np.allclose(metas["tail"], metas["validation_tail"], rtol=1e-4)
+
+
 def test_short_meta_training_improves_held_out_meta_loss(tmp_path):
     config = MetaTrainConfig.from_dict(QUADRATIC_CONFIG)
     trainer = MetaTrainer(config, tmp_path / "run")

@@ -63,6 +63,21 @@ def test_default_optimizer_converges_on_a_tiny_problem():
     assert after < 0.5 * before
 
 
+def test_default_gives_the_same_result_with_or_without_a_horizon():
+    # The default's controller has no weight on progress or horizon_known
+    # (adaptive_slow_v2 had, and lost with a horizon): total_steps and
+    # TrainingHorizon() change nothing. v2 shows the check can tell.
+    def weights(**kwargs):
+        model, _ = _fit(LearnedOptimizer(**kwargs), steps=30)
+        return [np.asarray(w) for w in model.get_weights()]
+
+    without = weights()
+    for a, b in zip(without, weights(total_steps=30)):
+        np.testing.assert_array_equal(a, b)
+    v2 = weights(preset="adaptive_slow_v2"), weights(preset="adaptive_slow_v2", total_steps=30)
+    assert any(not np.array_equal(a, b) for a, b in zip(*v2))
+
+
 def test_keras_file_round_trip_continues_identically(tmp_path, random_preset):
     x, y = classification_data(n=96)
     model = small_classifier()
