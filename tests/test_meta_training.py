@@ -76,7 +76,7 @@ def test_validation_tail_scores_validation_batches():
     metas = {}
     for objective in ("tail", "validation_tail"):
         state = unroll.fresh_state(task, [0, 1], [100, 100])
-        _, meta, losses = unroll.Unroll(task, layer, 20, objective, 1e-3)(np.stack([theta, theta]), state)
+        _, meta, _ = unroll.Unroll(task, layer, 20, objective, 1e-3)(np.stack([theta, theta]), state)
         metas[objective] = meta.numpy()
     # Same trajectories, other batches scored: the meta-losses differ.
     assert np.all(np.isfinite(metas["validation_tail"]))

@@ -15,8 +15,10 @@ import tensorflow as tf
 from keras_lopt import fan_in, features, rule, validation
 from keras_lopt.layers import BoundNetwork
 
-# The meta-objectives `Unroll` computes (see `_objective`).
-OBJECTIVES = ("mean", "final", "tail", "validation", "validation_tail")
+# The meta-objectives `Unroll` computes, each as how it reduces a run's
+# per-step values (see `_objective`).
+_REDUCTIONS = {"mean": "mean", "final": "final", "tail": "tail", "validation": "mean", "validation_tail": "tail"}
+OBJECTIVES = tuple(_REDUCTIONS)
 # The objectives scored on validation batches (one more loss per step).
 VALIDATION_OBJECTIVES = ("validation", "validation_tail")
 # A member whose loss is non-finite or grows past this multiple of its
@@ -185,13 +187,14 @@ def _objective(objective, values, num_steps):
     """Meta-loss of one member from its per-step values `[K_max]`, of which
     the first `num_steps` (an int32 scalar tensor) were run."""
     index = tf.range(tf.shape(values)[0])
-    if objective == "final":
+    reduction = _REDUCTIONS[objective]
+    if reduction == "final":
         return tf.gather(values, num_steps - 1)
-    if objective in ("tail", "validation_tail"):
+    if reduction == "tail":
         tail = tf.maximum(1, num_steps // 10)
         mask = (index >= num_steps - tail) & (index < num_steps)
         return tf.reduce_sum(tf.where(mask, values, 0.0)) / tf.cast(tail, tf.float32)
-    # "mean" and "validation": the mean over every step run.
+    # "mean": the mean over every step run.
     return tf.reduce_sum(tf.where(index < num_steps, values, 0.0)) / tf.cast(num_steps, tf.float32)
 
 
