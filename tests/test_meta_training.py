@@ -56,7 +56,7 @@ def test_families_sample_deterministically():
         families.get_family("imagenet")
 
 
-@pytest.mark.parametrize("objective", ["final", "tail", "validation", "validation_tail"])
+@pytest.mark.parametrize("objective", ["final", "tail", "validation", "validation_tail", "joint_tail"])
 def test_objectives_on_a_keras_task(objective):
     task = families.get_family("mlp_regression").task(0)
     layer = presets.load_preset("adam_equivalent_v1").network
@@ -74,13 +74,15 @@ def test_validation_tail_scores_validation_batches():
     layer = presets.load_preset("adam_equivalent_v1").network
     theta = unroll.flatten_weights(layer.get_weights())
     metas = {}
-    for objective in ("tail", "validation_tail"):
+    for objective in ("tail", "validation_tail", "joint_tail"):
         state = unroll.fresh_state(task, [0, 1], [100, 100])
         _, meta, _ = unroll.Unroll(task, layer, 20, objective, 1e-3)(np.stack([theta, theta]), state)
         metas[objective] = meta.numpy()
     # Same trajectories, other batches scored: the meta-losses differ.
     assert np.all(np.isfinite(metas["validation_tail"]))
     assert not np.allclose(metas["tail"], metas["validation_tail"], rtol=1e-4)
+    # "joint_tail" is the mean of the two (the tail is linear in the values).
+    np.testing.assert_allclose(metas["joint_tail"], 0.5 * (metas["tail"] + metas["validation_tail"]), rtol=1e-5)
 
 
 def test_short_meta_training_improves_held_out_meta_loss(tmp_path):
@@ -235,6 +237,7 @@ def test_objective_scores_only_the_steps_run():
         "final": lambda v, n: v[n - 1],
         "tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
         "validation_tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
+        "joint_tail": lambda v, n: v[n - max(1, n // 10) : n].mean(),
     }
     for objective, formula in expected.items():
         for n in (1, 5, 10, 11, 12):

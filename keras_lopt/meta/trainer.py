@@ -175,7 +175,7 @@ class MetaTrainer:
         (variant `i % len(family)`), each of `eval_members` trajectories
         (seeds from `_EVAL_SEED_BASE + i * eval_members`), scored with the
         run's objective ("mean" for "validation" runs; "validation_tail"
-        runs score validation batches) and unperturbed
+        runs score validation batches, "joint_tail" runs both) and unperturbed
         meta-weights.
         """
         theta = self.theta if theta is None else theta

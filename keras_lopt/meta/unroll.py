@@ -17,10 +17,20 @@ from keras_lopt.layers import BoundNetwork
 
 # The meta-objectives `Unroll` computes, each as how it reduces a run's
 # per-step values (see `_objective`).
-_REDUCTIONS = {"mean": "mean", "final": "final", "tail": "tail", "validation": "mean", "validation_tail": "tail"}
+_REDUCTIONS = {
+    "mean": "mean",
+    "final": "final",
+    "tail": "tail",
+    "validation": "mean",
+    "validation_tail": "tail",
+    "joint_tail": "tail",
+}
 OBJECTIVES = tuple(_REDUCTIONS)
-# The objectives scored on validation batches (one more loss per step).
-VALIDATION_OBJECTIVES = ("validation", "validation_tail")
+# The objectives that need validation batches (one more loss per step).
+VALIDATION_OBJECTIVES = ("validation", "validation_tail", "joint_tail")
+# The objectives that score the mean of the training and the validation
+# values: a step must lower both losses to score.
+JOINT_OBJECTIVES = ("joint_tail",)
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
@@ -361,8 +371,15 @@ def _compile(
             (tf.constant(0), params, slots, loss_ref, zeros, zeros),
             maximum_iterations=max_steps,
         )
-        scored = valid_losses if objective in VALIDATION_OBJECTIVES else train_losses
-        meta = _objective(objective, _meta_values(scored, loss_ref, min_loss_ratio), steps)
+        if objective in JOINT_OBJECTIVES:
+            values = 0.5 * (
+                _meta_values(train_losses, loss_ref, min_loss_ratio)
+                + _meta_values(valid_losses, loss_ref, min_loss_ratio)
+            )
+        else:
+            scored = valid_losses if objective in VALIDATION_OBJECTIVES else train_losses
+            values = _meta_values(scored, loss_ref, min_loss_ratio)
+        meta = _objective(objective, values, steps)
         return (
             params,
             slots,
