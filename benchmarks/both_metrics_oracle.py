@@ -1,0 +1,69 @@
+"""How many task-seeds any optimizer run so far wins on both metrics.
+
+Issue 18 asks for a lower final training loss than Adam(1e-3) on >= 95% of
+the test suite's task-seeds and a lower validation loss on >= 80%. Both
+together need at least `95% + 80% - 100%` of the task-seeds won on both
+metrics at once (for 33 task-seeds: 32 + 27 - 33 = 26). This script counts,
+per task-seed, which optimizers in a results file beat Adam(1e-3) on both
+(a win needs a loss lower by more than 0.1%, as in the benchmark's report),
+and how many task-seeds an oracle that picks the best of them per task-seed
+(with hindsight) would win.
+
+    python benchmarks/both_metrics_oracle.py \
+        benchmarks/results/test_suite/results.jsonl learned:adaptive_slow_v3
+"""
+
+import argparse
+import collections
+import json
+import math
+
+REFERENCE = "adam@0.001"
+MARGIN = 1e-3
+
+
+def _wins(run, reference, metric):
+    return math.isfinite(run[metric]) and run[metric] < reference[metric] * (1 - MARGIN)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", help="a benchmark results.jsonl")
+    parser.add_argument("optimizer", help="the optimizer to report beside the oracle")
+    args = parser.parse_args()
+    runs = collections.defaultdict(dict)
+    with open(args.results) as f:
+        for line in f:
+            row = json.loads(line)
+            runs[(row["task"], row["seed"])][row["optimizer"]] = row
+    names = sorted({name for by_name in runs.values() for name in by_name} - {REFERENCE})
+    if args.optimizer not in names:
+        raise SystemExit(f"No runs of optimizer {args.optimizer!r} in {args.results}. Received runs of: {names}")
+    needed = math.ceil(0.95 * len(runs)) + math.ceil(0.80 * len(runs)) - len(runs)
+    print(f"{len(runs)} task-seeds, {len(names)} optimizers besides {REFERENCE}: {', '.join(names)}")
+    print(f"Both targets together need at least {needed} task-seeds won on both metrics.\n")
+    print(f"| task | seed | {args.optimizer} wins both | optimizers that win both |")
+    print("|---|---|---|---|")
+    counts = collections.Counter()
+    oracle = 0
+    for (task, seed), by_name in sorted(runs.items()):
+        reference = by_name[REFERENCE]
+        winners = [
+            name
+            for name, run in sorted(by_name.items())
+            if name != REFERENCE
+            and _wins(run, reference, "final_train_loss")
+            and _wins(run, reference, "final_valid_loss")
+        ]
+        counts.update(winners)
+        oracle += bool(winners)
+        mine = args.optimizer in winners
+        print(f"| {task} | {seed} | {'yes' if mine else 'no'} | {', '.join(winners) or '(none)'} |")
+    print()
+    for name in names:
+        print(f"{name}: wins both on {counts[name]}/{len(runs)}")
+    print(f"oracle (best of all {len(names)} per task-seed, with hindsight): {oracle}/{len(runs)}; needed: {needed}")
+
+
+if __name__ == "__main__":
+    main()
