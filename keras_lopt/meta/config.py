@@ -177,7 +177,8 @@ class MetaTrainConfig:
             same on validation batches ("validation"), or the last tenth on
             validation batches ("validation_tail"), or the last tenth of the
             mean of the training and the validation values ("joint_tail":
-            a step scores only as far as it lowers both). "tail" scores where a
+            lowering one loss by raising the other as much, in log terms,
+            scores nothing). "tail" scores where a
             run ends, like "final", with a tenth of its minibatch noise.
         min_loss_ratio: loss ratios below this earn no more meta-reward.
         outer_steps: number of meta-weight updates.

@@ -29,7 +29,7 @@ OBJECTIVES = tuple(_REDUCTIONS)
 # The objectives that need validation batches (one more loss per step).
 VALIDATION_OBJECTIVES = ("validation", "validation_tail", "joint_tail")
 # The objectives that score the mean of the training and the validation
-# values: a step must lower both losses to score.
+# log ratios: lowering one loss by raising the other as much scores nothing.
 JOINT_OBJECTIVES = ("joint_tail",)
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
