@@ -5,7 +5,7 @@ the test suite's task-seeds and a lower validation loss on >= 80%. Both
 together need at least `95% + 80% - 100%` of the task-seeds won on both
 metrics at once (for 33 task-seeds: 32 + 27 - 33 = 26). This script counts,
 per task-seed, which optimizers in a results file beat Adam(1e-3) on both
-(a win needs a loss lower by more than 0.1%, as in the benchmark's report),
+(a win as in the benchmark's report: `report.beats`),
 and how many task-seeds an oracle that picks the best of them per task-seed
 (with hindsight) would win.
 
@@ -15,15 +15,15 @@ and how many task-seeds an oracle that picks the best of them per task-seed
 
 import argparse
 import collections
-import json
 import math
+import os
+import sys
 
-REFERENCE = "adam@0.001"
-MARGIN = 1e-3
+# The checkout this script is in, not whichever keras_lopt is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from keras_lopt.evaluation import harness, report, specs  # noqa: E402
 
-
-def _wins(run, reference, metric):
-    return math.isfinite(run[metric]) and run[metric] < reference[metric] * (1 - MARGIN)
+REFERENCE = specs.ADAM_DEFAULT
 
 
 def main():
@@ -32,14 +32,13 @@ def main():
     parser.add_argument("optimizer", help="the optimizer to report beside the oracle")
     args = parser.parse_args()
     runs = collections.defaultdict(dict)
-    with open(args.results) as f:
-        for line in f:
-            row = json.loads(line)
-            runs[(row["task"], row["seed"])][row["optimizer"]] = row
+    for row in harness.read_results(args.results):
+        runs[(row["task"], row["seed"])][row["optimizer"]] = row
     names = sorted({name for by_name in runs.values() for name in by_name} - {REFERENCE})
     if args.optimizer not in names:
         raise SystemExit(f"No runs of optimizer {args.optimizer!r} in {args.results}. Received runs of: {names}")
-    needed = math.ceil(0.95 * len(runs)) + math.ceil(0.80 * len(runs)) - len(runs)
+    train_target, valid_target = report.TARGETS["train_vs_adam"], report.TARGETS["valid_vs_adam"]
+    needed = math.ceil(train_target * len(runs)) + math.ceil(valid_target * len(runs)) - len(runs)
     print(f"{len(runs)} task-seeds, {len(names)} optimizers besides {REFERENCE}: {', '.join(names)}")
     print(f"Both targets together need at least {needed} task-seeds won on both metrics.\n")
     print(f"| task | seed | {args.optimizer} wins both | optimizers that win both |")
@@ -51,9 +50,7 @@ def main():
         winners = [
             name
             for name, run in sorted(by_name.items())
-            if name != REFERENCE
-            and _wins(run, reference, "final_train_loss")
-            and _wins(run, reference, "final_valid_loss")
+            if name != REFERENCE and report.beats(run, reference, "train") and report.beats(run, reference, "valid")
         ]
         counts.update(winners)
         oracle += bool(winners)

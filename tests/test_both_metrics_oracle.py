@@ -10,7 +10,14 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "both_metrics_oracle.py")
 
 
 def _row(task, seed, optimizer, train, valid):
-    return {"task": task, "seed": seed, "optimizer": optimizer, "final_train_loss": train, "final_valid_loss": valid}
+    return {
+        "task": task,
+        "seed": seed,
+        "optimizer": optimizer,
+        "steps": 100,
+        "final_train_loss": train,
+        "final_valid_loss": valid,
+    }
 
 
 def _run(tmp_path, rows, optimizer):

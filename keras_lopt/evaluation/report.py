@@ -28,7 +28,7 @@ import numpy as np
 
 from keras_lopt.evaluation import specs, suites
 
-__all__ = ["INCUMBENT_LIMIT", "LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "build", "markdown", "tuned_rates"]
+__all__ = ["INCUMBENT_LIMIT", "LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "beats", "build", "markdown", "tuned_rates"]
 
 TIE_TOLERANCE = 1e-3
 LADDER_LIMIT = 2.0
@@ -54,6 +54,14 @@ _HEADERS = {
 
 def _loss(value):
     return value if value is not None and math.isfinite(value) else math.inf
+
+
+def beats(record, other, metric):
+    """Whether `record`'s final `metric` ("train" or "valid") loss is lower
+    than `other`'s by more than `TIE_TOLERANCE` (relative); a non-finite
+    loss counts as infinite."""
+    key = METRICS[metric]
+    return _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
 
 
 GRID = tuple(f"adam@{lr:g}" for lr in specs.ADAM_GRID)
@@ -162,8 +170,7 @@ def build(records, candidates, tasks=None, seeds=None):
                     if other is None or (baseline == "tuned" and seed not in tuned_seeds):
                         continue
                     counts[name]["runs"] += 1
-                    key = METRICS[metric]
-                    counts[name]["wins"] += _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
+                    counts[name]["wins"] += beats(record, other, metric)
             if _ladder(task):
                 ratios = _train_loss_ratios(mine, runs.get(specs.ADAM_DEFAULT, {}))
                 if ratios:

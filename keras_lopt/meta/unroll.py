@@ -15,22 +15,22 @@ import tensorflow as tf
 from keras_lopt import fan_in, features, rule, validation
 from keras_lopt.layers import BoundNetwork
 
-# The meta-objectives `Unroll` computes, each as how it reduces a run's
-# per-step values (see `_objective`).
-_REDUCTIONS = {
-    "mean": "mean",
-    "final": "final",
-    "tail": "tail",
-    "validation": "mean",
-    "validation_tail": "tail",
-    "joint_tail": "tail",
+# The meta-objectives `Unroll` computes: objective -> (the losses it scores,
+# how it reduces their per-step values; see `_objective`). "valid" scores
+# validation batches (one more loss per step); "joint" the mean of the
+# training and the validation values, so lowering one loss by raising the
+# other as much (in log terms) scores nothing.
+_OBJECTIVES = {
+    "mean": ("train", "mean"),
+    "final": ("train", "final"),
+    "tail": ("train", "tail"),
+    "validation": ("valid", "mean"),
+    "validation_tail": ("valid", "tail"),
+    "joint_tail": ("joint", "tail"),
 }
-OBJECTIVES = tuple(_REDUCTIONS)
-# The objectives that need validation batches (one more loss per step).
-VALIDATION_OBJECTIVES = ("validation", "validation_tail", "joint_tail")
-# The objectives that score the mean of the training and the validation
-# log ratios: lowering one loss by raising the other as much scores nothing.
-JOINT_OBJECTIVES = ("joint_tail",)
+OBJECTIVES = tuple(_OBJECTIVES)
+# The objectives that need validation batches.
+VALIDATION_OBJECTIVES = tuple(o for o, (scored, _) in _OBJECTIVES.items() if scored != "train")
 # A member whose loss is non-finite or grows past this multiple of its
 # initial loss scores as if it were exactly here: a bounded penalty.
 LOSS_CLIP_RATIO = 100.0
@@ -197,7 +197,7 @@ def _objective(objective, values, num_steps):
     """Meta-loss of one member from its per-step values `[K_max]`, of which
     the first `num_steps` (an int32 scalar tensor) were run."""
     index = tf.range(tf.shape(values)[0])
-    reduction = _REDUCTIONS[objective]
+    reduction = _OBJECTIVES[objective][1]
     if reduction == "final":
         return tf.gather(values, num_steps - 1)
     if reduction == "tail":
@@ -371,14 +371,14 @@ def _compile(
             (tf.constant(0), params, slots, loss_ref, zeros, zeros),
             maximum_iterations=max_steps,
         )
-        if objective in JOINT_OBJECTIVES:
+        scored = _OBJECTIVES[objective][0]
+        if scored == "joint":
             values = 0.5 * (
                 _meta_values(train_losses, loss_ref, min_loss_ratio)
                 + _meta_values(valid_losses, loss_ref, min_loss_ratio)
             )
         else:
-            scored = valid_losses if objective in VALIDATION_OBJECTIVES else train_losses
-            values = _meta_values(scored, loss_ref, min_loss_ratio)
+            values = _meta_values(valid_losses if scored == "valid" else train_losses, loss_ref, min_loss_ratio)
         meta = _objective(objective, values, steps)
         return (
             params,
