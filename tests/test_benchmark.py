@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -229,9 +230,24 @@ def test_run_benchmark_trains_with_fit_and_resumes(tmp_path):
     (adam,) = results
     assert adam["curve_steps"] == list(range(1, 31)) and len(adam["curve"]) == 30
     assert adam["final_train_loss"] < adam["curve"][0] and not adam["diverged"]
+    assert adam["backend"] == keras.backend.backend()
     again = harness.run_benchmark(["mlp_iris"], ["adam@0.001"], [0], 30, output_path=path, log=logged.append)
     assert len(logged) == 1 and again == results  # nothing re-ran
     assert harness.read_results(path) == results
+
+
+def test_a_results_file_holds_one_backends_runs(tmp_path):
+    path = tmp_path / "results.jsonl"
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    old = _record("mlp_iris", "adam@0.001", 0, 0.5, 0.6)  # written before records had a backend
+    path.write_text(json.dumps(old) + "\n" + json.dumps(dict(old, seed=1, backend=other)) + "\n")
+    assert [r["backend"] for r in harness.read_results(str(path))] == ["tensorflow", other]
+    with pytest.raises(ValueError, match=f"runs of the {other} backend.*another output directory"):
+        harness.run_benchmark(["mlp_iris"], ["adam@0.001"], [2], 30, output_path=str(path), log=print)
+    assert len(path.read_text().splitlines()) == 2  # nothing ran, nothing was written
+    summary = report.build(harness.read_results(str(path)), ["adam@0.001"])
+    assert summary["backends"] == sorted({"tensorflow", other})
+    assert report.markdown(summary).startswith(f"Keras backend: {', '.join(summary['backends'])}. Seeds 0, 1;")
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ optimizer starts from the same weights and sees the same batches. The
 optimizer is given no horizon; a `+horizon` spec adds the
 `keras_lopt.TrainingHorizon()` callback (`specs.py`). After training, the
 final loss on the whole training set and on the validation set is computed
-in inference mode (`training=False`).
+in inference mode (`training=False`). Runs use the Keras backend of the
+process (`KERAS_BACKEND`) and record it; one results file holds one
+backend's runs.
 
 The run is split into `fit` epochs of equal length (at most
 `CURVE_POINTS`): the mean training loss of each epoch is a point of the
@@ -32,6 +34,7 @@ __all__ = [
     "full_loss",
     "run_benchmark",
     "read_results",
+    "check_backend",
     "curve_windows",
 ]
 
@@ -60,6 +63,7 @@ class RunResult:
     seconds: float
     curve_steps: list
     curve: list
+    backend: str = "tensorflow"
 
 
 def curve_windows(steps):
@@ -156,6 +160,7 @@ def train_once(task, spec, steps=None, seed=0):
         seconds=round(seconds, 2),
         curve_steps=[(i + 1) * (steps // windows) for i in range(windows)],
         curve=curve,
+        backend=keras.backend.backend(),
     )
 
 
@@ -165,7 +170,9 @@ def result_key(record):
 
 def read_results(path):
     """Records of a results file (JSON lines), the last of each key kept;
-    [] when the file does not exist."""
+    [] when the file does not exist. Records without a `backend` (written
+    before `RunResult` had one) get `"tensorflow"`, the backend that wrote
+    them."""
     if not os.path.exists(path):
         return []
     records = {}
@@ -177,8 +184,25 @@ def read_results(path):
                 record = json.loads(line)
             except json.JSONDecodeError:
                 raise ValueError(f"{path!r} line {number} is not JSON: {line[:200]!r}") from None
+            record.setdefault("backend", "tensorflow")
             records[result_key(record)] = record
     return list(records.values())
+
+
+def check_backend(records, path):
+    """Raises ValueError if `records` (of the results file `path`) are not
+    all from the Keras backend of this process: a file holds one backend's
+    runs, so that every comparison in its report is made on one backend."""
+    import keras
+
+    current = keras.backend.backend()
+    others = sorted({r.get("backend", "tensorflow") for r in records} - {current})
+    if others:
+        raise ValueError(
+            f"{path!r} holds runs of the {', '.join(others)} backend, and this process runs Keras' "
+            f"{current!r} backend (KERAS_BACKEND). Write this backend's runs to another output directory. "
+            f"Received: KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}"
+        )
 
 
 def plan(task_names, spec_names, seeds, steps=None):
@@ -209,6 +233,7 @@ def run_benchmark(task_names, spec_names, seeds, steps=None, output_path=None, l
         The records of all planned runs (as dicts), old and new.
     """
     done = {result_key(r): r for r in read_results(output_path)} if output_path else {}
+    check_backend(done.values(), output_path)
     results = []
     for key in plan(task_names, spec_names, seeds, steps):
         if key not in done:

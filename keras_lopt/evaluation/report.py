@@ -118,8 +118,9 @@ def build(records, candidates, tasks=None, seeds=None):
         "losses": {spec: {"train", "valid", "diverged", "seeds"}}}}, `counts` {candidate:
         {comparison: {"wins", "runs"}, "nonfinite": n, "runs": n, "ladders":
         {task: worst ratio}, "vs_default": (worst ratio, task, seed) or
-        None}}, `default` (the default preset's spec), `targets`, and the
-        tasks, seeds and steps.
+        None}}, `default` (the default preset's spec), `targets`, the
+        tasks, seeds and steps, and `backends` (the Keras backends of the
+        runs; records without one are TensorFlow's).
     """
     tasks = list(tasks) if tasks else list(dict.fromkeys(r["task"] for r in records))
     seeds = sorted(seeds if seeds else {r["seed"] for r in records})
@@ -137,6 +138,14 @@ def build(records, candidates, tasks=None, seeds=None):
         "steps": steps,
         "targets": dict(TARGETS, ladder_worst_ratio=LADDER_LIMIT),
         "default": specs.canonical("learned"),
+        "backends": sorted(
+            {
+                r.get("backend", "tensorflow")
+                for by_spec in table.values()
+                for by_seed in by_spec.values()
+                for r in by_seed.values()
+            }
+        ),
     }
     for task in tasks:
         runs = table.get(task, {})
@@ -221,6 +230,7 @@ def markdown(report, references=()):
     names = [name for name, *_ in COMPARISONS]
     candidates = [c for c in report["counts"] if c not in references]
     out = [
+        f"Keras backend: {', '.join(report.get('backends') or ['tensorflow'])}. "
         f"Seeds {', '.join(map(str, report['seeds']))}; counts are over task-seeds; a win needs a loss lower by "
         f"more than {TIE_TOLERANCE:.1%}. Tuned Adam is the best of {len(specs.ADAM_GRID)} rates "
         f"({', '.join(f'{lr:g}' for lr in specs.ADAM_GRID)}) per task and per metric.",
