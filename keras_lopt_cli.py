@@ -11,9 +11,12 @@ before anything is written.
 
 import argparse
 import importlib.metadata
+import os
 import sys
 
 DISTRIBUTION = "keras-lopt"
+# The Keras backends a `--backend` option accepts (those LearnedOptimizer runs on).
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -117,6 +120,12 @@ def build_parser():
     bench.add_argument(
         "--report-only", action="store_true", help="train nothing: report the planned runs already in --output"
     )
+    bench.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="Keras backend of the runs (default: $KERAS_BACKEND, else tensorflow); one results file holds one "
+        "backend's runs",
+    )
     tune = _add_command(
         commands, "tune-benchmark", "classic optimizers and KerasTuner searches against a learned optimizer"
     )
@@ -148,8 +157,26 @@ def build_parser():
     return parser
 
 
+def _use_backend(backend):
+    """Sets `KERAS_BACKEND` before Keras is imported; an error string if
+    Keras is already imported with another backend (None otherwise)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend") and keras.backend.backend() != backend:
+        return (
+            f"`--backend {backend}`: Keras is already imported in this process with the "
+            f"{keras.backend.backend()!r} backend; run the command in a new process."
+        )
+    os.environ["KERAS_BACKEND"] = backend
+    return None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "backend", None):
+        error = _use_backend(args.backend)
+        if error:
+            print(f"keras-lopt {args.command}: error: {error}", file=sys.stderr)
+            return 2
     try:
         from keras_lopt import cli
     except ImportError as e:

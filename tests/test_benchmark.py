@@ -1,5 +1,6 @@
 """The evaluation protocol: suites, specs, harness, report and `keras-lopt benchmark`."""
 
+import importlib.util
 import json
 import math
 import os
@@ -300,6 +301,9 @@ def test_no_suite_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+_OTHER_BACKEND = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -309,6 +313,10 @@ def test_no_suite_prints_the_plan_and_runs_nothing(tmp_path, capsys):
         (["--tasks", "mlp_iris", "--seeds", "0,x"], "`--seeds` must be comma-separated integers. Received: '0,x'"),
         (["--tasks", "mlp_iris", "--steps", "0"], "`--steps` must be a positive integer. Received: 0"),
         (["--tasks", "mlp_iris", "--optimizers", "adam+horizon"], "`+horizon` applies to learned optimizers only"),
+        (
+            ["--tasks", "mlp_iris", "--backend", _OTHER_BACKEND],
+            f"Keras is already imported in this process with the {keras.backend.backend()!r} backend",
+        ),
     ],
 )
 def test_bad_benchmark_arguments_exit_2_before_anything_runs(tmp_path, capsys, argv, message):
@@ -317,6 +325,29 @@ def test_bad_benchmark_arguments_exit_2_before_anything_runs(tmp_path, capsys, a
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is in the `test` extra")
+def test_benchmark_runs_on_the_backend_it_is_given(tmp_path):
+    out = tmp_path / "bench"
+
+    def benchmark(backend):
+        return subprocess.run(
+            [sys.executable, "-m", "keras_lopt_cli", "benchmark", "--backend", backend, "--tasks", "mlp_iris"]
+            + ["--seeds", "0", "--steps", "3", "--optimizers", "learned", "--output", str(out)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow"),
+        )
+
+    proc = benchmark("jax")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = harness.read_results(str(out / "results.jsonl"))
+    assert len(records) == 1 + len(specs.ADAM_GRID) and {r["backend"] for r in records} == {"jax"}
+    assert (out / "table.md").read_text().startswith("Keras backend: jax. Seeds 0;")
+    proc = benchmark("tensorflow")  # the same file: refused before anything runs
+    assert proc.returncode == 2 and "holds runs of the jax backend" in proc.stderr, proc.stderr[-3000:]
+    assert len(harness.read_results(str(out / "results.jsonl"))) == len(records)
 
 
 def _independent_counts(records, candidate):
