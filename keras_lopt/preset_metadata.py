@@ -99,10 +99,12 @@ def _architecture_of(network):
         keys = list(network.config_keys)
     else:
         keys = ["hidden_sizes", "activation", "magnitude_scale"]
-    # Optional field: written only when set, so presets without a bound keep
-    # the metadata they always had.
+    # Optional fields: written only when set, so presets without a bound (or
+    # an odd direction) keep the metadata they always had.
     if config.get("max_log_multiplier") is not None:
         keys.append("max_log_multiplier")
+    if config.get("odd_direction"):
+        keys.append("odd_direction")
     return {"kind": network.kind, "config": {k: config[k] for k in keys}}
 
 

@@ -1,6 +1,7 @@
 """The adaptive architecture: a direction MLP and a per-tensor step-size controller."""
 
 import json
+import pathlib
 
 import keras
 import numpy as np
@@ -474,3 +475,89 @@ def test_step_many_needs_a_batching_network():
     network = BoundNetwork(keras_lopt.layers.MLPNetwork(num_features=len(LOCAL)), [])
     with pytest.raises(ValueError, match="batches_control"):
         rule.step_many_with_moments(network, [], [], [], 1, 0, [])
+
+
+# The odd direction (`odd_direction=True`).
+
+
+def _columns(rng, scale=1.0):
+    """3 element columns of 6 elements, then the tensor features (scalars)."""
+    element = [tf.constant(scale * rng.normal(size=(6,)).astype("float32")) for _ in range(3)]
+    return element + [tf.constant(np.float32(v)) for v in rng.uniform(0.5, 4.0, len(LOCAL) - 3)]
+
+
+def test_odd_direction_is_the_odd_part_of_the_mlp():
+    odd, plain = _random_network(odd_direction=True), _random_network()
+    weights = [w.numpy() for w in plain.weights]
+    assert all(np.array_equal(a.numpy(), b) for a, b in zip(odd.weights, weights))
+    columns = _columns(np.random.default_rng(2))
+    flipped = [-c for c in columns[:3]] + columns[3:]
+    direction = odd.direction(odd.weights, columns).numpy()
+    expected = 0.5 * (plain.direction(weights, columns).numpy() - plain.direction(weights, flipped).numpy())
+    np.testing.assert_allclose(direction, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(odd.direction(odd.weights, flipped).numpy(), -direction)
+    # Zero gradient and momenta: no update, whatever the biases and the
+    # tensor features (the plain MLP's is not zero with these weights).
+    zero = [tf.zeros((6,))] * 3 + columns[3:]
+    np.testing.assert_array_equal(odd.direction(odd.weights, zero).numpy(), np.zeros(6))
+    assert np.all(plain.direction(weights, zero).numpy() != 0.0)
+    state = (tf.constant([0.4, 0.1, -0.2, 0.7]),)
+    context = tf.constant([0.2, -0.1, 0.3] + [0.5] * 7)
+    forward_direction, _, _ = odd.forward(odd.weights, columns, context, state)
+    np.testing.assert_array_equal(forward_direction.numpy(), direction)
+
+
+def test_odd_direction_of_an_odd_mlp_is_the_default_rule():
+    # The default's direction MLP is already odd (relu(m) - relu(-m)): as an
+    # odd network it computes the same.
+    default = presets.load_preset("adaptive_slow_v3")
+    odd = AdaptiveLossMLPNetwork.from_config({**default.network.get_config(), "odd_direction": True})
+    columns = _columns(np.random.default_rng(5), scale=3.0)
+    np.testing.assert_allclose(
+        odd.direction(list(default.weights), columns).numpy(),
+        default.network.direction(list(default.weights), columns).numpy(),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+
+
+def test_config_odd_direction_reaches_the_network_and_the_preset(tmp_path):
+    from keras_lopt.meta import config as config_lib
+    from keras_lopt.meta import networks
+
+    def config(**network):
+        return config_lib.MetaTrainConfig.from_dict(
+            {
+                "name": "odd",
+                "task_families": ["mlp_digits"],
+                "network": {
+                    "architecture": "adaptive_loss_mlp",
+                    "hidden_sizes": [8],
+                    "feature_set": "local",
+                    **network,
+                },
+                "init_preset": "adaptive_slow_v3",
+            }
+        )
+
+    network = networks.build_network(config(odd_direction=True, log_step_range=[-2.3, 2.3]))
+    assert network.odd_direction and network.get_config()["odd_direction"] is True
+    # Starts from the default's weights (the same shapes; the same rule, as above).
+    theta = networks.initial_theta(config(odd_direction=True, log_step_range=[-2.3, 2.3]), network)
+    assert theta.shape == (sum(int(np.prod(w.shape)) for w in network.weights),)
+    path = tmp_path / "odd"
+    savedmodel.export(
+        network,
+        path,
+        savedmodel.PresetInfo(name="odd_v1", learning_rate=3e-3, provenance={"method": "test"}, feature_set="local"),
+    )
+    assert json.loads((path / "metadata.json").read_text())["architecture"]["config"]["odd_direction"] is True
+    assert presets.load_preset(str(path)).network.odd_direction
+    plain = json.loads((pathlib.Path(presets.resolve("adaptive_slow_v3")) / "metadata.json").read_text())
+    assert "odd_direction" not in plain["architecture"]["config"]  # written only when set
+    with pytest.raises(ValueError, match="`odd_direction` applies to architecture='adaptive_mlp'"):
+        config_lib.NetworkConfig(architecture="mlp", odd_direction=True)
+    with pytest.raises(ValueError, match=r"`odd_direction` must be true or false. Received: odd_direction='yes'"):
+        config(odd_direction="yes")
+    with pytest.raises(ValueError, match=r"`odd_direction` must be True or False. Received: odd_direction=1"):
+        AdaptiveMLPNetwork(num_features=len(LOCAL), odd_direction=1)

@@ -52,6 +52,16 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         s <- clip(s + max_step_change * tanh(controller(inputs)), *log_step_range)
         update = learning_rate * d * exp(s)
 
+    With `odd_direction`, the direction is the odd part of the MLP in the
+    element features `x` (the tensor features `t` kept):
+    `d = (mlp(x, t) - mlp(-x, t)) / 2`. It is then zero where the gradient,
+    momenta (and, with the full feature set, the parameter) are, whatever
+    the weights: no weight can add an update independent of the gradient
+    (a bias, or a hidden unit reading only tensor features), which
+    meta-training otherwise introduces as soon as it moves those weights.
+    An MLP that is already odd (e.g. `relu(x) - relu(-x)`) computes the same
+    either way; the per-element cost doubles.
+
     The controller reads `CONTROLLER_INPUT_NAMES`: how this step's gradient
     aligns with the previous Adam-like directions (and running averages of
     that), how its mean square compares with its running average, `s`
@@ -75,6 +85,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         controller_hidden_size: `K`, the controller's hidden width.
         max_step_change: the largest change of `s` in one step.
         log_step_range: `(low, high)`, the bounds of `s`.
+        odd_direction: take the odd part of the direction MLP (above).
     """
 
     kind = "adaptive_mlp"
@@ -103,6 +114,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         max_step_change=0.05,
         log_step_range=(-7.0, 5.0),
         num_context_features=None,
+        odd_direction=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -125,6 +137,13 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         self.controller_hidden_size = controller_hidden_size
         self.max_step_change = float(max_step_change)
         self.log_step_range = (low, high)
+        validation.require(isinstance(odd_direction, bool), "odd_direction", odd_direction, "True or False")
+        if odd_direction and num_features <= len(features.TENSOR_FEATURE_NAMES):
+            raise ValueError(
+                f"`odd_direction` needs element features before the {len(features.TENSOR_FEATURE_NAMES)} tensor "
+                f"features. Received: num_features={num_features}"
+            )
+        self.odd_direction = odd_direction
         sizes = (num_features, *hidden_sizes, 1)
         add_dense_weights(self, sizes)
         self._num_direction_weights = 2 * (len(sizes) - 1)
@@ -203,8 +222,15 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
 
     def direction(self, weights, columns, zeros=None):
         """The direction MLP alone (`forward`'s `direction`)."""
-        (direction,) = elementwise_mlp(weights[: self._num_direction_weights], columns, self.activation, zeros)
-        return direction
+        direction_weights = weights[: self._num_direction_weights]
+        (direction,) = elementwise_mlp(direction_weights, columns, self.activation, zeros)
+        if not self.odd_direction:
+            return direction
+        # Feature sets list the element features first, the tensor ones last.
+        num_element = self.num_features - len(features.TENSOR_FEATURE_NAMES)
+        flipped = [-c for c in columns[:num_element]] + list(columns[num_element:])
+        (mirrored,) = elementwise_mlp(direction_weights, flipped, self.activation, zeros)
+        return (direction - mirrored) * 0.5
 
     def _moved_log_step(self, log_step, change):
         low, high = self.log_step_range
@@ -234,14 +260,13 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         """
         if len(columns) != self.num_features:
             raise ValueError(f"Expected {self.num_features} feature columns. Received: {len(columns)} columns")
-        direction_weights = weights[: self._num_direction_weights]
         controller = weights[self._num_direction_weights :]
         (step_control,) = state
         inputs, new_averages = self.controller_inputs(context, step_control)
         hidden = ACTIVATIONS[self.activation](matvec_transposed(controller[0], inputs) + controller[1])
         change = matvec_transposed(controller[2], hidden)[0] + controller[3][0]
         log_step = self._moved_log_step(step_control[0], change)
-        (direction,) = elementwise_mlp(direction_weights, columns, self.activation, zeros)
+        direction = self.direction(weights, columns, zeros)
         new_state = ops.stack([log_step, *new_averages])
         return direction, log_step, (new_state,)
 
@@ -267,6 +292,7 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
                 "controller_hidden_size": self.controller_hidden_size,
                 "max_step_change": self.max_step_change,
                 "log_step_range": list(self.log_step_range),
+                "odd_direction": self.odd_direction,
             }
         )
         return config

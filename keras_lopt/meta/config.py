@@ -108,6 +108,9 @@ class NetworkConfig:
         log_step_range: `(low, high)`, the bounds of the controller's log
             step size, `low <= 0 <= high` (adaptive architectures only; None: the
             layer's default, (-7, 5)).
+        odd_direction: the direction is the odd part of the direction MLP in
+            the element features, zero at zero gradient and momenta whatever
+            the weights (adaptive architectures only; `AdaptiveMLPNetwork`).
         lstm_hidden_size: the per-tensor LSTM's width (LSTM architectures
             only; None: 4).
         bank_size: the number of mixed MLP weight sets (`"hyper_lstm"`
@@ -128,6 +131,7 @@ class NetworkConfig:
     feature_set: str = "full"
     controller_hidden_size: Optional[int] = None
     log_step_range: Optional[Tuple[float, float]] = None
+    odd_direction: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -135,6 +139,12 @@ class NetworkConfig:
         if self.max_log_multiplier is not None:
             validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")
         validation.one_of("architecture", self.architecture, ARCHITECTURE_NAMES)
+        validation.require(isinstance(self.odd_direction, bool), "odd_direction", self.odd_direction, "true or false")
+        if self.odd_direction and self.architecture not in ADAPTIVE_KINDS:
+            raise ValueError(
+                "`odd_direction` applies to architecture='adaptive_mlp' or 'adaptive_loss_mlp' only. "
+                f"Received: architecture={self.architecture!r}"
+            )
         # Architecture-specific settings: (field, the architectures it
         # applies to, how the message names them, its check).
         for name, applies_to, which, check in (

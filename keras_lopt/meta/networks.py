@@ -24,6 +24,8 @@ def build_network(config):
             kwargs["controller_hidden_size"] = network.controller_hidden_size
         if network.log_step_range is not None:
             kwargs["log_step_range"] = network.log_step_range
+        if network.odd_direction:
+            kwargs["odd_direction"] = True
         return ARCHITECTURES[network.architecture](
             num_features=num_features,
             hidden_sizes=network.hidden_sizes,
