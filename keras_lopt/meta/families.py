@@ -250,6 +250,23 @@ def _mlp_noisy_teacher_family():
     )
 
 
+def _resmlp_noisy_teacher_family():
+    """Pre-LayerNorm residual MLPs on the noisy-label data of
+    `mlp_noisy_teacher`: the kind of task where a step grown on noisy
+    gradients stalled the training loss of a candidate on the selection
+    suite (2026-12-04), here in meta-training so that the objective sees it."""
+    variants = [((64, 2), "gelu", 32), ((96, 3), "relu", 32)]
+    return _variant_family(
+        "resmlp_noisy_teacher",
+        "noisy_teacher_classification/meta",
+        _residual_mlp,
+        (24,),
+        6,
+        "classification",
+        variants,
+    )
+
+
 def _resmlp_digits_family():
     variants = [((32, 2), "gelu", 64), ((64, 3), "relu", 32)]
     return _variant_family("resmlp_digits", "digits", _residual_mlp, (8, 8, 1), 10, "classification", variants)
@@ -350,6 +367,7 @@ _FAMILY_BUILDERS = {
     "mlp_wide_mnist1d": _mlp_wide_mnist1d_family,
     "mlp_width_mnist1d": _mlp_width_mnist1d_family,
     "resmlp_digits": _resmlp_digits_family,
+    "resmlp_noisy_teacher": _resmlp_noisy_teacher_family,
     "mlp_noisy_teacher": _mlp_noisy_teacher_family,
     "mlp_regression": _mlp_regression_family,
     "lstm_parity": _lstm_parity_family,
