@@ -84,7 +84,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    # Only the TensorFlow sections use it: on JAX and PyTorch the
+    # benchmark, like the optimizer, runs without TensorFlow installed.
+    import tensorflow as tf  # noqa: E402
 
 import keras_lopt  # noqa: E402
 from keras_lopt import compiled_update, features, presets, rule  # noqa: E402
@@ -455,6 +459,23 @@ def breakdown(repeats, shape=(1024, 1024)):
     return [(name, float(np.median(t))) for name, t in times.items()]
 
 
+def platform():
+    """The backend's framework version and the accelerators it sees."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"TensorFlow {tf.__version__}, GPUs: {len(gpus)}"
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        return f"JAX {jax.__version__}, devices: {len(devices)} x {devices[0].device_kind}"
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"PyTorch {torch.__version__}, CUDA GPUs: {gpus or 0}"
+
+
 def xla_label(jit_compile):
     if keras.backend.backend() == "torch":
         return "torch.compile" if jit_compile else "eager"
@@ -518,9 +539,8 @@ def main():
         args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
     print(
         f"Keras {keras.__version__} on {keras.backend.backend()}, "
-        f"TensorFlow {tf.__version__}, "
+        f"{platform()}, "
         f"CPUs available to this process: {sorted(os.sched_getaffinity(0))}, "
-        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
         f"preset: {presets.load_preset(PRESET or presets.DEFAULT_PRESET).name}, "
         f"keras_lopt from {os.path.dirname(os.path.dirname(keras_lopt.__file__))}",
         flush=True,

@@ -18,7 +18,6 @@ optimizer uses there for networks that support it.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_lopt import rule
@@ -134,6 +133,7 @@ class VariableStep:
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays, step_scale)
         program = self._programs.get(key)
         if program is None:
+            import tensorflow as tf
 
             def step(gradient, value, slots, network_weights, scalars):
                 return self._step(gradient, value, slots, network_weights, scalars, decays, step_scale)

@@ -15,7 +15,6 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_lopt import backend, compiled_update, fan_in, optimizer_arguments, presets, rule, saved_state, savedmodel
@@ -38,11 +37,19 @@ def _on_tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
+def _tf():
+    """TensorFlow, imported where the TensorFlow backend needs it: on the
+    JAX and PyTorch backends keras_lopt runs without it."""
+    import tensorflow as tf
+
+    return tf
+
+
 def _eager_scope():
     """`tf.init_scope()` on the TensorFlow backend: lifts variable creation
     and assignment out of a traced train step. Other backends create the
     optimizer's state outside their compiled step."""
-    return tf.init_scope() if _on_tensorflow() else contextlib.nullcontext()
+    return _tf().init_scope() if _on_tensorflow() else contextlib.nullcontext()
 
 
 def _colocated_with(variable):
@@ -50,7 +57,7 @@ def _colocated_with(variable):
     strategy (TensorFlow backend; a no-op on others)."""
     if not _on_tensorflow():
         return contextlib.nullcontext()
-    return tf.distribute.get_strategy().extended.colocate_vars_with(variable)
+    return _tf().distribute.get_strategy().extended.colocate_vars_with(variable)
 
 
 def _names(variables):
@@ -239,7 +246,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             # Checked by `tf.train.Checkpoint`, which only the TensorFlow
             # backend's variables take part in; Keras files carry the
             # identity on every backend (`save_own_variables`).
-            self._state_identity = saved_state.StateIdentity(name, identity)
+            from keras_lopt.state_identity import StateIdentity
+
+            self._state_identity = StateIdentity(name, identity)
 
     @property
     def network(self):

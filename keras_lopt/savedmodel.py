@@ -23,9 +23,8 @@ import tempfile
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
-from keras_lopt import features, validation
+from keras_lopt import features, tensor_bundle, validation
 from keras_lopt.layers import ARCHITECTURES
 from keras_lopt.preset_metadata import (
     FORMAT_HISTORY,
@@ -129,64 +128,6 @@ class LoadedPreset:
         return features.feature_set_of(self.feature_names)
 
 
-class _WeightsModule(tf.Module):
-    """A network's meta-weights as variables, read by the serving function."""
-
-    def __init__(self, network):
-        super().__init__()
-        self._network = network
-        setattr(
-            self,
-            _WEIGHTS_ATTRIBUTE,
-            {w.name: tf.Variable(w.numpy(), name=w.name) for w in network.weights},
-        )
-
-    def _weights_and_columns(self, feature_matrix):
-        """`([weight], [N] * F)` for `network.forward`."""
-        weights = getattr(self, _WEIGHTS_ATTRIBUTE)
-        columns = tf.unstack(feature_matrix, num=self._network.num_features, axis=-1)
-        return [weights[name] for name in self._network.weight_names()], columns
-
-
-class _ExportModule(_WeightsModule):
-    def __init__(self, network):
-        super().__init__(network)
-        self.serve = tf.function(
-            self._serve,
-            input_signature=[tf.TensorSpec([None, network.num_features], tf.float32)],
-        )
-
-    def _serve(self, feature_matrix):
-        direction, magnitude = self._network.forward(*self._weights_and_columns(feature_matrix))
-        return {"direction": direction, "magnitude": magnitude}
-
-
-class _RecurrentExportModule(_WeightsModule):
-    def __init__(self, network):
-        super().__init__(network)
-        self.serve = tf.function(
-            self._serve,
-            input_signature=[
-                tf.TensorSpec([None, network.num_features], tf.float32),
-                tf.TensorSpec([len(network.context_feature_names)], tf.float32),
-                *(
-                    tf.TensorSpec(list(shape), tf.float32, name=name)
-                    for name, shape in zip(network.state_names, network.state_shapes)
-                ),
-            ],
-        )
-
-    def _serve(self, feature_matrix, context, *state):
-        direction, magnitude, new_state = self._network.forward(
-            *self._weights_and_columns(feature_matrix), context, tuple(state)
-        )
-        return {
-            "direction": direction,
-            "magnitude": magnitude,
-            **dict(zip(self._network.state_names, new_state)),
-        }
-
-
 def export(network, path, info: PresetInfo) -> LoadedPreset:
     """Writes `network` as a preset directory at `path`.
 
@@ -221,6 +162,9 @@ def export(network, path, info: PresetInfo) -> LoadedPreset:
     for w in network.weights:
         if not np.all(np.isfinite(w.numpy())):
             raise ValueError(f"Refusing to export non-finite network weight `{w.name}`.")
+    # Writing a SavedModel needs TensorFlow; reading a preset does not.
+    from keras_lopt import serving
+
     metadata = build_metadata(network, info)
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
@@ -228,8 +172,7 @@ def export(network, path, info: PresetInfo) -> LoadedPreset:
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     os.chmod(staging, 0o755)
     try:
-        module = (_RecurrentExportModule if recurrent else _ExportModule)(network)
-        tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
+        serving.save(network, staging, _WEIGHTS_ATTRIBUTE)
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -282,13 +225,8 @@ def _read_weights(path, network):
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise ValueError(f"Invalid learned-optimizer SavedModel at {path!r}: missing file `saved_model.pb`.")
     try:
-        reader = tf.train.load_checkpoint(prefix)
-        stored = {
-            name: reader.get_tensor(name)
-            for name in reader.get_variable_to_shape_map()
-            if name.startswith(_WEIGHTS_ATTRIBUTE + "/")
-        }
-    except (tf.errors.OpError, ValueError, IndexError) as e:
+        stored = tensor_bundle.read_bundle(prefix, names=lambda name: name.startswith(_WEIGHTS_ATTRIBUTE + "/"))
+    except (OSError, ValueError) as e:
         raise ValueError(
             f"Invalid learned-optimizer SavedModel at {path!r}: the "
             f"variables file `variables/` cannot be read "

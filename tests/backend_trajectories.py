@@ -175,8 +175,28 @@ CASES = {
 }
 
 
+def _device():
+    """What the backend computes on: "cpu" or the accelerator's name."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "cpu" if device.platform == "cpu" else device.device_kind
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+
+
 def main(group, path):
-    arrays = {"backend": np.asarray(keras.backend.backend())}
+    arrays = {"backend": np.asarray(keras.backend.backend()), "device": np.asarray(_device())}
     for case, run in CASES[group].items():
         arrays.update({f"{case}/{name}": value for name, value in run().items()})
     np.savez(path, **arrays)

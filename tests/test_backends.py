@@ -5,6 +5,11 @@ subprocesses (Keras picks its backend when it is imported), from the same
 numpy initial weights and data; the weights after the last step are
 compared here. A backend whose framework is not installed is skipped (both
 are in the `test` extra).
+
+`KERAS_LOPT_TRAJECTORIES=<folder>` compares TensorFlow's runs here with
+results computed elsewhere (`benchmarks/gpu_check.sh --backend jax` on a GPU
+writes `trajectories_<group>_<backend>.npz`): a backend with a file there is
+read instead of run.
 """
 
 import importlib.util
@@ -15,8 +20,22 @@ import sys
 import numpy as np
 import pytest
 
-# The backends compared with TensorFlow, those installed.
-OTHERS = tuple(name for name in ("jax", "torch") if importlib.util.find_spec(name) is not None)
+# Results of other machines (see the module docstring), or None.
+GIVEN = os.environ.get("KERAS_LOPT_TRAJECTORIES")
+
+
+def _given(group, backend):
+    """The path of `backend`'s results for `group` in GIVEN, or None."""
+    path = GIVEN and os.path.join(GIVEN, f"trajectories_{group}_{backend}.npz")
+    return path if path and os.path.isfile(path) else None
+
+
+# The backends compared with TensorFlow: those installed or given.
+OTHERS = tuple(
+    name
+    for name in ("jax", "torch")
+    if importlib.util.find_spec(name) is not None or _given("fast", name) or _given("slow", name)
+)
 pytestmark = pytest.mark.skipif(not OTHERS, reason="neither jax nor torch is installed (both are in the `test` extra)")
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +50,11 @@ def _run_both_backends(group, tmp_path_factory):
     and `OTHERS` at once."""
     directory = tmp_path_factory.mktemp(f"trajectories_{group}")
     runs = {}
+    given = {}
     for backend in ("tensorflow", *OTHERS):
+        if backend != "tensorflow" and _given(group, backend):
+            given[backend] = dict(np.load(_given(group, backend)))
+            continue
         path = str(directory / f"{backend}.npz")
         env = dict(
             os.environ,
@@ -47,12 +70,13 @@ def _run_both_backends(group, tmp_path_factory):
             text=True,
         )
         runs[backend] = (process, path)
-    results = {}
+    results = given
     for backend, (process, path) in runs.items():
         output, _ = process.communicate(timeout=1200)
         assert process.returncode == 0, f"{backend}:\n{output[-4000:]}"
         results[backend] = dict(np.load(path))
-        assert str(results[backend]["backend"]) == backend
+    for backend, arrays in results.items():
+        assert str(arrays["backend"]) == backend
     return results
 
 
