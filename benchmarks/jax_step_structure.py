@@ -1,11 +1,12 @@
 """Where the default's JAX step goes on many small variables: the update's
 structure against Adam's, in one run.
 
-    python benchmarks/jax_step_structure.py [--pin CORE] [--calls 200] [--repeats 5]
+    python benchmarks/jax_step_structure.py [--model residual|large] [--pin CORE] [--calls 200] [--repeats 5]
                                             [--rounds 5] [--steps 100] [--quick]
 
 On the 20 variables of `step_time.py`'s residual MLP (a 64x128 kernel,
-four 128x128 ones, a 128x10 one, 14 vectors of 128 and one of 10), it
+four 128x128 ones, a 128x10 one, 14 vectors of 128 and one of 10; or,
+with `--model large`, the 6 of its 12.6M-parameter MLP 1024-4096-2048-10), it
 times one jitted call of each optimizer update below on fixed gradients
 (best of `--repeats` means over `--calls` calls; the state is threaded
 through, as in training) and counts the fused kernels of its optimised XLA
@@ -256,6 +257,13 @@ def structure_update(make, shapes, calls, repeats):
     return seconds, fusions(compiled)
 
 
+# --model -> (step_time) -> (model builder, batch size).
+MODELS = {
+    "residual": lambda step_time: (lambda: step_time.residual_mlp(20), 32),
+    "large": lambda step_time: (lambda: step_time.mlp((4096, 2048), 1024), 128),
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pin", type=int, metavar="CORE", help="run on this core only")
@@ -264,6 +272,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="fit rounds (step_time.py)")
     parser.add_argument("--steps", type=int, default=100, help="steps per fit round")
     parser.add_argument("--quick", action="store_true", help="a few calls and steps (CI)")
+    parser.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="residual",
+        help="the variables: the residual MLP's 20 (default) or the 12.6M-parameter MLP's 6 (batch 128)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.calls, args.repeats, args.rounds, args.steps = 3, 1, 1, 5
@@ -272,7 +286,8 @@ def main():
     import step_time
 
     step_time.PRESET = None
-    model, _ = step_time.residual_mlp(20)
+    build, batch_size = MODELS[args.model](step_time)
+    model = build()[0]
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     print(f"keras_lopt from {os.path.dirname(keras_lopt.__file__)}, CPUs {sorted(os.sched_getaffinity(0))}")
     print(f"{len(shapes)} variables: {shapes}")
@@ -280,7 +295,7 @@ def main():
     rows = {
         "keras Adam": keras_update(keras.optimizers.Adam(), model.trainable_variables, args.calls, args.repeats),
         "LearnedOptimizer()": keras_update(
-            keras_lopt.LearnedOptimizer(), step_time.residual_mlp(20)[0].trainable_variables, args.calls, args.repeats
+            keras_lopt.LearnedOptimizer(), build()[0].trainable_variables, args.calls, args.repeats
         ),
         "Adam, plain JAX": structure_update(adam_plain, shapes, args.calls, args.repeats),
         "structure, per variable": structure_update(structure_per_variable, shapes, args.calls, args.repeats),
@@ -289,7 +304,7 @@ def main():
         ),
         "structure, concatenated": structure_update(structure_concatenated, shapes, args.calls, args.repeats),
     }
-    fit, _ = step_time.time_fit(lambda: step_time.residual_mlp(20), 32, True, args.rounds, args.steps)
+    fit, _ = step_time.time_fit(build, batch_size, True, args.rounds, args.steps)
     fit_adam = fit["adam"]
     adam_update = rows["keras Adam"][0]
     print("| update | fused kernels | ms per call | ratio to Adam's | fit-step ratio with it in Adam's place |")
@@ -298,7 +313,7 @@ def main():
         estimate = (fit_adam - adam_update + seconds) / fit_adam
         print(f"| {name} | {count} | {seconds * 1e3:.3f} | {seconds / adam_update:.2f} | {estimate:.2f} |")
     print(
-        f"\nfit step, residual MLP, XLA: LearnedOptimizer {fit['learned'] * 1e3:.2f} ms, "
+        f"\nfit step, {args.model} model, XLA: LearnedOptimizer {fit['learned'] * 1e3:.2f} ms, "
         f"Adam {fit_adam * 1e3:.2f} ms, ratio {fit['learned'] / fit_adam:.2f}"
     )
 
