@@ -67,8 +67,9 @@ EPSILON = 1e-8
 
 
 def fusions(compiled):
-    """Number of fused kernels in an optimised XLA program."""
-    return len(re.findall(r"^\s*\S+ = \S+ fusion\(", compiled.as_text(), re.M))
+    """Number of fused kernels in an optimised XLA program (multi-output
+    fusions, whose type is a tuple, and the root included)."""
+    return len(re.findall(r"^\s*(?:ROOT\s+)?\S+ = [^=]*?\bfusion\(", compiled.as_text(), re.M))
 
 
 def time_calls(compiled, state, constant, calls, repeats):
