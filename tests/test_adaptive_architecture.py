@@ -557,7 +557,7 @@ def test_config_odd_direction_reaches_the_network_and_the_preset(tmp_path):
     assert "odd_direction" not in plain["architecture"]["config"]  # written only when set
     with pytest.raises(ValueError, match="`odd_direction` applies to architecture='adaptive_mlp'"):
         config_lib.NetworkConfig(architecture="mlp", odd_direction=True)
-    with pytest.raises(ValueError, match=r"`odd_direction` must be true or false. Received: odd_direction='yes'"):
+    with pytest.raises(ValueError, match=r"`odd_direction` must be a bool. Received: odd_direction='yes'"):
         config(odd_direction="yes")
     with pytest.raises(ValueError, match=r"`odd_direction` must be True or False. Received: odd_direction=1"):
         AdaptiveMLPNetwork(num_features=len(LOCAL), odd_direction=1)

@@ -139,15 +139,16 @@ class NetworkConfig:
         if self.max_log_multiplier is not None:
             validation.positive_number("max_log_multiplier", self.max_log_multiplier, rule="a positive number")
         validation.one_of("architecture", self.architecture, ARCHITECTURE_NAMES)
-        validation.require(isinstance(self.odd_direction, bool), "odd_direction", self.odd_direction, "true or false")
-        if self.odd_direction and self.architecture not in ADAPTIVE_KINDS:
-            raise ValueError(
-                "`odd_direction` applies to architecture='adaptive_mlp' or 'adaptive_loss_mlp' only. "
-                f"Received: architecture={self.architecture!r}"
-            )
         # Architecture-specific settings: (field, the architectures it
-        # applies to, how the message names them, its check).
+        # applies to, how the message names them, its check). A field at
+        # its unset value (None, or False for a switch) is not checked.
         for name, applies_to, which, check in (
+            (
+                "odd_direction",
+                ADAPTIVE_KINDS,
+                "architecture='adaptive_mlp' or 'adaptive_loss_mlp'",
+                validation.boolean,
+            ),
             (
                 "controller_hidden_size",
                 ADAPTIVE_KINDS,
@@ -164,7 +165,7 @@ class NetworkConfig:
             ("bank_size", ("hyper_lstm",), "architecture='hyper_lstm'", validation.positive_int),
         ):
             value = getattr(self, name)
-            if value is None:
+            if value is None or value is False:
                 continue
             if self.architecture not in applies_to:
                 raise ValueError(
