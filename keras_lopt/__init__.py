@@ -1,4 +1,4 @@
-"""keras_lopt: learned optimizers for Keras 3 (TensorFlow and JAX backends)."""
+"""keras_lopt: learned optimizers for Keras 3 (TensorFlow, JAX and PyTorch backends)."""
 
 import os as _os
 import sys as _sys

@@ -2,9 +2,12 @@
 
 The optimizer's update path is written in `keras.ops` and runs on the
 TensorFlow, JAX and PyTorch backends (tested on each: the same trajectories
-as on TensorFlow). The meta-trainer (`meta/`) and the preset format need
-TensorFlow, which is a dependency on every backend. Support for another
-backend is one more name in `SUPPORTED_BACKENDS`, once it is tested there.
+as on TensorFlow). The meta-trainer (`meta/`), exporting presets,
+`tf.train.Checkpoint` and `tf.distribute` need TensorFlow (a dependency);
+on JAX and PyTorch nothing imports it, and presets are read with numpy
+(`tensor_bundle`), so the optimizer runs where TensorFlow is not installed.
+Support for another backend is one more name in `SUPPORTED_BACKENDS`, once
+it is tested there.
 """
 
 import keras
