@@ -12,9 +12,10 @@ that is not compiled (Keras' default on CPU), each call runs as one XLA
 program; inside an XLA train step it is inlined into the step's program.
 
 On the JAX backend Keras jits the whole train step (unless it runs
-eagerly), so the step is traced into that program directly; `many` steps
+eagerly), so the step is traced into that program directly; on PyTorch it
+runs eagerly (or under torch.compile with `jit_compile=True`). `many` steps
 several variables at once, their per-tensor work batched, which the
-optimizer uses there for networks that support it.
+optimizer uses on both for networks that support it.
 """
 
 import keras
@@ -154,9 +155,9 @@ class VariableStep:
         `__call__`'s, up to the rounding of the controller's matrix products.
 
         Traced inline, not compiled apart: for a caller whose whole train
-        step is one compiled program (the JAX backend), where `V` copies of
-        the per-tensor controller's scalar operations would each be a kernel
-        of their own. Requires `batches()`.
+        step is one compiled program (the JAX backend) or runs eagerly
+        (PyTorch), where `V` copies of the per-tensor controller's scalar
+        operations would each be a kernel of their own. Requires `batches()`.
 
         Args:
             items: a list of `(gradient, value, slots, decays, step_scale)`,
