@@ -528,6 +528,12 @@ def main():
         # Before the first TensorFlow op sizes its thread pools; children
         # inherit it.
         os.sched_setaffinity(0, {args.pin})
+        if keras.backend.backend() == "torch":
+            # PyTorch sized its thread pool when Keras imported it: two
+            # threads spinning on one core made every step ~50x slower.
+            import torch
+
+            torch.set_num_threads(1)
     global PRESET
     PRESET = args.preset
     if args.first_call_child:
