@@ -21,7 +21,7 @@ def test_gpu_check_cpu_dry_run_writes_tests_and_benchmark(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = output.read_text()
-    assert "(CPU dry run)" in text and "TensorFlow GPUs: 0" in text
+    assert "Keras backend tensorflow (CPU dry run)" in text and "GPUs seen by tensorflow: 0" in text
     assert "## tests: tests/test_optimizer.py" in text
     # pytest's own summary line, not TensorFlow's log (which may say "failed
     # call to cuInit" on a machine with CUDA libraries and no GPU).
@@ -32,3 +32,40 @@ def test_gpu_check_cpu_dry_run_writes_tests_and_benchmark(tmp_path):
     assert "## benchmarks/step_time.py --quick" in text
     assert "ratio LearnedOptimizer/Adam, first fit call, 6 variables, XLA: " in text
     assert text.rstrip().splitlines()[-1].startswith("optimizer state, floats per parameter: ")
+
+
+@pytest.mark.slow
+def test_gpu_check_jax_cpu_dry_run_writes_trajectories_and_benchmark(tmp_path):
+    output = tmp_path / "gpu_check.txt"
+    result = subprocess.run(
+        [
+            os.path.join(ROOT, "benchmarks", "gpu_check.sh"),
+            "--backend",
+            "jax",
+            "--cpu-dry-run",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = output.read_text()
+    assert "Keras backend jax (CPU dry run)" in text
+    assert (tmp_path / "trajectories_fast_jax.npz").is_file()
+    assert "ratio LearnedOptimizer/Adam, fit step, residual MLP, 6 variables, batch 32, XLA: " in text
+    assert "ratio LearnedOptimizer/Adam, first fit call, 6 variables, XLA: " in text
+
+
+def test_gpu_check_refuses_an_unknown_backend(tmp_path):
+    result = subprocess.run(
+        [os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--backend", "numpy", "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "--backend must be tensorflow, jax or torch; received 'numpy'" in result.stderr
