@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_lopt
-from keras_lopt.layers.mlp import elementwise_mlp, exact_zeros
+from keras_lopt.layers.mlp import elementwise_mlp, exact_zeros, split_weights
 
 
 def _weights_with_zeros(seed=0):
@@ -44,6 +44,21 @@ def test_leaving_out_zero_terms_changes_no_output_and_shrinks_the_program():
         return len(graph.graph.get_operations())
 
     assert count_ops(zeros) < count_ops(None)
+
+
+def test_weights_split_once_give_the_same_outputs():
+    """`split=` (the weights split into scalars once for several calls, as
+    `BoundNetwork.direction` does for a step's tensors) changes no output,
+    with and without scalar columns folded into the first bias."""
+    weights = [tf.constant(w) for w in _weights_with_zeros()]
+    split = split_weights(weights)
+    zeros = exact_zeros([w.numpy() for w in weights[0::2]])
+    for columns in (_columns(), _columns(2)[:2] + [tf.constant(np.full((5, 7), 0.3, "float32"))]):
+        for pattern in (None, zeros):
+            direct = elementwise_mlp(weights, columns, "relu", pattern)
+            shared = elementwise_mlp(weights, columns, "relu", pattern, split=split)
+            for a, b in zip(direct, shared):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_an_output_without_element_terms_keeps_the_element_shape():

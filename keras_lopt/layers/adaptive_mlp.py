@@ -12,6 +12,7 @@ from keras_lopt.layers.mlp import (
     elementwise_mlp,
     exact_zeros,
     matvec_transposed,
+    split_weights,
 )
 
 # Decay of the controller's running averages of its alignment signals and
@@ -220,16 +221,22 @@ class AdaptiveMLPNetwork(PresetNetworkLayer):
         log_step = self._moved_log_step(state[:, 0], change)
         return log_step, ops.stack([log_step, *new_averages], axis=-1)
 
-    def direction(self, weights, columns, zeros=None):
-        """The direction MLP alone (`forward`'s `direction`)."""
+    def split_direction(self, weights):
+        """`split_weights` of the direction MLP's weights, for `direction`'s
+        `split` (several tensors' directions with the same weights)."""
+        return split_weights(weights[: self._num_direction_weights])
+
+    def direction(self, weights, columns, zeros=None, split=None):
+        """The direction MLP alone (`forward`'s `direction`); `split`: None,
+        or `split_direction(weights)`."""
         direction_weights = weights[: self._num_direction_weights]
-        (direction,) = elementwise_mlp(direction_weights, columns, self.activation, zeros)
+        (direction,) = elementwise_mlp(direction_weights, columns, self.activation, zeros, split)
         if not self.odd_direction:
             return direction
         # Feature sets list the element features first, the tensor ones last.
         num_element = self.num_features - len(features.TENSOR_FEATURE_NAMES)
         flipped = [-c for c in columns[:num_element]] + list(columns[num_element:])
-        (mirrored,) = elementwise_mlp(direction_weights, flipped, self.activation, zeros)
+        (mirrored,) = elementwise_mlp(direction_weights, flipped, self.activation, zeros, split)
         return (direction - mirrored) * 0.5
 
     def _moved_log_step(self, log_step, change):

@@ -28,6 +28,7 @@ class BoundNetwork:
         self.state_shapes = layer.state_shapes
         self.reads_loss = layer.reads_loss
         self.context_feature_names = getattr(layer, "context_feature_names", ())
+        self._direction_split = None
 
     def __call__(self, *inputs):
         if self.zeros is None:
@@ -46,5 +47,9 @@ class BoundNetwork:
         return self.layer.control(self.weights, context, state)
 
     def direction(self, columns):
-        """`layer.direction`: the per-element direction of one tensor."""
-        return self.layer.direction(self.weights, columns, self.zeros)
+        """`layer.direction`: the per-element direction of one tensor. The
+        weights are split into scalars once per `BoundNetwork`, for all the
+        tensors it steps (`rule.step_many_with_moments`)."""
+        if self._direction_split is None:
+            self._direction_split = self.layer.split_direction(self.weights)
+        return self.layer.direction(self.weights, columns, self.zeros, self._direction_split)
