@@ -9,16 +9,21 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _gpu_check(*arguments, timeout=1800):
+    """Runs `benchmarks/gpu_check.sh ARGUMENTS` from the repository root."""
+    return subprocess.run(
+        [os.path.join(ROOT, "benchmarks", "gpu_check.sh"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
 @pytest.mark.slow
 def test_gpu_check_cpu_dry_run_writes_tests_and_benchmark(tmp_path):
     output = tmp_path / "gpu_check.txt"
-    result = subprocess.run(
-        [os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--cpu-dry-run", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=ROOT,
-    )
+    result = _gpu_check("--cpu-dry-run", "--output", str(output))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = output.read_text()
     assert "Keras backend tensorflow (CPU dry run)" in text and "GPUs seen by tensorflow: 0" in text
@@ -37,20 +42,7 @@ def test_gpu_check_cpu_dry_run_writes_tests_and_benchmark(tmp_path):
 @pytest.mark.slow
 def test_gpu_check_jax_cpu_dry_run_writes_trajectories_and_benchmark(tmp_path):
     output = tmp_path / "gpu_check.txt"
-    result = subprocess.run(
-        [
-            os.path.join(ROOT, "benchmarks", "gpu_check.sh"),
-            "--backend",
-            "jax",
-            "--cpu-dry-run",
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=ROOT,
-    )
+    result = _gpu_check("--backend", "jax", "--cpu-dry-run", "--output", str(output))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = output.read_text()
     assert "Keras backend jax (CPU dry run)" in text
@@ -60,12 +52,6 @@ def test_gpu_check_jax_cpu_dry_run_writes_trajectories_and_benchmark(tmp_path):
 
 
 def test_gpu_check_refuses_an_unknown_backend(tmp_path):
-    result = subprocess.run(
-        [os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--backend", "numpy", "--output", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = _gpu_check("--backend", "numpy", "--output", str(tmp_path / "x"), timeout=60)
     assert result.returncode == 2
     assert "--backend must be tensorflow, jax or torch; received 'numpy'" in result.stderr
