@@ -258,6 +258,8 @@ def structure_update(make, shapes, calls, repeats):
     return seconds, fusions(compiled)
 
 
+# --model -> its name in the output.
+MODEL_LABELS = {"residual": "residual MLP", "large": "MLP 1024-4096-2048-10 (12.6M)"}
 # --model -> (step_time) -> (model builder, batch size).
 MODELS = {
     "residual": lambda step_time: (lambda: step_time.residual_mlp(20), 32),
@@ -314,7 +316,7 @@ def main():
         estimate = (fit_adam - adam_update + seconds) / fit_adam
         print(f"| {name} | {count} | {seconds * 1e3:.3f} | {seconds / adam_update:.2f} | {estimate:.2f} |")
     print(
-        f"\nfit step, {args.model} model, XLA: LearnedOptimizer {fit['learned'] * 1e3:.2f} ms, "
+        f"\nfit step, {MODEL_LABELS[args.model]}, XLA: LearnedOptimizer {fit['learned'] * 1e3:.2f} ms, "
         f"Adam {fit_adam * 1e3:.2f} ms, ratio {fit['learned'] / fit_adam:.2f}"
     )
 
