@@ -207,11 +207,11 @@ def read_bundle(prefix, names=None):
     tensors = {}
     for raw_name, entry in entries[1:]:
         name = raw_name.decode("utf-8", "replace")
+        if names is not None and not names(name):
+            continue
         where = f"{index_path} ({name!r})"
         fields = _proto_fields(entry, where)
         dtype = fields.get(1, [0])[0]
-        if names is not None and not names(name):
-            continue
         if dtype == _DT_STRING and names is None:
             continue
         if dtype not in _DTYPES:

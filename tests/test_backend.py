@@ -12,10 +12,13 @@ from keras_lopt import backend
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _import_keras_lopt(prelude="", **env):
+def _run_python(code, **env):
     environment = dict(os.environ, PYTHONPATH=REPO, **env)
-    code = prelude + "import keras_lopt\n"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=900)
+
+
+def _import_keras_lopt(prelude="", **env):
+    return _run_python(prelude + "import keras_lopt\n", **env)
 
 
 @pytest.mark.parametrize("name", ["numpy", "openvino"])
@@ -79,9 +82,6 @@ def test_trains_and_loads_every_preset_without_tensorflow(name):
     `.keras` files need no TensorFlow."""
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"{name} is not installed")
-    environment = dict(os.environ, PYTHONPATH=REPO, KERAS_BACKEND=name)
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TENSORFLOW], capture_output=True, text=True, env=environment, timeout=900
-    )
+    result = _run_python(_WITHOUT_TENSORFLOW, KERAS_BACKEND=name)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained" in result.stdout

@@ -67,9 +67,11 @@ def split_weights(weights):
     of the step.
 
     Returns:
-        `(kernels, biases)`: per layer, `kernels[l][i][j]` and `biases[l][j]`.
+        `(kernels, biases)`: per layer, `kernels[l][i][j]`; per layer after
+        the first, `biases[l - 1][j]` (the first layer's bias takes the
+        scalar columns in each call, so it is split there).
     """
-    return tuple(_scalars(k) for k in weights[0::2]), tuple(ops.unstack(b) for b in weights[1::2])
+    return tuple(_scalars(k) for k in weights[0::2]), tuple(ops.unstack(b) for b in weights[3::2])
 
 
 def elementwise_mlp(weights, columns, activation, zeros=None, split=None):
@@ -114,7 +116,7 @@ def elementwise_mlp(weights, columns, activation, zeros=None, split=None):
     # the traced program, and so tracing and XLA compilation, stay small.
     kernels, biases = split if split is not None else split_weights(weights)
     kernel = kernels[0]
-    first_bias = ops.unstack(first_bias) if scalar_idx else biases[0]
+    first_bias = ops.unstack(first_bias)
     hidden = {}
     for j in live[0]:
         acc = first_bias[j]
@@ -123,7 +125,7 @@ def elementwise_mlp(weights, columns, activation, zeros=None, split=None):
                 acc = acc + columns[i] * kernel[i][j]
         hidden[j] = acc if num_layers == 1 else activation(acc)
     for layer in range(1, num_layers):
-        kernel, bias = kernels[layer], biases[layer]
+        kernel, bias = kernels[layer], biases[layer - 1]
         is_output = layer == num_layers - 1
         outputs = {}
         for j in live[layer]:
