@@ -49,8 +49,12 @@ TASK_SEEDS = (
 
 
 def _cosine(rate, steps):
-    return {"module": "keras.optimizers.schedules", "class_name": "CosineDecay",
-            "config": {"initial_learning_rate": rate, "decay_steps": steps, "alpha": 0.0}, "registered_name": None}
+    return {
+        "module": "keras.optimizers.schedules",
+        "class_name": "CosineDecay",
+        "config": {"initial_learning_rate": rate, "decay_steps": steps, "alpha": 0.0},
+        "registered_name": None,
+    }
 
 
 def pool(steps):
@@ -58,7 +62,10 @@ def pool(steps):
     rules = {}
     for rate in (1e-3, 3e-3):
         for decay in (0.3, 3.0):
-            rules[f"adamw@{rate:g},wd={decay:g}"] = {"class_name": "AdamW", "config": {"learning_rate": rate, "weight_decay": decay}}
+            rules[f"adamw@{rate:g},wd={decay:g}"] = {
+                "class_name": "AdamW",
+                "config": {"learning_rate": rate, "weight_decay": decay},
+            }
     for rate in (1e-3, 3e-3, 1e-2):
         rules[f"adam+cosine@{rate:g}"] = {"class_name": "Adam", "config": {"learning_rate": _cosine(rate, steps)}}
     for rate in (1e-2, 3e-2, 1e-1):
@@ -72,6 +79,7 @@ def pool(steps):
 
 
 def run(output):
+    """Runs every (task-seed, rule) of the pool not yet in `output`."""
     os.makedirs(os.path.dirname(output), exist_ok=True)
     done = {(r["task"], r["optimizer"], r["seed"]) for r in harness.read_results(output)}
     for name, seed in TASK_SEEDS:
@@ -83,19 +91,27 @@ def run(output):
             record["optimizer"] = rule
             with open(output, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            print(f"{name:24s} {rule:24s} seed {seed}: train {record['final_train_loss']:.4g} "
-                  f"valid {record['final_valid_loss']:.4g} ({record['seconds']:.1f}s)", flush=True)
+            print(
+                f"{name:24s} {rule:24s} seed {seed}: train {record['final_train_loss']:.4g} "
+                f"valid {record['final_valid_loss']:.4g} ({record['seconds']:.1f}s)",
+                flush=True,
+            )
 
 
-def table(output):
+def table(output, suite_results=SUITE_RESULTS):
+    """Prints, per task-seed of TASK_SEEDS, the rules (of both files) that win
+    both metrics against Adam(1e-3), and the count."""
     by_task_seed = collections.defaultdict(dict)
-    for path in (SUITE_RESULTS, output):
+    for path in (suite_results, output):
         for row in harness.read_results(path):
             if (row["task"], row["seed"]) in TASK_SEEDS:
                 by_task_seed[(row["task"], row["seed"])][row["optimizer"]] = row
     names = sorted({n for rows in by_task_seed.values() for n in rows} - {specs.ADAM_DEFAULT})
     print(f"{len(names)} rules besides {specs.ADAM_DEFAULT} on {len(TASK_SEEDS)} task-seeds\n")
-    print("| task | seed | Adam(1e-3) train / valid | rules run | rules that win both | lowest valid among rules with lower train |")
+    print(
+        "| task | seed | Adam(1e-3) train / valid | rules run | rules that win both "
+        "| lowest valid among rules with lower train |"
+    )
     print("|---|---|---|---|---|---|")
     won = 0
     for key in TASK_SEEDS:
@@ -105,24 +121,31 @@ def table(output):
             print(f"| {key[0]} | {key[1]} | (no Adam(1e-3) run) | | | |")
             continue
         others = {n: r for n, r in rows.items() if n != specs.ADAM_DEFAULT}
-        winners = [n for n, r in sorted(others.items()) if report.beats(r, reference, "train") and report.beats(r, reference, "valid")]
+        winners = [
+            n
+            for n, r in sorted(others.items())
+            if report.beats(r, reference, "train") and report.beats(r, reference, "valid")
+        ]
         lower_train = [r for r in others.values() if report.beats(r, reference, "train")]
         closest = min(lower_train, key=lambda r: r["final_valid_loss"], default=None)
         closest_text = f"{closest['final_valid_loss']:.3g} ({closest['optimizer']})" if closest else "(none)"
         won += bool(winners)
-        print(f"| {key[0]} | {key[1]} | {reference['final_train_loss']:.3g} / {reference['final_valid_loss']:.3g} | "
-              f"{len(others)} | {', '.join(winners) or '(none)'} | {closest_text} |")
+        print(
+            f"| {key[0]} | {key[1]} | {reference['final_train_loss']:.3g} / {reference['final_valid_loss']:.3g} | "
+            f"{len(others)} | {', '.join(winners) or '(none)'} | {closest_text} |"
+        )
     print(f"\ntask-seeds where some rule wins both: {won}/{len(TASK_SEEDS)}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="run the pool's missing runs first")
-    parser.add_argument("--output", default=OUTPUT)
+    parser.add_argument("--output", default=OUTPUT, help="the pool's results (JSON lines)")
+    parser.add_argument("--suite-results", default=SUITE_RESULTS, help="the test suite's results (JSON lines)")
     args = parser.parse_args()
     if args.run:
         run(args.output)
-    table(args.output)
+    table(args.output, args.suite_results)
 
 
 if __name__ == "__main__":
