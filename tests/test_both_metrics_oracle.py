@@ -5,19 +5,10 @@ import os
 import subprocess
 import sys
 
+from result_rows import row
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "both_metrics_oracle.py")
-
-
-def _row(task, seed, optimizer, train, valid):
-    return {
-        "task": task,
-        "seed": seed,
-        "optimizer": optimizer,
-        "steps": 100,
-        "final_train_loss": train,
-        "final_valid_loss": valid,
-    }
 
 
 def _run(tmp_path, rows, optimizer):
@@ -29,17 +20,17 @@ def _run(tmp_path, rows, optimizer):
 def test_counts_wins_on_both_metrics_and_the_oracle(tmp_path):
     rows = [
         # t0: "a" wins both; "b" only training loss.
-        _row("t0", 0, "adam@0.001", 1.0, 1.0),
-        _row("t0", 0, "a", 0.5, 0.5),
-        _row("t0", 0, "b", 0.5, 2.0),
+        row("t0", 0, "adam@0.001", 1.0, 1.0),
+        row("t0", 0, "a", 0.5, 0.5),
+        row("t0", 0, "b", 0.5, 2.0),
         # t1: "b" wins both; "a" is within the 0.1% margin on validation.
-        _row("t1", 0, "adam@0.001", 1.0, 1.0),
-        _row("t1", 0, "a", 0.5, 0.9995),
-        _row("t1", 0, "b", 0.9, 0.9),
+        row("t1", 0, "adam@0.001", 1.0, 1.0),
+        row("t1", 0, "a", 0.5, 0.9995),
+        row("t1", 0, "b", 0.9, 0.9),
         # t2: nobody wins both; a NaN never wins.
-        _row("t2", 0, "adam@0.001", 1.0, 1.0),
-        _row("t2", 0, "a", float("nan"), 0.1),
-        _row("t2", 0, "b", 2.0, 0.1),
+        row("t2", 0, "adam@0.001", 1.0, 1.0),
+        row("t2", 0, "a", float("nan"), 0.1),
+        row("t2", 0, "b", 2.0, 0.1),
     ]
     result = _run(tmp_path, rows, "a")
     assert result.returncode == 0, result.stderr
@@ -52,6 +43,6 @@ def test_counts_wins_on_both_metrics_and_the_oracle(tmp_path):
 
 
 def test_unknown_optimizer_names_what_was_found(tmp_path):
-    result = _run(tmp_path, [_row("t0", 0, "adam@0.001", 1.0, 1.0), _row("t0", 0, "a", 0.5, 0.5)], "c")
+    result = _run(tmp_path, [row("t0", 0, "adam@0.001", 1.0, 1.0), row("t0", 0, "a", 0.5, 0.5)], "c")
     assert result.returncode != 0
     assert "No runs of optimizer 'c'" in result.stderr and "['a']" in result.stderr

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from result_rows import row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "validation_frontier.py")
@@ -41,29 +42,18 @@ def test_every_rule_of_the_pool_builds_as_named(frontier):
             assert optimizer.weight_decay == float(name.rpartition("wd=")[2]), name
 
 
-def _row(task, seed, optimizer, train, valid):
-    return {
-        "task": task,
-        "seed": seed,
-        "optimizer": optimizer,
-        "steps": 100,
-        "final_train_loss": train,
-        "final_valid_loss": valid,
-    }
-
-
 def test_table_counts_rules_that_win_both_across_the_two_files(tmp_path):
     suite = [
-        _row("mlp_iris", 0, "adam@0.001", 1.0, 1.0),
-        _row("mlp_iris", 0, "adam@0.01", 0.5, 2.0),  # training loss only
-        _row("mlp_iris", 1, "adam@0.001", 1.0, 1.0),
-        _row("mlp_wine", 0, "adam@0.001", 1.0, 1.0),  # not one of the task-seeds: ignored
-        _row("mlp_wine", 0, "adam@0.01", 0.5, 0.5),
+        row("mlp_iris", 0, "adam@0.001", 1.0, 1.0),
+        row("mlp_iris", 0, "adam@0.01", 0.5, 2.0),  # training loss only
+        row("mlp_iris", 1, "adam@0.001", 1.0, 1.0),
+        row("mlp_wine", 0, "adam@0.001", 1.0, 1.0),  # not one of the task-seeds: ignored
+        row("mlp_wine", 0, "adam@0.01", 0.5, 0.5),
     ]
     pool = [
-        _row("mlp_iris", 0, "sgdm@0.01", 0.9, 0.9),  # wins both
-        _row("mlp_iris", 1, "sgdm@0.01", 0.9, 1.5),
-        _row("mlp_iris", 1, "lion@0.0001", 0.8, 1.2),
+        row("mlp_iris", 0, "sgdm@0.01", 0.9, 0.9),  # wins both
+        row("mlp_iris", 1, "sgdm@0.01", 0.9, 1.5),
+        row("mlp_iris", 1, "lion@0.0001", 0.8, 1.2),
     ]
     paths = []
     for name, rows in (("suite.jsonl", suite), ("pool.jsonl", pool)):
