@@ -48,9 +48,7 @@ def main():
     for (task, seed), by_name in sorted(runs.items()):
         reference = by_name[REFERENCE]
         winners = [
-            name
-            for name, run in sorted(by_name.items())
-            if name != REFERENCE and report.beats(run, reference, "train") and report.beats(run, reference, "valid")
+            name for name, run in sorted(by_name.items()) if name != REFERENCE and report.beats_on_both(run, reference)
         ]
         counts.update(winners)
         oracle += bool(winners)

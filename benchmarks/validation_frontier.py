@@ -121,11 +121,7 @@ def table(output, suite_results=SUITE_RESULTS):
             print(f"| {key[0]} | {key[1]} | (no Adam(1e-3) run) | | | |")
             continue
         others = {n: r for n, r in rows.items() if n != specs.ADAM_DEFAULT}
-        winners = [
-            n
-            for n, r in sorted(others.items())
-            if report.beats(r, reference, "train") and report.beats(r, reference, "valid")
-        ]
+        winners = [n for n, r in sorted(others.items()) if report.beats_on_both(r, reference)]
         lower_train = [r for r in others.values() if report.beats(r, reference, "train")]
         closest = min(lower_train, key=lambda r: r["final_valid_loss"], default=None)
         closest_text = f"{closest['final_valid_loss']:.3g} ({closest['optimizer']})" if closest else "(none)"

@@ -28,7 +28,17 @@ import numpy as np
 
 from keras_lopt.evaluation import specs, suites
 
-__all__ = ["INCUMBENT_LIMIT", "LADDER_LIMIT", "TARGETS", "TIE_TOLERANCE", "beats", "build", "markdown", "tuned_rates"]
+__all__ = [
+    "INCUMBENT_LIMIT",
+    "LADDER_LIMIT",
+    "TARGETS",
+    "TIE_TOLERANCE",
+    "beats",
+    "beats_on_both",
+    "build",
+    "markdown",
+    "tuned_rates",
+]
 
 TIE_TOLERANCE = 1e-3
 LADDER_LIMIT = 2.0
@@ -62,6 +72,11 @@ def beats(record, other, metric):
     loss counts as infinite."""
     key = METRICS[metric]
     return _loss(record[key]) < (1 - TIE_TOLERANCE) * _loss(other[key])
+
+
+def beats_on_both(record, other):
+    """Whether `record` `beats` `other` on training and on validation loss."""
+    return beats(record, other, "train") and beats(record, other, "valid")
 
 
 GRID = tuple(f"adam@{lr:g}" for lr in specs.ADAM_GRID)
