@@ -7,7 +7,11 @@ number of variables, and without XLA each of its ~100 operations would be a
 kernel of its own on every step. On the TensorFlow backend `VariableStep`
 instead holds one `tf.function(jit_compile=True)` per variable signature
 (shape, dtypes, whether weight decay applies): variables that share a
-signature share one traced and compiled program. Called from a train step
+signature share one traced and compiled program, and optimizers of the same
+preset and settings share them process-wide (`shared_key`): a second model
+in the same process (a cross-validation loop, a tuner's trials) neither
+traces nor compiles the update again, and the programs are not kept once
+per optimizer. Called from a train step
 that is not compiled (Keras' default on CPU), each call runs as one XLA
 program; inside an XLA train step it is inlined into the step's program.
 
@@ -23,6 +27,12 @@ from keras import ops
 
 from keras_lopt import rule
 from keras_lopt.layers import ADAPTIVE_KINDS, BoundNetwork
+
+# Compiled programs shared by `VariableStep`s of equal `shared_key` and
+# settings: `(settings, signature) -> tf.function`. TensorFlow keeps every
+# XLA program it has compiled for the life of the process, so programs made
+# per optimizer would grow memory with each model trained in one process.
+_SHARED_PROGRAMS = {}
 
 
 def all_finite(*tensors):
@@ -78,6 +88,10 @@ class VariableStep:
         counter_dtype: the integer dtype of the returned counts.
         zeros: None, or `network.exact_zeros` of the values every call's
             `network_weights` hold (`BoundNetwork`).
+        shared_key: None, or a hashable identity of what `network` computes
+            with the `network_weights` every call passes (a preset
+            fingerprint): steps of equal `shared_key` and equal other
+            arguments share their compiled programs within the process.
     """
 
     def __init__(
@@ -89,6 +103,7 @@ class VariableStep:
         weight_decay,
         counter_dtype="int64",
         zeros=None,
+        shared_key=None,
     ):
         self._network = network
         self._zeros = zeros
@@ -98,6 +113,17 @@ class VariableStep:
         self._weight_decay = weight_decay
         self._counter_dtype = counter_dtype
         self._programs = {}
+        self._settings = None
+        if shared_key is not None:
+            guard = None if guard is None else (type(guard).__name__, tuple(sorted(guard.get_config().items())))
+            self._settings = (
+                shared_key,
+                self._feature_names,
+                bool(check_gradient_only),
+                guard,
+                weight_decay,
+                str(counter_dtype),
+            )
 
     @property
     def programs(self):
@@ -134,13 +160,17 @@ class VariableStep:
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays, step_scale)
         program = self._programs.get(key)
         if program is None:
+            program = _SHARED_PROGRAMS.get((self._settings, key)) if self._settings is not None else None
+        if program is None:
             import tensorflow as tf
 
             def step(gradient, value, slots, network_weights, scalars):
                 return self._step(gradient, value, slots, network_weights, scalars, decays, step_scale)
 
             program = tf.function(step, jit_compile=True, autograph=False)
-            self._programs[key] = program
+            if self._settings is not None:
+                _SHARED_PROGRAMS[(self._settings, key)] = program
+        self._programs[key] = program
         return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
 
     def batches(self):

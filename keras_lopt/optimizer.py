@@ -337,6 +337,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 # from another preset is never restored: its fingerprint
                 # differs), so terms of its exactly zero weights can go.
                 zeros=self._exact_zeros(),
+                shared_key=json.loads(self._identity_json)["preset_fingerprint"],
             )
             if self._guard is not None:
                 # Created last: every other variable keeps its position, so

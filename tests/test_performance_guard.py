@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lopt import LearnedOptimizer, TrainingHorizon
+from keras_lopt import LearnedOptimizer, TrainingHorizon, compiled_update
 
 from conftest import classification_data, small_classifier, xla_train_step
 
@@ -88,10 +88,18 @@ def test_fit_traces_the_update_once_across_fits_and_horizons():
     assert len(traces) == traced_once
 
 
+def _tracing_counts():
+    """Each shared update program's tracing count so far, by identity."""
+    return {id(p): p.experimental_get_tracing_count() for p in compiled_update._SHARED_PROGRAMS.values()}
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_one_update_program_per_variable_signature_traced_once(jit_compile):
     """Variables of one shape and dtype share one compiled update program,
-    traced once however many fits, horizons and train-step traces follow."""
+    traced at most once in this test however many fits, horizons and
+    train-step traces follow (earlier tests in the process may have traced
+    the process-wide programs already)."""
+    before = _tracing_counts()
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(3)] + [keras.layers.Dense(3)]
@@ -106,8 +114,40 @@ def test_one_update_program_per_variable_signature_traced_once(jit_compile):
     assert len(model.trainable_variables) == 8
     programs = optimizer._variable_step.programs
     assert sorted(shape for shape, *_ in programs) == [(3,), (8,), (8, 3), (8, 8)]
-    assert [p.experimental_get_tracing_count() for p in programs.values()] == [1] * 4
+    traced = [p.experimental_get_tracing_count() - before.get(id(p), 0) for p in programs.values()]
+    assert all(count <= 1 for count in traced), traced
+    assert all(p.experimental_get_tracing_count() >= 1 for p in programs.values())
     assert int(optimizer.iterations.numpy()) == 12
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_optimizers_of_one_preset_share_update_programs_across_models(jit_compile):
+    """A second model in the process (a cross-validation fold, a tuner
+    trial) reuses the first one's update programs: no new trace, and no new
+    program kept alive per optimizer."""
+    x, y = classification_data(n=32)
+
+    def fitted(**kwargs):
+        keras.utils.clear_session()
+        keras.utils.set_random_seed(0)
+        model = small_classifier()
+        optimizer = LearnedOptimizer(**kwargs)
+        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        return model, optimizer
+
+    first_model, first = fitted()
+    counts = _tracing_counts()
+    second_model, second = fitted()
+    assert second._variable_step.programs == first._variable_step.programs
+    assert _tracing_counts() == counts
+    # Shared programs compute what the first optimizer's did.
+    for a, b in zip(first_model.get_weights(), second_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Other settings get programs of their own.
+    _, decayed = fitted(weight_decay=0.1)
+    shared = set(map(id, first._variable_step.programs.values()))
+    assert not shared & set(map(id, decayed._variable_step.programs.values()))
 
 
 def _count(hlo, pattern, shape):
