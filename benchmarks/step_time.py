@@ -5,7 +5,7 @@
                                    [--sections first-call,fit,optimizer-only]
                                    [--sizes 10,50,200] [--repeats 2]
                                    [--rounds 6] [--steps 20] [--apply-repeats 60]
-                                   [--large] [--breakdown]
+                                   [--large] [--breakdown] [--compilation-cache]
 
 Every figure is measured for `keras_lopt.LearnedOptimizer(preset=preset)` (default:
 the package's default preset) and for `keras.optimizers.Adam()` in the same
@@ -21,7 +21,14 @@ run, under the same load; the ratios LearnedOptimizer / Adam are the result.
   charged to neither side), then times Adam's and the learned optimizer's
   first call, each on a fresh model, in an order that alternates between
   repeats. The optimizers are built before the clock starts (loading a
-  preset is timed apart). Median over `--repeats`.
+  preset is timed apart). Median over `--repeats`. Then, in the same
+  process, the first call of a second fresh model and optimizer of each
+  (a cross-validation fold, a tuner trial): Keras traces the model's train
+  function again, while the learned update's programs are shared
+  (`compiled_update.VariableStep`). `--compilation-cache`: every measured
+  process loads the XLA programs that an earlier, unmeasured process of the
+  same cases compiled (`keras_lopt.enable_compilation_cache`), as every
+  run of a script after the first does with it (both optimizers).
 * Steady step: the median train step of `model.fit` on the 20-variable
   residual MLP (batch 32) and on a 1.07M-parameter MLP (batch 128), with and
   without XLA. The two optimizers alternate in rounds of `--steps` steps; a
@@ -56,8 +63,10 @@ functions and need the TensorFlow backend.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -234,11 +243,18 @@ def run_first_calls(cases, order, width, inputs):
             optimizer = make_optimizer(name)
             row[f"{name}_construction"] = time.perf_counter() - start
             row[name] = first_fit_call(model, shape, optimizer, jit_compile)
+        # A later model of the same architecture in the same process (a
+        # cross-validation fold, a tuner trial): fresh model and optimizer.
+        for name in order:
+            keras.utils.set_random_seed(1)
+            model, shape = residual_mlp(num_variables, width, inputs)
+            row[f"{name}_again"] = first_fit_call(model, shape, make_optimizer(name), jit_compile)
         print(CHILD_TAG + json.dumps(row), flush=True)
 
 
-def first_call_child(cases, order, quick):
-    """Runs `run_first_calls` in a fresh Python process; returns its rows."""
+def first_call_child(cases, order, quick, cache=None):
+    """Runs `run_first_calls` in a fresh Python process; returns its rows.
+    `cache`: a directory for `keras_lopt.enable_compilation_cache`, or None."""
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -253,14 +269,20 @@ def first_call_child(cases, order, quick):
         command += ["--preset", PRESET]
     if quick:
         command.append("--quick")
+    if cache:
+        command += ["--compilation-cache-directory", cache]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"first-call process failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return [json.loads(line[len(CHILD_TAG) :]) for line in result.stdout.splitlines() if line.startswith(CHILD_TAG)]
 
 
-def time_first_calls(sizes, quick, repeats):
-    """`{(num_variables, jit_compile): {name: [seconds per repeat]}}`."""
+def time_first_calls(sizes, quick, repeats, compilation_cache=False):
+    """`{(num_variables, jit_compile): {name: [seconds per repeat]}}`.
+
+    `compilation_cache`: each measured process runs with
+    `keras_lopt.enable_compilation_cache` on a new directory that a process
+    before it (not measured) filled by running the same cases."""
     cases = [(n, jit) for n in sizes for jit in JIT_COMPILE_CASES]
     times = {}
     for repeat in range(repeats):
@@ -268,9 +290,16 @@ def time_first_calls(sizes, quick, repeats):
         # Quick: one process for every case (the test checks the rows).
         batches = [cases] if quick else [[case] for case in cases]
         for batch in batches:
-            for row in first_call_child(batch, order, quick):
+            cache = None
+            if compilation_cache:
+                cache = tempfile.mkdtemp(prefix="step_time_xla_cache_")
+                first_call_child(batch, order, quick, cache)
+            rows = first_call_child(batch, order, quick, cache)
+            if cache:
+                shutil.rmtree(cache, ignore_errors=True)
+            for row in rows:
                 entry = times.setdefault((row["variables"], row["jit_compile"]), {})
-                for key in ("adam", "learned", "learned_construction"):
+                for key in ("adam", "learned", "learned_construction", "adam_again", "learned_again"):
                     entry.setdefault(key, []).append(row[key])
     return times
 
@@ -508,6 +537,13 @@ def main():
         help="PyTorch backend: also the fit step with jit_compile=True (torch.compile)",
     )
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
+    parser.add_argument("--compilation-cache-directory", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--compilation-cache",
+        action="store_true",
+        help="first calls in processes that load the programs an earlier process compiled "
+        "(keras_lopt.enable_compilation_cache)",
+    )
     parser.add_argument("--order", help=argparse.SUPPRESS)
     args = parser.parse_args()
     on_tensorflow = args.backend == "tensorflow"
@@ -539,6 +575,8 @@ def main():
     if args.first_call_child:
         cases = [(int(n), bool(int(jit))) for n, jit in (c.split(":") for c in args.first_call_child.split(","))]
         width, inputs = (8, 8) if args.quick else (128, 64)
+        if args.compilation_cache_directory:
+            keras_lopt.enable_compilation_cache(args.compilation_cache_directory)
         run_first_calls(cases, args.order.split(","), width, inputs)
         return
     if args.quick:
@@ -579,15 +617,24 @@ def main():
         sizes = QUICK_FIRST_CALL_SIZES if args.quick else FIRST_CALL_SIZES
         if args.sizes:
             sizes = [int(n) for n in args.sizes.split(",")]
-        first_calls = time_first_calls(sizes, args.quick, args.repeats)
+        first_calls = time_first_calls(sizes, args.quick, args.repeats, args.compilation_cache)
+    cached = ", compilation cache" if args.compilation_cache else ""
     for (num_variables, jit_compile), entry in first_calls.items():
         report(
-            f"first fit call, {num_variables} variables, {xla_label(jit_compile)}",
+            f"first fit call{cached}, {num_variables} variables, {xla_label(jit_compile)}",
             float(np.median(entry["learned"])),
             float(np.median(entry["adam"])),
             "s",
         )
         construction += entry["learned_construction"]
+    for (num_variables, jit_compile), entry in first_calls.items():
+        report(
+            f"first fit call of a later model in the process{cached}, {num_variables} variables, "
+            f"{xla_label(jit_compile)}",
+            float(np.median(entry["learned_again"])),
+            float(np.median(entry["adam_again"])),
+            "s",
+        )
     state = {}
     fits = fit_models(args.quick, args.large) if "fit" in sections else {}
     fit_cases = JIT_COMPILE_CASES + ((True,) if args.torch_compile else ())

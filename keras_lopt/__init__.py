@@ -14,6 +14,7 @@ from keras_lopt.backend import check_backend as _check_backend  # noqa: E402
 _check_backend()
 
 from keras_lopt.callbacks import TrainingHorizon  # noqa: E402
+from keras_lopt.compilation_cache import enable_compilation_cache  # noqa: E402
 from keras_lopt.guard import AdamGuard  # noqa: E402
 from keras_lopt.optimizer import LearnedOptimizer  # noqa: E402
 from keras_lopt.presets import list_presets, preset_info  # noqa: E402
@@ -36,6 +37,7 @@ __all__ = [
     "LearnedOptimizer",
     "TrainingHorizon",
     "__version__",
+    "enable_compilation_cache",
     "list_presets",
     "load_learned_optimizer",
     "preset_info",

@@ -207,6 +207,9 @@ def test_quick_benchmark_runs_and_prints_every_row():
     modes = ("XLA", "no XLA")
     expected = [f"first fit call, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes]
     expected += [
+        f"first fit call of a later model in the process, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes
+    ]
+    expected += [
         f"fit step, {model}, {mode}"
         for model in ("residual MLP, 6 variables, batch 32", "MLP 784-32-10, batch 128")
         for mode in modes
