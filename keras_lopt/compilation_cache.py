@@ -75,8 +75,8 @@ def enable_compilation_cache(directory=None):
     never appear; the instruction sets themselves match.
 
     Args:
-        directory: where the programs are kept (created if missing). Default:
-            `default_directory()`.
+        directory: where the programs are kept (created if missing; `~` is
+            expanded; no whitespace). Default: `default_directory()`.
 
     Returns:
         The directory, as an absolute path.
@@ -91,7 +91,10 @@ def enable_compilation_cache(directory=None):
         directory = default_directory()
     if not isinstance(directory, (str, os.PathLike)) or not str(directory):
         raise ValueError(f"`directory` must be a non-empty path. Received: directory={directory!r}")
-    directory = os.path.abspath(os.fspath(directory))
+    directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+    if re.search(r"\s", directory):
+        # TF_XLA_FLAGS is split at whitespace.
+        raise ValueError(f"`directory` must not contain whitespace. Received: directory={directory!r}")
     backend = keras.backend.backend()
     if backend == "torch":
         raise ValueError(

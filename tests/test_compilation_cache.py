@@ -118,6 +118,13 @@ def test_bad_directories_are_refused(directory):
         keras_lopt.enable_compilation_cache(directory)
 
 
+def test_a_directory_with_whitespace_is_refused(tmp_path):
+    # TF_XLA_FLAGS is split at whitespace: such a flag would name another directory.
+    with pytest.raises(ValueError, match=r"`directory` must not contain whitespace\. Received: directory=.*my cache"):
+        keras_lopt.enable_compilation_cache(tmp_path / "my cache")
+    assert not (tmp_path / "my cache").exists()
+
+
 def test_jax_backend_uses_jax_cache(tmp_path):
     directory = tmp_path / "cache"
     first = _result(_python(TRAIN, directory, 1, backend="jax"))
