@@ -101,10 +101,10 @@ def enable_compilation_cache(directory=None):
             "`enable_compilation_cache` applies to XLA, which Keras' PyTorch backend does not use. "
             f"Received: backend={backend!r}; it works on the TensorFlow and JAX backends."
         )
-    os.makedirs(directory, exist_ok=True)
     if backend == "jax":
         import jax
 
+        os.makedirs(directory, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", directory)
         return directory
     _enable_tensorflow(directory)
@@ -118,6 +118,7 @@ def _enable_tensorflow(directory):
         raise RuntimeError(
             f"TF_XLA_FLAGS already names the XLA cache directory {named[-1]!r}. Received: directory={directory!r}"
         )
+    os.makedirs(directory, exist_ok=True)
     if not named:
         added = f"{_TF_DIRECTORY_FLAG}={directory} {_TF_PREFIX_FLAG}={machine_prefix()}"
         os.environ["TF_XLA_FLAGS"] = f"{flags} {added}".strip()

@@ -105,6 +105,7 @@ def test_another_directory_in_the_flags_is_an_error(tmp_path):
     )
     assert completed.returncode != 0
     assert "TF_XLA_FLAGS already names the XLA cache directory" in completed.stderr
+    assert not (tmp_path / "mine").exists()
 
 
 def test_default_directory_is_under_keras_home(monkeypatch, tmp_path):
