@@ -20,8 +20,6 @@ pool's name for the rule).
 
 import argparse
 import collections
-import dataclasses
-import json
 import os
 import sys
 
@@ -81,21 +79,11 @@ def pool(steps):
 def run(output):
     """Runs every (task-seed, rule) of the pool not yet in `output`."""
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    done = {(r["task"], r["optimizer"], r["seed"]) for r in harness.read_results(output)}
+    runs = []
     for name, seed in TASK_SEEDS:
-        task = suites.get_task(name)
-        for rule, config in pool(task.steps).items():
-            if (name, rule, seed) in done:
-                continue
-            record = dataclasses.asdict(harness.train_once(task, config, seed=seed))
-            record["optimizer"] = rule
-            with open(output, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(
-                f"{name:24s} {rule:24s} seed {seed}: train {record['final_train_loss']:.4g} "
-                f"valid {record['final_valid_loss']:.4g} ({record['seconds']:.1f}s)",
-                flush=True,
-            )
+        steps = suites.get_task(name).steps
+        runs += [(name, rule, config, seed, steps) for rule, config in pool(steps).items()]
+    harness.run_missing(runs, output, log=lambda line: print(line, flush=True))
 
 
 def table(output, suite_results=SUITE_RESULTS):

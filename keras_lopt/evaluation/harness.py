@@ -232,16 +232,37 @@ def run_benchmark(task_names, spec_names, seeds, steps=None, output_path=None, l
     Returns:
         The records of all planned runs (as dicts), old and new.
     """
+    runs = [
+        (name, spec, spec, seed, run_steps)
+        for name, spec, seed, run_steps in plan(task_names, spec_names, seeds, steps)
+    ]
+    return run_missing(runs, output_path, log)
+
+
+def run_missing(runs, output_path=None, log=print):
+    """Runs each of `runs` whose record is not yet in `output_path`.
+
+    Args:
+        runs: `[(task name, optimizer name, spec, seed, steps)]`; the spec is
+            a canonical spec or a Keras optimizer config (`train_once`), the
+            name what the record's `optimizer` holds (the spec itself for
+            canonical specs).
+        output_path, log: as for `run_benchmark`.
+
+    Returns:
+        The records of all `runs` (as dicts), old and new, in order.
+    """
     done = {result_key(r): r for r in read_results(output_path)} if output_path else {}
     check_backend(done.values(), output_path)
     results = []
-    for key in plan(task_names, spec_names, seeds, steps):
+    for name, optimizer, spec, seed, steps in runs:
+        key = (name, optimizer, seed, steps)
         if key not in done:
-            name, spec, seed, run_steps = key
-            record = dataclasses.asdict(train_once(suites.get_task(name), spec, run_steps, seed))
+            record = dataclasses.asdict(train_once(suites.get_task(name), spec, steps, seed))
+            record["optimizer"] = optimizer
             done[key] = record
             log(
-                f"{name:24s} {str(spec):36s} seed {seed} steps {run_steps}: train "
+                f"{name:24s} {str(optimizer):36s} seed {seed} steps {steps}: train "
                 f"{record['final_train_loss']:.4g} valid {record['final_valid_loss']:.4g} ({record['seconds']:.1f}s)"
             )
             if output_path:
