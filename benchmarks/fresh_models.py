@@ -26,17 +26,11 @@ import time
 CHILD_TAG = "fresh models: "
 
 
-def resident_mb():
-    """The process's resident memory in MiB (Linux)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def child(name, jit_compile, models, steps):
     """In a fresh process: trains the models; prints one JSON line."""
     import keras
     from step_time import make_data, residual_mlp
+    from unroll_memory import resident_mb
 
     import keras_lopt
 

@@ -26,7 +26,8 @@ import sys
 import time
 
 
-def _rss_mb():
+def resident_mb():
+    """The process's resident memory in MiB (Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -45,7 +46,7 @@ def measure(mode, family, lengths, members, architecture):
     task = families.get_family(family).task(0)
     layer = build_network(MetaTrainConfig(name="memory_v1", network=NetworkConfig(architecture=architecture)))
     theta = np.tile(unroll.flatten_weights(layer.get_weights()), (members, 1))
-    before = _rss_mb()
+    before = resident_mb()
     if mode == "shared":
         longest = unroll.Unroll(task, layer, max(lengths), "tail", 1e-3)
         runs = {n: functools.partial(longest, num_steps=n) for n in lengths}
@@ -58,7 +59,7 @@ def measure(mode, family, lengths, members, architecture):
         _, meta, _ = runs[n](theta, state)
         meta.numpy()
         first_call[n] = time.perf_counter() - start
-    return {"mode": mode, "added_mb": _rss_mb() - before, "first_call_s": first_call}
+    return {"mode": mode, "added_mb": resident_mb() - before, "first_call_s": first_call}
 
 
 def main():

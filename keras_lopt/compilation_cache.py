@@ -22,6 +22,8 @@ import uuid
 
 import keras
 
+from keras_lopt import validation
+
 _TF_DIRECTORY_FLAG = "--tf_xla_persistent_cache_directory"
 _TF_PREFIX_FLAG = "--tf_xla_persistent_cache_prefix"
 
@@ -89,8 +91,8 @@ def enable_compilation_cache(directory=None):
     """
     if directory is None:
         directory = default_directory()
-    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
-        raise ValueError(f"`directory` must be a non-empty path. Received: directory={directory!r}")
+    is_path = isinstance(directory, (str, os.PathLike)) and bool(str(directory))
+    validation.require(is_path, "directory", directory, "a non-empty path")
     directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
     if re.search(r"\s", directory):
         # TF_XLA_FLAGS is split at whitespace.
