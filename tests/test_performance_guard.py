@@ -199,6 +199,22 @@ def _run_benchmark(script, timeout):
 
 
 @pytest.mark.slow
+def test_fresh_models_benchmark_runs_and_prints_every_row():
+    lines = _run_benchmark("fresh_models.py", timeout=600).stdout.strip().splitlines()
+    rows = [line.split(" | ")[:2] for line in lines if line.startswith(("| Adam |", "| LearnedOptimizer |"))]
+    assert rows == [["| Adam", "yes"], ["| LearnedOptimizer", "yes"], ["| Adam", "no"], ["| LearnedOptimizer", "no"]]
+    for mode in ("XLA", "no XLA"):
+        ratio = [line for line in lines if line.startswith(f"ratio LearnedOptimizer/Adam, later fit, {mode}: ")]
+        assert len(ratio) == 1 and float(ratio[0].rsplit(": ", 1)[1]) > 0, lines
+        assert any(
+            re.fullmatch(
+                rf"memory growth per later model, {mode}: LearnedOptimizer -?[0-9.]+ MiB, Adam -?[0-9.]+ MiB", line
+            )
+            for line in lines
+        ), lines
+
+
+@pytest.mark.slow
 def test_quick_benchmark_runs_and_prints_every_row():
     result = _run_benchmark("step_time.py", timeout=900)
     lines = result.stdout.strip().splitlines()
