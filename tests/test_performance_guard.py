@@ -93,19 +93,18 @@ def _tracing_counts():
     return {id(p): p.experimental_get_tracing_count() for p in compiled_update._SHARED_PROGRAMS.values()}
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_one_update_program_per_variable_signature_traced_once(jit_compile):
-    """Variables of one shape and dtype share one compiled update program,
-    traced at most once in this test however many fits, horizons and
-    train-step traces follow (earlier tests in the process may have traced
-    the process-wide programs already)."""
+def test_one_update_program_per_variable_signature_traced_once():
+    """Without XLA, variables of one shape and dtype share one compiled
+    update program, traced at most once in this test however many fits,
+    horizons and train-step traces follow (earlier tests in the process may
+    have traced the process-wide programs already)."""
     before = _tracing_counts()
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(3)] + [keras.layers.Dense(3)]
     )
     optimizer = LearnedOptimizer()
-    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
     x, y = classification_data(n=64)
     fit_args = dict(batch_size=16, verbose=0)
     model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
@@ -120,11 +119,36 @@ def test_one_update_program_per_variable_signature_traced_once(jit_compile):
     assert int(optimizer.iterations.numpy()) == 12
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_optimizers_of_one_preset_share_update_programs_across_models(jit_compile):
+def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_xla():
+    """Inside an XLA train step the default's steps run together, their
+    per-tensor controller batched (no per-variable program), and train as
+    the per-variable programs of a step without XLA do."""
+    x, y = classification_data(n=16 * 12)
+
+    def fitted(jit_compile):
+        keras.utils.set_random_seed(0)
+        model = small_classifier()
+        optimizer = LearnedOptimizer()
+        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        return model, optimizer
+
+    xla_model, xla_optimizer = fitted(True)
+    plain_model, plain_optimizer = fitted(False)
+    assert xla_optimizer._variable_step.programs == {}
+    assert len(plain_optimizer._variable_step.programs) >= 2
+    assert int(xla_optimizer.iterations.numpy()) == 12
+    initial = small_classifier(0).get_weights()
+    for got, want, start in zip(xla_model.get_weights(), plain_model.get_weights(), initial):
+        assert np.max(np.abs(want - start)) > 1e-3  # training moved the weights
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_optimizers_of_one_preset_share_update_programs_across_models():
     """A second model in the process (a cross-validation fold, a tuner
     trial) reuses the first one's update programs: no new trace, and no new
-    program kept alive per optimizer."""
+    program kept alive per optimizer (without XLA: an XLA train step traces
+    the steps into its own program, see the test above)."""
     x, y = classification_data(n=32)
 
     def fitted(**kwargs):
@@ -132,7 +156,7 @@ def test_optimizers_of_one_preset_share_update_programs_across_models(jit_compil
         keras.utils.set_random_seed(0)
         model = small_classifier()
         optimizer = LearnedOptimizer(**kwargs)
-        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
         return model, optimizer
 
