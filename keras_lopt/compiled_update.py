@@ -113,6 +113,7 @@ class VariableStep:
         self._weight_decay = weight_decay
         self._counter_dtype = counter_dtype
         self._programs = {}
+        self._batched_programs = {}
         self._settings = None
         if shared_key is not None:
             guard = None if guard is None else (type(guard).__name__, tuple(sorted(guard.get_config().items())))
@@ -124,6 +125,12 @@ class VariableStep:
                 weight_decay,
                 str(counter_dtype),
             )
+
+    @property
+    def batched_programs(self):
+        """`many`'s traced graphs by the signature of all its variables
+        (TensorFlow backend; empty on others)."""
+        return dict(self._batched_programs)
 
     @property
     def programs(self):
@@ -184,10 +191,14 @@ class VariableStep:
         (`rule.step_many_with_moments`): each variable's result is
         `__call__`'s, up to the rounding of the controller's matrix products.
 
-        Traced inline, not compiled apart: for a caller whose whole train
-        step is one compiled program (the JAX backend) or runs eagerly
-        (PyTorch), where `V` copies of the per-tensor controller's scalar
-        operations would each be a kernel of their own. Requires `batches()`.
+        Traced into the caller's program, not compiled apart: for a caller
+        whose whole train step is one compiled program (JAX, TensorFlow's
+        XLA train step) or runs eagerly (PyTorch), where `V` copies of the
+        per-tensor controller's scalar operations would each be a kernel of
+        their own. On TensorFlow the traced graph is a `tf.function` kept per
+        signature of all the variables (shared as `__call__`'s programs are),
+        which the XLA train step inlines: a later model of the same
+        structure does not trace it again. Requires `batches()`.
 
         Args:
             items: a list of `(gradient, value, slots, decays, step_scale)`,
@@ -199,6 +210,40 @@ class VariableStep:
         """
         if not self.batches():
             raise ValueError("`VariableStep.many` needs a network that batches its per-tensor state.")
+        if keras.backend.backend() != "tensorflow":
+            return self._many(items, network_weights, scalars)
+        statics = tuple((bool(decays), float(scale)) for _, _, _, decays, scale in items)
+        key = (
+            "many",
+            tuple((tuple(v.shape), v.dtype.name, g.dtype.name) for g, v, *_ in items),
+            statics,
+        )
+        program = self._batched_programs.get(key)
+        if program is None and self._settings is not None:
+            program = _SHARED_PROGRAMS.get((self._settings, key))
+        if program is None:
+            import tensorflow as tf
+
+            def steps(gradients, values, slots, network_weights, scalars):
+                rebuilt = [(g, v, s, *static) for g, v, s, static in zip(gradients, values, slots, statics)]
+                return self._many(rebuilt, network_weights, scalars)
+
+            # Not `jit_compile`: inlined into the caller's XLA program.
+            program = tf.function(steps, autograph=False)
+            if self._settings is not None:
+                _SHARED_PROGRAMS[(self._settings, key)] = program
+        self._batched_programs[key] = program
+        results = program(
+            [g for g, *_ in items],
+            [v for _, v, *_ in items],
+            [tuple(slots) for _, _, slots, *_ in items],
+            tuple(network_weights),
+            scalars,
+        )
+        return [(value, tuple(slots), skipped, fell_back) for value, slots, skipped, fell_back in results]
+
+    def _many(self, items, network_weights, scalars):
+        """`many`, traced where it is called."""
         prepared = [
             self._prepared(g, v, list(slots), scalars, decays, float(scale)) for g, v, slots, decays, scale in items
         ]

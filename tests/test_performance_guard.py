@@ -136,6 +136,15 @@ def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_x
     xla_model, xla_optimizer = fitted(True)
     plain_model, plain_optimizer = fitted(False)
     assert xla_optimizer._variable_step.programs == {}
+    (batched,) = xla_optimizer._variable_step.batched_programs.values()
+    assert plain_optimizer._variable_step.batched_programs == {}
+    # A second XLA model of the same structure reuses the traced steps.
+    traced = batched.experimental_get_tracing_count()
+    second_model, second = fitted(True)
+    assert list(second._variable_step.batched_programs.values()) == [batched]
+    assert batched.experimental_get_tracing_count() == traced
+    for a, b in zip(second_model.get_weights(), xla_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
     assert len(plain_optimizer._variable_step.programs) >= 2
     assert int(xla_optimizer.iterations.numpy()) == 12
     initial = small_classifier(0).get_weights()
