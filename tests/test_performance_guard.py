@@ -153,6 +153,30 @@ def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_x
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+def test_xla_train_step_runs_per_variable_steps_where_tensorflow_cannot_say_it_is_xla(monkeypatch):
+    """`tf.__internal__.get_enclosing_xla_context` is not a promised API:
+    without it the XLA step runs the per-variable programs, and trains the
+    same."""
+    x, y = classification_data(n=16 * 4)
+
+    def fitted(jit_compile):
+        keras.utils.set_random_seed(0)
+        model = small_classifier()
+        optimizer = LearnedOptimizer()
+        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        return model, optimizer
+
+    plain_model, _ = fitted(False)
+    monkeypatch.delattr(tf.__internal__, "get_enclosing_xla_context")
+    model, optimizer = fitted(True)
+    assert optimizer._variable_step.batched_programs == {}
+    assert len(optimizer._variable_step.programs) >= 2
+    assert int(optimizer.iterations.numpy()) == 4
+    for got, want in zip(model.get_weights(), plain_model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_optimizers_of_one_preset_share_update_programs_across_models():
     """A second model in the process (a cross-validation fold, a tuner
     trial) reuses the first one's update programs: no new trace, and no new
