@@ -119,28 +119,31 @@ def test_one_update_program_per_variable_signature_traced_once():
     assert int(optimizer.iterations.numpy()) == 12
 
 
+def _fitted_default(x, y, jit_compile):
+    """`(model, optimizer)`: `small_classifier` after one epoch of the
+    default on `(x, y)`, batch 16."""
+    keras.utils.set_random_seed(0)
+    model = small_classifier()
+    optimizer = LearnedOptimizer()
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    return model, optimizer
+
+
 def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_xla():
     """Inside an XLA train step the default's steps run together, their
     per-tensor controller batched (no per-variable program), and train as
     the per-variable programs of a step without XLA do."""
     x, y = classification_data(n=16 * 12)
 
-    def fitted(jit_compile):
-        keras.utils.set_random_seed(0)
-        model = small_classifier()
-        optimizer = LearnedOptimizer()
-        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-        return model, optimizer
-
-    xla_model, xla_optimizer = fitted(True)
-    plain_model, plain_optimizer = fitted(False)
+    xla_model, xla_optimizer = _fitted_default(x, y, True)
+    plain_model, plain_optimizer = _fitted_default(x, y, False)
     assert xla_optimizer._variable_step.programs == {}
     (batched,) = xla_optimizer._variable_step.batched_programs.values()
     assert plain_optimizer._variable_step.batched_programs == {}
     # A second XLA model of the same structure reuses the traced steps.
     traced = batched.experimental_get_tracing_count()
-    second_model, second = fitted(True)
+    second_model, second = _fitted_default(x, y, True)
     assert list(second._variable_step.batched_programs.values()) == [batched]
     assert batched.experimental_get_tracing_count() == traced
     for a, b in zip(second_model.get_weights(), xla_model.get_weights()):
@@ -159,17 +162,9 @@ def test_xla_train_step_runs_per_variable_steps_where_tensorflow_cannot_say_it_i
     same."""
     x, y = classification_data(n=16 * 4)
 
-    def fitted(jit_compile):
-        keras.utils.set_random_seed(0)
-        model = small_classifier()
-        optimizer = LearnedOptimizer()
-        model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-        return model, optimizer
-
-    plain_model, _ = fitted(False)
+    plain_model, _ = _fitted_default(x, y, False)
     monkeypatch.delattr(tf.__internal__, "get_enclosing_xla_context")
-    model, optimizer = fitted(True)
+    model, optimizer = _fitted_default(x, y, True)
     assert optimizer._variable_step.batched_programs == {}
     assert len(optimizer._variable_step.programs) >= 2
     assert int(optimizer.iterations.numpy()) == 4
