@@ -4,8 +4,11 @@ Keras calls `update_step` once per variable while it traces a train step.
 Tracing the rule there would build the whole unrolled network again for
 every variable: graph building (and XLA compilation) would grow with the
 number of variables, and without XLA each of its ~100 operations would be a
-kernel of its own on every step. On the TensorFlow backend `VariableStep`
-instead holds one `tf.function(jit_compile=True)` per variable signature
+kernel of its own on every step. For networks whose per-tensor controller
+steps a batch of tensors (the default), the optimizer calls `many` on
+groups of variables instead (see `many`); for the others, on the
+TensorFlow backend `VariableStep` holds one `tf.function(jit_compile=True)`
+per variable signature
 (shape, dtypes, whether weight decay applies): variables that share a
 signature share one traced and compiled program, and optimizers of the same
 preset and settings share them process-wide (`shared_key`): a second model
@@ -19,7 +22,7 @@ On the JAX backend Keras jits the whole train step (unless it runs
 eagerly), so the step is traced into that program directly; on PyTorch it
 runs eagerly (or under torch.compile with `jit_compile=True`). `many` steps
 several variables at once, their per-tensor work batched, which the
-optimizer uses on both for networks that support it.
+optimizer uses on every backend for networks that support it.
 """
 
 import keras
@@ -191,14 +194,14 @@ class VariableStep:
         (`rule.step_many_with_moments`): each variable's result is
         `__call__`'s, up to the rounding of the controller's matrix products.
 
-        Traced into the caller's program, not compiled apart: for a caller
-        whose whole train step is one compiled program (JAX, TensorFlow's
-        XLA train step) or runs eagerly (PyTorch), where `V` copies of the
-        per-tensor controller's scalar operations would each be a kernel of
-        their own. On TensorFlow the traced graph is a `tf.function` kept per
-        signature of all the variables (shared as `__call__`'s programs are),
-        which the XLA train step inlines: a later model of the same
-        structure does not trace it again. Requires `batches()`.
+        `V` copies of the per-tensor controller's scalar operations would
+        each be a kernel of their own. On JAX and PyTorch this is traced into
+        the caller's program (or runs eagerly). On TensorFlow it is a
+        `tf.function` kept per signature of all `items` (shared as
+        `__call__`'s programs are, so that a later model of the same
+        structure, or a repeated block, does not trace it again): traced
+        into the caller's XLA program inside one, else compiled with XLA on
+        its own. Requires `batches()`.
 
         Args:
             items: a list of `(gradient, value, slots, decays, step_scale)`,
@@ -213,8 +216,14 @@ class VariableStep:
         if keras.backend.backend() != "tensorflow":
             return self._many(items, network_weights, scalars)
         statics = tuple((bool(decays), float(scale)) for _, _, _, decays, scale in items)
+        import tensorflow as tf
+
+        # Inside an XLA program: traced into it; elsewhere: compiled.
+        enclosing = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
+        jit = enclosing is None or enclosing() is None
         key = (
             "many",
+            jit,
             tuple((tuple(v.shape), v.dtype.name, g.dtype.name) for g, v, *_ in items),
             statics,
         )
@@ -222,14 +231,12 @@ class VariableStep:
         if program is None and self._settings is not None:
             program = _SHARED_PROGRAMS.get((self._settings, key))
         if program is None:
-            import tensorflow as tf
 
             def steps(gradients, values, slots, network_weights, scalars):
                 rebuilt = [(g, v, s, *static) for g, v, s, static in zip(gradients, values, slots, statics)]
                 return self._many(rebuilt, network_weights, scalars)
 
-            # Not `jit_compile`: inlined into the caller's XLA program.
-            program = tf.function(steps, autograph=False)
+            program = tf.function(steps, autograph=False, jit_compile=jit)
             if self._settings is not None:
                 _SHARED_PROGRAMS[(self._settings, key)] = program
         self._batched_programs[key] = program

@@ -60,6 +60,11 @@ def _colocated_with(variable):
     return _tf().distribute.get_strategy().extended.colocate_vars_with(variable)
 
 
+# Without XLA on TensorFlow, the batched steps of this many consecutive
+# variables are one compiled program (see `_batched_update_steps`).
+PROGRAM_GROUP_SIZE = 8
+
+
 def _in_xla_step():
     """Whether TensorFlow is tracing a program XLA compiles whole (a Keras
     train step with `jit_compile=True`), outside any `tf.distribute`
@@ -454,9 +459,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             )
             for gradient, variable in pending
         ]
-        results = self._variable_step.many(
-            items, [backend.dense(w) for w in self._network_weights], self._step_scalars(learning_rate)
-        )
+        network_weights = [backend.dense(w) for w in self._network_weights]
+        scalars = self._step_scalars(learning_rate)
+        # Without XLA on TensorFlow each group is one compiled program: a
+        # few variables per program, so that repeated blocks share one.
+        size = len(items) if keras.backend.backend() != "tensorflow" or _in_xla_step() else PROGRAM_GROUP_SIZE
+        results = []
+        for start in range(0, len(items), size):
+            results += self._variable_step.many(items[start : start + size], network_weights, scalars)
         for (_, variable), result in zip(pending, results):
             self._store_step(variable, *result)
         batch.pending = []
@@ -535,24 +545,24 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             self._loss_known.assign(0.0)
 
     def _batch_plan(self, grads, trainable_variables):
-        """On the JAX and PyTorch backends, and on TensorFlow inside an XLA
-        train step (`jit_compile=True`), the variables whose `update_step`
-        this `apply` makes, in order: their steps are deferred to the last
-        one and run together, the per-tensor controller batched (on JAX and
-        in TensorFlow's XLA step, which trace the train step into one
-        program, fewer and larger operations in it; on PyTorch, which runs
-        eagerly by default, fewer operations launched: the default's eager
-        `fit` step 1.7x faster on the residual MLP of
-        `benchmarks/step_time.py`). None in TensorFlow's other train steps,
-        which run each variable's step as a compiled program per variable
-        signature, and under a `tf.distribute` strategy, which applies each
-        variable's step in a context of its own.
+        """The variables whose `update_step` this `apply` makes, in order:
+        their steps are deferred to the last one and run together, the
+        per-tensor controller batched (for networks that batch it:
+        `VariableStep.batches`). On JAX and in TensorFlow's XLA train step
+        (`jit_compile=True`), which trace the train step into one program,
+        fewer and larger operations in it; on PyTorch, which runs eagerly by
+        default, fewer operations launched (the default's eager `fit` step
+        1.7x faster on the residual MLP of `benchmarks/step_time.py`); in
+        TensorFlow's other train steps, one compiled program per group of
+        `PROGRAM_GROUP_SIZE` variables instead of one per variable. None
+        under a `tf.distribute` strategy, which applies each variable's step
+        in a context of its own.
 
         The variables are those Keras keeps (a gradient that is not None, no
         `overwrite_with_gradient`); the steps run as soon as the last has
         arrived, before Keras applies constraints or moving averages.
         """
-        if keras.backend.backend() not in ("jax", "torch") and not _in_xla_step():
+        if keras.backend.backend() == "tensorflow" and _tf().distribute.has_strategy():
             return None
         if trainable_variables is None:
             if not self.built:

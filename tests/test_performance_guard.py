@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from keras_lopt import LearnedOptimizer, TrainingHorizon, compiled_update
+from keras_lopt import optimizer as optimizer_module
 
 from conftest import classification_data, small_classifier, xla_train_step
 
@@ -94,7 +95,8 @@ def _tracing_counts():
 
 
 def test_one_update_program_per_variable_signature_traced_once():
-    """Without XLA, variables of one shape and dtype share one compiled
+    """Without XLA, for a preset whose steps are not batched (a
+    per-parameter MLP), variables of one shape and dtype share one compiled
     update program, traced at most once in this test however many fits,
     horizons and train-step traces follow (earlier tests in the process may
     have traced the process-wide programs already)."""
@@ -103,7 +105,7 @@ def test_one_update_program_per_variable_signature_traced_once():
     model = keras.Sequential(
         [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(3)] + [keras.layers.Dense(3)]
     )
-    optimizer = LearnedOptimizer()
+    optimizer = LearnedOptimizer(preset="mlp_local_es_v1")
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
     x, y = classification_data(n=64)
     fit_args = dict(batch_size=16, verbose=0)
@@ -116,6 +118,35 @@ def test_one_update_program_per_variable_signature_traced_once():
     traced = [p.experimental_get_tracing_count() - before.get(id(p), 0) for p in programs.values()]
     assert all(count <= 1 for count in traced), traced
     assert all(p.experimental_get_tracing_count() >= 1 for p in programs.values())
+    assert optimizer._variable_step.batched_programs == {}
+    assert int(optimizer.iterations.numpy()) == 12
+
+
+def test_default_steps_without_xla_are_programs_of_variable_groups_that_repeated_blocks_share():
+    """Without XLA the default's steps run as compiled programs of
+    `PROGRAM_GROUP_SIZE` consecutive variables, the per-tensor controller
+    batched; groups of equal signatures (repeated blocks) share one program,
+    traced at most once in this test however many fits and horizons."""
+    before = _tracing_counts()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(8)] + [keras.layers.Dense(3)]
+    )
+    optimizer = LearnedOptimizer()
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
+    x, y = classification_data(n=64)
+    fit_args = dict(batch_size=16, verbose=0)
+    model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
+    optimizer.total_steps = None
+    model.fit(x, y, epochs=1, **fit_args)
+    assert len(model.trainable_variables) == 18 and optimizer_module.PROGRAM_GROUP_SIZE == 8
+    assert optimizer._variable_step.programs == {}
+    programs = optimizer._variable_step.batched_programs
+    # Variables 0-7 and 8-15 (four Dense(8) layers each) share a program;
+    # the head's two variables have one of their own.
+    assert sorted(len(shapes) for _, _, shapes, _ in programs) == [2, 8]
+    traced = [p.experimental_get_tracing_count() - before.get(id(p), 0) for p in programs.values()]
+    assert all(count <= 1 for count in traced), traced
     assert int(optimizer.iterations.numpy()) == 12
 
 
@@ -139,8 +170,10 @@ def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_x
     xla_model, xla_optimizer = _fitted_default(x, y, True)
     plain_model, plain_optimizer = _fitted_default(x, y, False)
     assert xla_optimizer._variable_step.programs == {}
-    (batched,) = xla_optimizer._variable_step.batched_programs.values()
-    assert plain_optimizer._variable_step.batched_programs == {}
+    ((key, batched),) = xla_optimizer._variable_step.batched_programs.items()
+    assert key[1] is False  # traced into the XLA program, not compiled apart
+    ((plain_key, _),) = plain_optimizer._variable_step.batched_programs.items()
+    assert plain_key[1] is True and plain_key[2:] == key[2:]
     # A second XLA model of the same structure reuses the traced steps.
     traced = batched.experimental_get_tracing_count()
     second_model, second = _fitted_default(x, y, True)
@@ -148,7 +181,6 @@ def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_x
     assert batched.experimental_get_tracing_count() == traced
     for a, b in zip(second_model.get_weights(), xla_model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert len(plain_optimizer._variable_step.programs) >= 2
     assert int(xla_optimizer.iterations.numpy()) == 12
     initial = small_classifier(0).get_weights()
     for got, want, start in zip(xla_model.get_weights(), plain_model.get_weights(), initial):
@@ -156,17 +188,33 @@ def test_xla_train_step_batches_the_default_steps_and_matches_the_step_without_x
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_batched_steps_match_the_per_variable_programs(monkeypatch, jit_compile):
+    """The default's batched steps (groups of variables without XLA, all
+    variables inside an XLA step) train as its per-variable programs do."""
+    x, y = classification_data(n=16 * 12)
+    batched_model, batched = _fitted_default(x, y, jit_compile)
+    monkeypatch.setattr(compiled_update.VariableStep, "batches", lambda self: False)
+    plain_model, plain = _fitted_default(x, y, jit_compile)
+    assert batched._variable_step.batched_programs and not batched._variable_step.programs
+    assert plain._variable_step.programs and not plain._variable_step.batched_programs
+    initial = small_classifier(0).get_weights()
+    for got, want, start in zip(batched_model.get_weights(), plain_model.get_weights(), initial):
+        assert np.max(np.abs(want - start)) > 1e-3  # training moved the weights
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_xla_train_step_runs_per_variable_steps_where_tensorflow_cannot_say_it_is_xla(monkeypatch):
     """`tf.__internal__.get_enclosing_xla_context` is not a promised API:
-    without it the XLA step runs the per-variable programs, and trains the
-    same."""
+    without it the XLA step calls the compiled group programs of a step
+    without XLA (XLA inlines them), and trains the same."""
     x, y = classification_data(n=16 * 4)
 
     plain_model, _ = _fitted_default(x, y, False)
     monkeypatch.delattr(tf.__internal__, "get_enclosing_xla_context")
     model, optimizer = _fitted_default(x, y, True)
-    assert optimizer._variable_step.batched_programs == {}
-    assert len(optimizer._variable_step.programs) >= 2
+    ((key, _),) = optimizer._variable_step.batched_programs.items()
+    assert key[1] is True
     assert int(optimizer.iterations.numpy()) == 4
     for got, want in zip(model.get_weights(), plain_model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
@@ -191,15 +239,16 @@ def test_optimizers_of_one_preset_share_update_programs_across_models():
     first_model, first = fitted()
     counts = _tracing_counts()
     second_model, second = fitted()
-    assert second._variable_step.programs == first._variable_step.programs
+    assert second._variable_step.batched_programs == first._variable_step.batched_programs
     assert _tracing_counts() == counts
     # Shared programs compute what the first optimizer's did.
     for a, b in zip(first_model.get_weights(), second_model.get_weights()):
         np.testing.assert_array_equal(a, b)
     # Other settings get programs of their own.
     _, decayed = fitted(weight_decay=0.1)
-    shared = set(map(id, first._variable_step.programs.values()))
-    assert not shared & set(map(id, decayed._variable_step.programs.values()))
+    shared = set(map(id, first._variable_step.batched_programs.values()))
+    assert shared
+    assert not shared & set(map(id, decayed._variable_step.batched_programs.values()))
 
 
 def _count(hlo, pattern, shape):
