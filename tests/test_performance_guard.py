@@ -94,6 +94,26 @@ def _tracing_counts():
     return {id(p): p.experimental_get_tracing_count() for p in compiled_update._SHARED_PROGRAMS.values()}
 
 
+def _fitted_with_and_without_horizon(num_hidden, **kwargs):
+    """`(model, optimizer)` after three epochs without XLA on a Dense(8)
+    stack of `num_hidden` layers and a Dense(3) head: two with
+    `TrainingHorizon()`, then one with no horizon (12 steps)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,))]
+        + [keras.layers.Dense(8, activation="relu") for _ in range(num_hidden)]
+        + [keras.layers.Dense(3)]
+    )
+    optimizer = LearnedOptimizer(**kwargs)
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
+    x, y = classification_data(n=64)
+    fit_args = dict(batch_size=16, verbose=0)
+    model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
+    optimizer.total_steps = None
+    model.fit(x, y, epochs=1, **fit_args)
+    return model, optimizer
+
+
 def test_one_update_program_per_variable_signature_traced_once():
     """Without XLA, for a preset whose steps are not batched (a
     per-parameter MLP), variables of one shape and dtype share one compiled
@@ -101,17 +121,7 @@ def test_one_update_program_per_variable_signature_traced_once():
     horizons and train-step traces follow (earlier tests in the process may
     have traced the process-wide programs already)."""
     before = _tracing_counts()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(3)] + [keras.layers.Dense(3)]
-    )
-    optimizer = LearnedOptimizer(preset="mlp_local_es_v1")
-    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
-    x, y = classification_data(n=64)
-    fit_args = dict(batch_size=16, verbose=0)
-    model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
-    optimizer.total_steps = None
-    model.fit(x, y, epochs=1, **fit_args)
+    model, optimizer = _fitted_with_and_without_horizon(3, preset="mlp_local_es_v1")
     assert len(model.trainable_variables) == 8
     programs = optimizer._variable_step.programs
     assert sorted(shape for shape, *_ in programs) == [(3,), (8,), (8, 3), (8, 8)]
@@ -128,17 +138,7 @@ def test_default_steps_without_xla_are_programs_of_variable_groups_that_repeated
     batched; groups of equal signatures (repeated blocks) share one program,
     traced at most once in this test however many fits and horizons."""
     before = _tracing_counts()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((8,))] + [keras.layers.Dense(8, activation="relu") for _ in range(8)] + [keras.layers.Dense(3)]
-    )
-    optimizer = LearnedOptimizer()
-    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=False)
-    x, y = classification_data(n=64)
-    fit_args = dict(batch_size=16, verbose=0)
-    model.fit(x, y, epochs=2, callbacks=[TrainingHorizon()], **fit_args)
-    optimizer.total_steps = None
-    model.fit(x, y, epochs=1, **fit_args)
+    model, optimizer = _fitted_with_and_without_horizon(8)
     assert len(model.trainable_variables) == 18 and optimizer_module.PROGRAM_GROUP_SIZE == 8
     assert optimizer._variable_step.programs == {}
     programs = optimizer._variable_step.batched_programs
