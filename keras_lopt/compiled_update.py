@@ -38,6 +38,19 @@ from keras_lopt.layers import ADAPTIVE_KINDS, BoundNetwork
 _SHARED_PROGRAMS = {}
 
 
+def in_xla_program():
+    """Whether TensorFlow is tracing a program that XLA compiles whole (a
+    Keras train step with `jit_compile=True`). Read from
+    `tf.__internal__.get_enclosing_xla_context`, which TensorFlow exports
+    but does not promise to keep: where it is missing this is False, and the
+    batched steps are compiled as without XLA (which an XLA step inlines:
+    the same numbers up to rounding, more programs)."""
+    import tensorflow as tf
+
+    enclosing = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
+    return enclosing is not None and enclosing() is not None
+
+
 def all_finite(*tensors):
     """Whether every element of the tensors is finite: a scalar bool.
 
@@ -167,21 +180,30 @@ class VariableStep:
         step_scale = float(step_scale)
         if keras.backend.backend() != "tensorflow":
             return self._step(gradient, value, tuple(slots), tuple(network_weights), scalars, decays, step_scale)
+
+        def step(gradient, value, slots, network_weights, scalars):
+            return self._step(gradient, value, slots, network_weights, scalars, decays, step_scale)
+
         key = (tuple(value.shape), value.dtype.name, gradient.dtype.name, decays, step_scale)
-        program = self._programs.get(key)
-        if program is None:
-            program = _SHARED_PROGRAMS.get((self._settings, key)) if self._settings is not None else None
+        program = self._kept_program(self._programs, key, step, jit_compile=True)
+        return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
+
+    def _kept_program(self, table, key, function, jit_compile):
+        """The `tf.function` of `function` kept under `key` in `table` (this
+        step's programs) and, with a `shared_key`, in `_SHARED_PROGRAMS`:
+        made once, then found there (by this or another `VariableStep` of the
+        same settings)."""
+        program = table.get(key)
+        if program is None and self._settings is not None:
+            program = _SHARED_PROGRAMS.get((self._settings, key))
         if program is None:
             import tensorflow as tf
 
-            def step(gradient, value, slots, network_weights, scalars):
-                return self._step(gradient, value, slots, network_weights, scalars, decays, step_scale)
-
-            program = tf.function(step, jit_compile=True, autograph=False)
+            program = tf.function(function, jit_compile=jit_compile, autograph=False)
             if self._settings is not None:
                 _SHARED_PROGRAMS[(self._settings, key)] = program
-        self._programs[key] = program
-        return program(gradient, value, tuple(slots), tuple(network_weights), scalars)
+        table[key] = program
+        return program
 
     def batches(self):
         """Whether `many` applies: the network steps a batch of tensors'
@@ -216,30 +238,20 @@ class VariableStep:
         if keras.backend.backend() != "tensorflow":
             return self._many(items, network_weights, scalars)
         statics = tuple((bool(decays), float(scale)) for _, _, _, decays, scale in items)
-        import tensorflow as tf
+
+        def steps(gradients, values, slots, network_weights, scalars):
+            rebuilt = [(g, v, s, *static) for g, v, s, static in zip(gradients, values, slots, statics)]
+            return self._many(rebuilt, network_weights, scalars)
 
         # Inside an XLA program: traced into it; elsewhere: compiled.
-        enclosing = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
-        jit = enclosing is None or enclosing() is None
+        jit = not in_xla_program()
         key = (
             "many",
             jit,
             tuple((tuple(v.shape), v.dtype.name, g.dtype.name) for g, v, *_ in items),
             statics,
         )
-        program = self._batched_programs.get(key)
-        if program is None and self._settings is not None:
-            program = _SHARED_PROGRAMS.get((self._settings, key))
-        if program is None:
-
-            def steps(gradients, values, slots, network_weights, scalars):
-                rebuilt = [(g, v, s, *static) for g, v, s, static in zip(gradients, values, slots, statics)]
-                return self._many(rebuilt, network_weights, scalars)
-
-            program = tf.function(steps, autograph=False, jit_compile=jit)
-            if self._settings is not None:
-                _SHARED_PROGRAMS[(self._settings, key)] = program
-        self._batched_programs[key] = program
+        program = self._kept_program(self._batched_programs, key, steps, jit_compile=jit)
         results = program(
             [g for g, *_ in items],
             [v for _, v, *_ in items],

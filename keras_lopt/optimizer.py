@@ -65,18 +65,6 @@ def _colocated_with(variable):
 PROGRAM_GROUP_SIZE = 8
 
 
-def _in_xla_step():
-    """Whether TensorFlow is tracing a program XLA compiles whole (a Keras
-    train step with `jit_compile=True`), outside any `tf.distribute`
-    strategy. Read from `tf.__internal__.get_enclosing_xla_context`, which
-    TensorFlow exports but does not promise to keep: where it is missing
-    this is False, and the steps run per variable as without XLA (the same
-    numbers up to rounding, a slower XLA step)."""
-    tf = _tf()
-    enclosing = getattr(getattr(tf, "__internal__", None), "get_enclosing_xla_context", None)
-    return enclosing is not None and enclosing() is not None and not tf.distribute.has_strategy()
-
-
 def _names(variables):
     return [getattr(v, "path", None) or v.name for v in variables]
 
@@ -463,7 +451,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         scalars = self._step_scalars(learning_rate)
         # Without XLA on TensorFlow each group is one compiled program: a
         # few variables per program, so that repeated blocks share one.
-        size = len(items) if keras.backend.backend() != "tensorflow" or _in_xla_step() else PROGRAM_GROUP_SIZE
+        on_tensorflow_without_xla = _on_tensorflow() and not compiled_update.in_xla_program()
+        size = PROGRAM_GROUP_SIZE if on_tensorflow_without_xla else len(items)
         results = []
         for start in range(0, len(items), size):
             results += self._variable_step.many(items[start : start + size], network_weights, scalars)
@@ -562,7 +551,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         `overwrite_with_gradient`); the steps run as soon as the last has
         arrived, before Keras applies constraints or moving averages.
         """
-        if keras.backend.backend() == "tensorflow" and _tf().distribute.has_strategy():
+        if _on_tensorflow() and _tf().distribute.has_strategy():
             return None
         if trainable_variables is None:
             if not self.built:
