@@ -387,9 +387,12 @@ def _square_is_finite(gradient):
 
     `square` overflows where the second moment would: such a step is
     skipped too, not folded into the state as an inf. (This reduction is
-    faster under XLA on CPU than `all_finite`'s sum for one tensor.)
+    faster under XLA on CPU than `all_finite`'s sum for one tensor.) A
+    square is finite exactly where it times zero is zero (NaN otherwise):
+    the comparison compiles faster than TensorFlow's `IsFinite`, which it
+    lowers to XLA through an MLIR pipeline per use.
     """
-    return ops.all(ops.isfinite(ops.square(gradient)))
+    return ops.all(ops.equal(ops.square(gradient) * 0.0, 0.0))
 
 
 def _select(finite, new, old):

@@ -21,7 +21,7 @@ scalars only, so the whole learned step is one elementwise pass.
 """
 
 import math
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from keras import ops
@@ -102,6 +102,21 @@ def _tensor_rms_normalize(x):
     return x * ops.rsqrt(ops.mean(ops.square(x)) + TENSOR_RMS_EPSILON)
 
 
+def bias_corrections(iteration: Tensor) -> List[Tensor]:
+    """The float32 scalars that Adam-normalise the gradient and the momenta
+    at step `iteration`: `sqrt(1 - beta_2^t)`, then for each momentum
+    `sqrt(1 - beta_2^t) / (1 - decay^t)`. The same for every tensor of a
+    step: computed once, they are shared (`element_features`)."""
+    second_moment_correction = ops.sqrt(1.0 - SECOND_MOMENT_DECAY**iteration)
+    return [second_moment_correction, *(second_moment_correction / (1.0 - d**iteration) for d in MOMENTUM_DECAYS)]
+
+
+def inverse_denominator(second_moment: Tensor) -> Tensor:
+    """`1 / (sqrt(second_moment) + EPSILON)`, element by element: Adam's
+    normalisation, shared by `element_features` and `alignment_sums`."""
+    return 1.0 / (ops.sqrt(second_moment) + EPSILON)
+
+
 def element_features(
     gradient: Tensor,
     parameter: Tensor,
@@ -109,6 +124,8 @@ def element_features(
     second_moment: Tensor,
     iteration: Tensor,
     names: Sequence[str] = ELEMENT_FEATURE_NAMES,
+    corrections: Optional[Sequence[Tensor]] = None,
+    inverse: Optional[Tensor] = None,
 ) -> List[Tensor]:
     """Builds the element features of one parameter tensor.
 
@@ -121,24 +138,29 @@ def element_features(
         iteration: float32 scalar, the 1-based step count.
         names: the features to build, from `ELEMENT_FEATURE_NAMES`; only
             these are computed.
+        corrections: None, or `bias_corrections(iteration)` computed
+            already (shared by the tensors of a step).
+        inverse: None, or `inverse_denominator(second_moment)` computed
+            already.
 
     Returns:
         A list of `len(names)` float32 tensors of shape `S`, in `names` order.
     """
-    second_moment_correction = ops.sqrt(1.0 - SECOND_MOMENT_DECAY**iteration)
-    inverse_denominator = 1.0 / (ops.sqrt(second_moment) + EPSILON)
+    second_moment_correction, *momentum_corrections = (
+        bias_corrections(iteration) if corrections is None else corrections
+    )
+    inverse = inverse_denominator(second_moment) if inverse is None else inverse
 
     def normalized_momentum(index):
         # The same algebra as keras.optimizers.Adam:
         # m * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps).
-        decay = MOMENTUM_DECAYS[index]
-        return momenta[index] * (second_moment_correction / (1.0 - decay**iteration)) * inverse_denominator
+        return momenta[index] * momentum_corrections[index] * inverse
 
     def rms_ratio():
         return ops.sqrt(second_moment / (ops.mean(second_moment) + TENSOR_RMS_EPSILON))
 
     builders = {
-        ELEMENT_FEATURE_NAMES[0]: (lambda: gradient * second_moment_correction * inverse_denominator),
+        ELEMENT_FEATURE_NAMES[0]: (lambda: gradient * second_moment_correction * inverse),
         **{f"{slot}_normalized": (lambda i=i: normalized_momentum(i)) for i, slot in enumerate(momentum_slot_names())},
         "gradient_tensor_normalized": lambda: _tensor_rms_normalize(gradient),
         "parameter_tensor_normalized": lambda: _tensor_rms_normalize(parameter),
@@ -150,7 +172,16 @@ def element_features(
     return [builders[n]() for n in names]
 
 
-def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size) -> List[Tensor]:
+def step_features(iteration: Tensor, total_steps: Tensor) -> List[Tensor]:
+    """The tensor features that do not depend on the tensor (all but the
+    last, its log size): float32 scalars, the same for every tensor of a
+    step. See `tensor_features`."""
+    horizon_known = ops.cast(total_steps > 0, "float32")
+    progress = horizon_known * ops.minimum(iteration / ops.maximum(total_steps, 1.0), 1.0)
+    return [*(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES), progress, horizon_known]
+
+
+def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size, shared=None) -> List[Tensor]:
     """Builds the tensor features of one parameter tensor (or of several).
 
     Args:
@@ -159,14 +190,14 @@ def tensor_features(iteration: Tensor, total_steps: Tensor, tensor_size) -> List
             it is unknown.
         tensor_size: Python int, the number of elements of the parameter;
             or a list of `V` of them, one per tensor.
+        shared: None, or `step_features(iteration, total_steps)` computed
+            already (the tensors of a step share them).
 
     Returns:
         A list of `len(TENSOR_FEATURE_NAMES)` float32 scalars (`[V]`
         vectors for a list of sizes).
     """
-    horizon_known = ops.cast(total_steps > 0, "float32")
-    progress = horizon_known * ops.minimum(iteration / ops.maximum(total_steps, 1.0), 1.0)
-    shared = [*(ops.tanh(iteration / float(s)) for s in STEP_TIMESCALES), progress, horizon_known]
+    shared = step_features(iteration, total_steps) if shared is None else list(shared)
     if isinstance(tensor_size, int):
         return [*shared, ops.convert_to_tensor(math.log10(max(tensor_size, 1)), "float32")]
     log_sizes = np.asarray([math.log10(max(n, 1)) for n in tensor_size], np.float32)
@@ -325,7 +356,7 @@ def alignment_sample_count(num_elements: int) -> float:
     return float(max(-(-num_elements // stride), 1))
 
 
-def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor, stacked=False):
+def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor, stacked=False, inverse=None):
     """The reductions over one tensor that `alignment_features` reads.
 
     Arguments as for `alignment_features`. Returns a list of float32
@@ -334,7 +365,9 @@ def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: T
     gradient times its previous normalised momentum and the sum of that
     direction's square. With `stacked`, the same sums as one vector from
     one reduction of the stacked products (fewer kernels; another
-    summation order, so not bit-equal).
+    summation order, so not bit-equal). `inverse`: None, or
+    `inverse_denominator(second_moment)` computed already (the whole
+    tensor's: the sample is taken of it).
     """
     gradient = ops.convert_to_tensor(gradient, "float32")
     stride = alignment_sample_stride(math.prod(gradient.shape))
@@ -344,11 +377,11 @@ def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: T
         return x if stride == 1 else x[::stride]
 
     gradient = sample(gradient)
-    inverse_denominator = 1.0 / (ops.sqrt(sample(second_moment)) + EPSILON)
-    products = [ops.square(gradient), ops.square(gradient * inverse_denominator)]
+    inverse = inverse_denominator(sample(second_moment)) if inverse is None else sample(inverse)
+    products = [ops.square(gradient), ops.square(gradient * inverse)]
     for momentum, decay in zip(momenta, MOMENTUM_DECAYS):
         previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
-        direction = previous * inverse_denominator
+        direction = previous * inverse
         products += [gradient * direction, ops.square(direction)]
     if stacked:
         return ops.sum(ops.stack(products), axis=-1)

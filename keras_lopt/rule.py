@@ -260,19 +260,42 @@ def step_many_with_moments(
     iteration = ops.cast(iteration, "float32")
     total_steps = ops.cast(total_steps, "float32")
     sizes = [math.prod(p.shape) for p in parameters]
-    batched = dict(zip(features.TENSOR_FEATURE_NAMES, features.tensor_features(iteration, total_steps, sizes)))
+    # What every tensor of the step shares is computed once: fewer
+    # operations to trace and compile (each `tanh`, `sqrt` or `exp` that
+    # TensorFlow lowers to XLA costs milliseconds of compilation).
+    shared = {
+        "step": features.step_features(iteration, total_steps),
+        "corrections": features.bias_corrections(iteration),
+    }
+    batched = dict(
+        zip(
+            features.TENSOR_FEATURE_NAMES,
+            features.tensor_features(iteration, total_steps, sizes, shared=shared["step"]),
+        )
+    )
     reads_alignment = any(n in features.ALIGNMENT_FEATURE_NAMES for n in network.context_feature_names)
     columns, contexts, network_states, sums = [], [], [], []
     for state, gradient, parameter in zip(states, gradients, parameters):
         gradient = backend.dense(gradient)
+        inverse = features.inverse_denominator(state.second_moment)
         element_columns, context_columns = _columns(
-            network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=False
+            network,
+            state,
+            gradient,
+            parameter,
+            iteration,
+            total_steps,
+            feature_names,
+            alignment=False,
+            shared=dict(shared, inverse=inverse),
         )
         columns.append(element_columns)
         contexts.append(context_columns)
         network_states.append(state.tensor_state)
         if reads_alignment:
-            sums.append(features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True))
+            sums.append(
+                features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True, inverse=inverse)
+            )
     if sums:
         # One reduction per tensor, the arithmetic on the sums batched.
         stacked = ops.stack(sums, axis=-1)
@@ -293,10 +316,11 @@ def step_many_with_moments(
         axis=-1,
     )
     magnitudes, new_network_states = network.control(context, ops.stack([s[0] for s in network_states]))
+    multipliers = ops.exp(network.magnitude_scale * magnitudes)
     results = []
     for i, (state, learning_rate) in enumerate(zip(states, learning_rates)):
         direction = network.direction(columns[i])
-        update = ops.cast(learning_rate, "float32") * direction * ops.exp(network.magnitude_scale * magnitudes[i])
+        update = ops.cast(learning_rate, "float32") * direction * multipliers[i]
         tensor_state = (loss_statistics[i],) if reads_loss(network) else ()
         tensor_state += (new_network_states[i],)
         results.append(
@@ -305,16 +329,31 @@ def step_many_with_moments(
     return tuple(results)
 
 
-def _columns(network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=True):
+def _columns(network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=True, shared=None):
     """`(columns, context_columns)`: the `feature_names` columns of one
     tensor, and by name the per-tensor context a network with tensor state
     reads (tensor, summary and, if `alignment`, alignment features; not the
-    loss's)."""
+    loss's). `shared`: None, or a dict of what is computed already:
+    `step` (`features.step_features`), `corrections`
+    (`features.bias_corrections`) and `inverse` (this tensor's
+    `features.inverse_denominator`)."""
+    shared = shared or {}
     momenta, second_moment = state.momenta, state.second_moment
     features.feature_set_of(feature_names)
     element_names = [n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES]
-    element_columns = features.element_features(gradient, parameter, momenta, second_moment, iteration, element_names)
-    tensor_columns = features.tensor_features(iteration, total_steps, math.prod(parameter.shape))
+    element_columns = features.element_features(
+        gradient,
+        parameter,
+        momenta,
+        second_moment,
+        iteration,
+        element_names,
+        corrections=shared.get("corrections"),
+        inverse=shared.get("inverse"),
+    )
+    tensor_columns = features.tensor_features(
+        iteration, total_steps, math.prod(parameter.shape), shared=shared.get("step")
+    )
     by_name = {
         **dict(zip(element_names, element_columns)),
         **dict(zip(features.TENSOR_FEATURE_NAMES, tensor_columns)),
