@@ -251,6 +251,37 @@ def test_optimizers_of_one_preset_share_update_programs_across_models():
     assert not shared & set(map(id, decayed._variable_step.batched_programs.values()))
 
 
+# TensorFlow operations that XLA's bridge lowers through an MLIR pipeline
+# per use (tf2xla's MlirXlaOpKernel in TF 2.21): each costs milliseconds of
+# compilation, where an operation with a direct lowering costs microseconds.
+MLIR_LOWERED_OPS = {"Relu", "Tanh", "Exp", "Sqrt", "Rsqrt", "IsFinite", "Abs", "Sigmoid", "Sign", "Reciprocal"}
+
+
+def _mlir_lowered_ops(num_variables):
+    """`{op type: count}` of `MLIR_LOWERED_OPS` in the default's XLA update
+    of `num_variables` (64,) variables, nested functions included."""
+    optimizer = LearnedOptimizer()
+    apply, grads = _jitted_apply(optimizer, shapes=[(64,)] * num_variables)
+    graph = apply.get_concrete_function(grads).graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    counts = {}
+    for node in nodes:
+        if node.op in MLIR_LOWERED_OPS:
+            counts[node.op] = counts.get(node.op, 0) + 1
+    return counts
+
+
+def test_default_step_lowers_one_costly_operation_per_variable():
+    """Per variable the default's batched step has one operation that
+    TensorFlow lowers to XLA the slow way (the `sqrt` of Adam's
+    denominator), as Adam has; what every variable shares (step features,
+    bias corrections, the step sizes' `exp`) is computed once per step
+    (BENCHMARKS.md, "The first call's XLA compilation")."""
+    few, more = _mlir_lowered_ops(3), _mlir_lowered_ops(9)
+    assert more.pop("Sqrt") - few.pop("Sqrt") == 6
+    assert more == few
+
+
 def _count(hlo, pattern, shape):
     """Occurrences of `pattern` with `shape` for `{shape}` in HLO text."""
     dims = ",".join(str(d) for d in shape)
