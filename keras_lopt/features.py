@@ -366,8 +366,8 @@ def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: T
     direction's square. With `stacked`, the same sums as one vector from
     one reduction of the stacked products (fewer kernels; another
     summation order, so not bit-equal). `inverse`: None, or
-    `inverse_denominator(second_moment)` computed already (the whole
-    tensor's: the sample is taken of it).
+    `inverse_denominator(second_moment)` computed already (used where the
+    sample is the whole tensor).
     """
     gradient = ops.convert_to_tensor(gradient, "float32")
     stride = alignment_sample_stride(math.prod(gradient.shape))
@@ -377,7 +377,13 @@ def alignment_sums(gradient: Tensor, momenta: Sequence[Tensor], second_moment: T
         return x if stride == 1 else x[::stride]
 
     gradient = sample(gradient)
-    inverse = inverse_denominator(sample(second_moment)) if inverse is None else sample(inverse)
+    # Reused only where the sample is the whole tensor: sampling a shared
+    # whole-tensor inverse would make XLA write it out in full (the 1.07M
+    # MLP's JAX step 1.25x Adam's against 1.20x).
+    if inverse is not None and stride == 1:
+        inverse = sample(inverse)
+    else:
+        inverse = inverse_denominator(sample(second_moment))
     products = [ops.square(gradient), ops.square(gradient * inverse)]
     for momentum, decay in zip(momenta, MOMENTUM_DECAYS):
         previous = (sample(momentum) - gradient * (1.0 - decay)) / decay
