@@ -274,7 +274,8 @@ def _mlir_lowered_ops(num_variables):
 def test_default_step_lowers_one_costly_operation_per_variable():
     """Per variable the default's batched step has one operation that
     TensorFlow lowers to XLA the slow way (the `sqrt` of Adam's
-    denominator), as Adam has; what every variable shares (step features,
+    denominator), as Adam has (a variable over 4096 elements a second, for
+    its alignment sample); what every variable shares (step features,
     bias corrections, the step sizes' `exp`) is computed once per step
     (BENCHMARKS.md, "The first call's XLA compilation")."""
     few, more = _mlir_lowered_ops(3), _mlir_lowered_ops(9)
