@@ -322,7 +322,9 @@ def alignment_sample_stride(num_elements: int) -> int:
     return _next_prime(-(-num_elements // ALIGNMENT_SAMPLE_SIZE))
 
 
-def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor) -> List[Tensor]:
+def alignment_features(
+    gradient: Tensor, momenta: Sequence[Tensor], second_moment: Tensor, inverse: Optional[Tensor] = None
+) -> List[Tensor]:
     """Per-tensor alignment signals of one parameter tensor.
 
     Measured over every `alignment_sample_stride`-th element of the
@@ -337,6 +339,8 @@ def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_momen
         momenta: tuple of float32 tensors of shape `S`, one per
             `MOMENTUM_DECAYS` entry, with `gradient` folded in.
         second_moment: float32 tensor of shape `S`, with `gradient` folded in.
+        inverse: None, or `inverse_denominator(second_moment)` computed
+            already (see `alignment_sums`).
 
     Returns:
         A list of `len(ALIGNMENT_FEATURE_NAMES)` float32 scalars: for each
@@ -346,7 +350,7 @@ def alignment_features(gradient: Tensor, momenta: Sequence[Tensor], second_momen
         then the mean of `gradient ** 2` (at most `MAX_MEAN_SQUARE`).
     """
     size = alignment_sample_count(math.prod(gradient.shape))
-    return alignment_from_sums(alignment_sums(gradient, momenta, second_moment), size)
+    return alignment_from_sums(alignment_sums(gradient, momenta, second_moment, inverse=inverse), size)
 
 
 def alignment_sample_count(num_elements: int) -> float:

@@ -339,6 +339,10 @@ def _columns(network, state, gradient, parameter, iteration, total_steps, featur
     `features.inverse_denominator`)."""
     shared = shared or {}
     momenta, second_moment = state.momenta, state.second_moment
+    # One `1 / (sqrt(v) + eps)` for the element features and the alignment.
+    inverse = shared.get("inverse")
+    if inverse is None:
+        inverse = features.inverse_denominator(second_moment)
     features.feature_set_of(feature_names)
     element_names = [n for n in feature_names if n in features.ELEMENT_FEATURE_NAMES]
     element_columns = features.element_features(
@@ -349,7 +353,7 @@ def _columns(network, state, gradient, parameter, iteration, total_steps, featur
         iteration,
         element_names,
         corrections=shared.get("corrections"),
-        inverse=shared.get("inverse"),
+        inverse=inverse,
     )
     tensor_columns = features.tensor_features(
         iteration, total_steps, math.prod(parameter.shape), shared=shared.get("step")
@@ -367,6 +371,6 @@ def _columns(network, state, gradient, parameter, iteration, total_steps, featur
             summarized = [by_name[n] for n in features.SUMMARIZED_FEATURE_NAMES]
             context_columns.update(zip(features.SUMMARY_FEATURE_NAMES, features.summary_features(summarized)))
         if alignment and any(n in features.ALIGNMENT_FEATURE_NAMES for n in context_names):
-            signals = features.alignment_features(gradient, momenta, second_moment)
+            signals = features.alignment_features(gradient, momenta, second_moment, inverse=inverse)
             context_columns.update(zip(features.ALIGNMENT_FEATURE_NAMES, signals))
     return columns, context_columns
