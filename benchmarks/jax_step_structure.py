@@ -37,6 +37,10 @@ Then the fit step of the residual MLP for both optimizers (as
 `step_time.py`), and what the fit-step ratio would be with each update in
 Adam's place: `(fit_adam - update_adam + update) / fit_adam`. That is an
 estimate of what a rule of this structure can reach, not a measured step.
+In the same rounds, the fit step of Adam carrying as many optimizer
+variables as `LearnedOptimizer()` (`PaddedAdam`: the extra ones pass
+through its step unchanged): what the number of optimizer arrays costs
+Keras' JAX train step by itself.
 The three plain structure variants are first checked to compute the same
 update (after 3 steps, to 1e-5 relative); `--quick` runs a few calls and
 steps only (the test runs it). Runs Keras on JAX (sets `KERAS_BACKEND`).
@@ -267,6 +271,53 @@ MODELS = {
 }
 
 
+class PaddedAdam(keras.optimizers.Adam):
+    """Keras' Adam with `padding` more optimizer variables of shape `[4]`
+    that its step leaves as they are: what the number of optimizer arrays
+    alone costs Keras' JAX train step (each is an input and an output of
+    the jitted step, and Keras' trainer walks them every step)."""
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        self._padding = padding
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._padded = [
+            self.add_variable(shape=(4,), dtype="float32", name=f"padding_{i}") for i in range(self._padding)
+        ]
+
+
+def time_fit_with_padded_adam(step_time, build, batch_size, rounds, steps):
+    """`step_time.time_fit`'s medians (s) of Adam and `LearnedOptimizer()`,
+    and of a `PaddedAdam` with as many optimizer variables as the latter
+    (`padded`; `padding`: how many it adds), the three alternating."""
+    models, timers = {}, {}
+    for name in ("learned", "adam", "padded"):
+        keras.utils.set_random_seed(0)
+        model, input_shape = build()
+        if name == "padded":
+            padding = len(models["learned"].optimizer.variables) - len(models["adam"].optimizer.variables)
+            optimizer = PaddedAdam(padding)
+        else:
+            optimizer = step_time.make_optimizer(name)
+        model.compile(optimizer=optimizer, loss=step_time.LOSS, jit_compile=True)
+        models[name] = model
+        timers[name] = step_time.StepTimer()
+        x, y = step_time.make_data(input_shape, batch_size * steps)
+        # Builds the optimizer (the padding needs the variable counts).
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    fit_args = dict(batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    for _ in range(rounds):
+        for name, model in models.items():
+            model.fit(x, y, callbacks=[timers[name]], **fit_args)
+    result = {name: float(np.median(t.times)) for name, t in timers.items()}
+    result["padding"] = padding
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pin", type=int, metavar="CORE", help="run on this core only")
@@ -307,7 +358,7 @@ def main():
         ),
         "structure, concatenated": structure_update(structure_concatenated, shapes, args.calls, args.repeats),
     }
-    fit, _ = step_time.time_fit(build, batch_size, True, args.rounds, args.steps)
+    fit = time_fit_with_padded_adam(step_time, build, batch_size, args.rounds, args.steps)
     fit_adam = fit["adam"]
     adam_update = rows["keras Adam"][0]
     print("| update | fused kernels | ms per call | ratio to Adam's | fit-step ratio with it in Adam's place |")
@@ -318,6 +369,11 @@ def main():
     print(
         f"\nfit step, {MODEL_LABELS[args.model]}, XLA: LearnedOptimizer {fit['learned'] * 1e3:.2f} ms, "
         f"Adam {fit_adam * 1e3:.2f} ms, ratio {fit['learned'] / fit_adam:.2f}"
+    )
+    print(
+        f"fit step, {MODEL_LABELS[args.model]}, XLA: Adam carrying {fit['padding']} more optimizer arrays "
+        f"(as many as LearnedOptimizer has; its step leaves them as they are) {fit['padded'] * 1e3:.2f} ms, "
+        f"ratio to Adam {fit['padded'] / fit_adam:.2f}"
     )
 
 

@@ -438,3 +438,6 @@ def test_jax_step_structure_benchmark_runs_and_its_structures_agree():
     for row in rows[1:]:
         assert int(row[1]) > 0 and float(row[2]) > 0
     assert "fit step, residual MLP, XLA: LearnedOptimizer " in result.stdout
+    # Adam padded to LearnedOptimizer()'s number of optimizer variables.
+    padded = re.search(r"Adam carrying (\d+) more optimizer arrays .* ms, ratio to Adam (\S+)", result.stdout)
+    assert padded and int(padded.group(1)) > 0 and float(padded.group(2)) > 0
