@@ -211,7 +211,7 @@ class VariableStep:
         update (so each variable's check reads its gradient alone)."""
         return self._check_gradient_only and hasattr(self._network, "control")
 
-    def many(self, items, network_weights, scalars):
+    def many(self, items, network_weights, scalars, tensor_state):
         """The steps of several variables, their per-tensor work batched
         (`rule.step_many_with_moments`): each variable's result is
         `__call__`'s, up to the rounding of the controller's matrix products.
@@ -225,23 +225,42 @@ class VariableStep:
         into the caller's XLA program inside one, else compiled with XLA on
         its own. Requires `batches()`.
 
+        The per-tensor state of all the optimizer's variables is one array
+        per kind (`rule.tensor_state_shapes`), a row per variable: one input
+        and one output of the train step for all variables instead of one
+        each (on JAX, each array of the train step's state costs every
+        step; BENCHMARKS.md, "what the number of optimizer variables
+        costs").
+
         Args:
             items: a list of `(gradient, value, slots, decays, step_scale)`,
-                as `__call__`'s arguments of the same names.
+                as `__call__`'s arguments of the same names, with only the
+                per-parameter slots.
             network_weights, scalars: as for `__call__`, shared.
+            tensor_state: per per-tensor state kind, the items' rows of the
+                optimizer's array (`[len(items), *shape]`, in item order).
 
         Returns:
-            A list of `__call__`'s results, one per item.
+            `(results, new_rows)`: per item `__call__`'s result with the
+            per-parameter slots only, and per kind the items' new rows
+            (`[len(items), *shape]`), which the caller writes into its
+            arrays (so that groups of variables stepped apart share
+            programs and can run in parallel).
         """
         if not self.batches():
             raise ValueError("`VariableStep.many` needs a network that batches its per-tensor state.")
+        blocks = tuple(tensor_state)
+        if any(b.shape[0] != len(items) for b in blocks):
+            raise ValueError(
+                f"`tensor_state` needs one row per item ({len(items)}). Received: shapes {[b.shape for b in blocks]}"
+            )
         if keras.backend.backend() != "tensorflow":
-            return self._many(items, network_weights, scalars)
+            return self._many(items, network_weights, scalars, blocks)
         statics = tuple((bool(decays), float(scale)) for _, _, _, decays, scale in items)
 
-        def steps(gradients, values, slots, network_weights, scalars):
+        def steps(gradients, values, slots, network_weights, scalars, blocks):
             rebuilt = [(g, v, s, *static) for g, v, s, static in zip(gradients, values, slots, statics)]
-            return self._many(rebuilt, network_weights, scalars)
+            return self._many(rebuilt, network_weights, scalars, blocks)
 
         # Inside an XLA program: traced into it; elsewhere: compiled.
         jit = not in_xla_program()
@@ -250,21 +269,25 @@ class VariableStep:
             jit,
             tuple((tuple(v.shape), v.dtype.name, g.dtype.name) for g, v, *_ in items),
             statics,
+            tuple(tuple(b.shape) for b in blocks),
         )
         program = self._kept_program(self._batched_programs, key, steps, jit_compile=jit)
-        results = program(
+        results, new_rows = program(
             [g for g, *_ in items],
             [v for _, v, *_ in items],
             [tuple(slots) for _, _, slots, *_ in items],
             tuple(network_weights),
             scalars,
+            blocks,
         )
-        return [(value, tuple(slots), skipped, fell_back) for value, slots, skipped, fell_back in results]
+        results = [(value, tuple(slots), skipped, fell_back) for value, slots, skipped, fell_back in results]
+        return results, tuple(new_rows)
 
-    def _many(self, items, network_weights, scalars):
+    def _many(self, items, network_weights, scalars, blocks):
         """`many`, traced where it is called."""
         prepared = [
-            self._prepared(g, v, list(slots), scalars, decays, float(scale)) for g, v, slots, decays, scale in items
+            self._prepared(g, v, [*slots, *(b[i] for b in blocks)], scalars, decays, float(scale))
+            for i, (g, v, slots, decays, scale) in enumerate(items)
         ]
         states = []
         for gradient, _, old_state, _, _, finite in prepared:
@@ -280,7 +303,13 @@ class VariableStep:
             learning_rates=[p[4]["learning_rate"] for p in prepared],
             **arguments,
         )
-        return [self._finished(*p, update, new_state) for p, (update, new_state) in zip(prepared, steps)]
+        finished = [self._finished(*p, update, new_state) for p, (update, new_state) in zip(prepared, steps)]
+        per_parameter = len(finished[0][1]) - len(blocks)
+        results = [(value, slots[:per_parameter], skipped, fell_back) for value, slots, skipped, fell_back in finished]
+        new_rows = tuple(
+            ops.stack([slots[per_parameter + k] for _, slots, _, _ in finished]) for k in range(len(blocks))
+        )
+        return results, new_rows
 
     def _prepared(self, gradient, old_value, old_state, scalars, decays, step_scale):
         """`(gradient, old_value, old_state, parameter, scalars, finite)`:

@@ -23,7 +23,9 @@ from keras_lopt import guard as guard_lib
 # Version of the optimizer-state layout: the variables `build` creates, their
 # order and dtypes. Bump it whenever that changes, so that checkpoints of the
 # old layout are refused instead of being restored into the wrong slots.
-STATE_FORMAT = 1
+# 2: the per-tensor state of all variables in one variable per kind, after
+# the per-parameter slots (1: a variable per kind and model variable).
+STATE_FORMAT = 2
 # The rule runs in float32 and its state is stored in float32 for every
 # variable dtype: float16/bfloat16 slots would round away the small updates
 # of slow momenta (a 0.999 decay moves the second moment by 0.1% a step).
@@ -58,6 +60,16 @@ def _colocated_with(variable):
     if not _on_tensorflow():
         return contextlib.nullcontext()
     return _tf().distribute.get_strategy().extended.colocate_vars_with(variable)
+
+
+def _rows_of(array, rows):
+    """`array[rows]` for a list of Python int `rows`: the array itself, a
+    slice where they are consecutive, else a gather."""
+    if rows == list(range(array.shape[0])):
+        return array
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return array[rows[0] : rows[0] + len(rows)]
+    return ops.take(array, rows, axis=0)
 
 
 # Without XLA on TensorFlow, the batched steps of this many consecutive
@@ -330,7 +342,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                         name=f"network_{weight.name}",
                     )
                 )
-            self._slots = self._add_state_slots(var_list)
+            self._slots, self._tensor_slots, self._tensor_rows = self._add_state_slots(var_list)
             self._variable_step = compiled_update.VariableStep(
                 self.network,
                 self._preset.feature_names,
@@ -359,32 +371,41 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     def _add_state_slots(self, var_list):
         """Like `add_optimizer_variables`, but always of `STATE_DTYPE`.
 
-        Per-parameter slots have the variable's shape; the per-tensor slots
-        of recurrent networks (`rule.tensor_state_shapes`) their own.
+        Returns `(slots, tensor_slots, rows)`. `slots`: per per-parameter
+        slot name, a list with each variable's slot (its shape; None for
+        variables Keras overwrites with their gradient). `tensor_slots`: per
+        per-tensor state kind of recurrent and adaptive networks
+        (`rule.tensor_state_shapes`), one variable `[R, *shape]` holding a
+        row for each of the `R` variables with slots (one array of the train
+        step for all of them: on JAX each array costs every step).
+        `rows`: each variable's row (None without slots).
         """
         names = rule.state_slot_names(self.network)
         tensor_shapes = rule.tensor_state_shapes(self.network)
         per_parameter = len(names) - len(tensor_shapes)
-        slots = tuple([] for _ in names)
+        slots = tuple([] for _ in names[:per_parameter])
+        rows = []
         for variable in var_list:
             if getattr(variable, "overwrite_with_gradient", False):
                 for slot_list in slots:
                     slot_list.append(None)
+                rows.append(None)
                 continue
             reference = getattr(variable, "path", None) or variable.name
             reference = reference.replace("/", "_").replace(":", "_")
             placement = variable.value if isinstance(variable, keras.Variable) else variable
-            shapes = [variable.shape] * per_parameter + list(tensor_shapes)
+            rows.append(sum(r is not None for r in rows))
             with _colocated_with(placement):
-                for slot_list, name, shape in zip(slots, names, shapes):
+                for slot_list, name in zip(slots, names):
                     slot_list.append(
-                        self.add_variable(
-                            shape=shape,
-                            dtype=STATE_DTYPE,
-                            name=f"{reference}_{name}",
-                        )
+                        self.add_variable(shape=variable.shape, dtype=STATE_DTYPE, name=f"{reference}_{name}")
                     )
-        return slots
+        count = sum(r is not None for r in rows)
+        tensor_slots = tuple(
+            self.add_variable(shape=(count, *shape), dtype=STATE_DTYPE, name=f"tensor_{name}")
+            for name, shape in zip(names[per_parameter:], tensor_shapes)
+        )
+        return slots, tensor_slots, rows
 
     def _apply_weight_decay(self, variables):
         # Keras' hook (called before `update_step`) does nothing here: the
@@ -401,17 +422,26 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             if len(batch.pending) == len(batch.variables):
                 self._batched_update_steps(batch, learning_rate)
             return
+        gradient, value, slots = self._step_arguments(gradient, variable)
+        row = self._tensor_rows[self._get_variable_index(variable)]
         new_value, new_slots, skipped, fell_back = self._variable_step(
-            *self._step_arguments(gradient, variable),
+            gradient,
+            value,
+            [*slots, *(backend.dense(t)[row] for t in self._tensor_slots)],
             [backend.dense(w) for w in self._network_weights],
             self._step_scalars(learning_rate),
             decays=self.weight_decay is not None and self._use_weight_decay(variable),
             step_scale=self._step_scale(variable),
         )
-        self._store_step(variable, new_value, new_slots, skipped, fell_back)
+        per_parameter = len(new_slots) - len(self._tensor_slots)
+        self._store_step(variable, new_value, new_slots[:per_parameter], skipped, fell_back)
+        for tensor_slot, new_row in zip(self._tensor_slots, new_slots[per_parameter:]):
+            start = [row] + [0] * len(new_row.shape)
+            self.assign(tensor_slot, ops.slice_update(backend.dense(tensor_slot), start, new_row[None]))
 
     def _step_arguments(self, gradient, variable):
-        """`(gradient, value, slots)` of `variable` for `VariableStep`."""
+        """`(gradient, value, slots)` of `variable` for `VariableStep` (the
+        per-parameter slots)."""
         index = self._get_variable_index(variable)
         slots = [slot_list[index] for slot_list in self._slots]
         # Densifies IndexedSlices: see "Sparse gradients" in the docstring.
@@ -449,21 +479,32 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         ]
         network_weights = [backend.dense(w) for w in self._network_weights]
         scalars = self._step_scalars(learning_rate)
+        tensor_state = tuple(backend.dense(t) for t in self._tensor_slots)
+        rows = [self._tensor_rows[self._get_variable_index(v)] for _, v in pending]
         # Without XLA on TensorFlow each group is one compiled program: a
         # few variables per program, so that repeated blocks share one.
         on_tensorflow_without_xla = _on_tensorflow() and not compiled_update.in_xla_program()
         size = PROGRAM_GROUP_SIZE if on_tensorflow_without_xla else len(items)
-        results = []
+        results, new_rows = [], [[] for _ in tensor_state]
         for start in range(0, len(items), size):
-            results += self._variable_step.many(items[start : start + size], network_weights, scalars)
+            blocks = [_rows_of(value, rows[start : start + size]) for value in tensor_state]
+            group, group_rows = self._variable_step.many(items[start : start + size], network_weights, scalars, blocks)
+            results += group
+            for kind, kind_rows in zip(new_rows, group_rows):
+                kind.append(kind_rows)
         for (_, variable), result in zip(pending, results):
             self._store_step(variable, *result)
+        for tensor_slot, old, kind in zip(self._tensor_slots, tensor_state, new_rows):
+            new = kind[0] if len(kind) == 1 else ops.concatenate(kind, axis=0)
+            if rows != list(range(old.shape[0])):
+                new = ops.scatter_update(old, [[r] for r in rows], new)
+            self.assign(tensor_slot, new)
         batch.pending = []
 
     def _store_step(self, variable, new_value, new_slots, skipped, fell_back):
         index = self._get_variable_index(variable)
         slots = [slot_list[index] for slot_list in self._slots]
-        for slot, new in zip(slots, new_slots):
+        for slot, new in zip(slots, new_slots, strict=True):
             self.assign(slot, new)
         self.assign(variable, new_value)
         self.assign_add(self._skipped_updates, skipped)

@@ -144,7 +144,7 @@ def test_default_steps_without_xla_are_programs_of_variable_groups_that_repeated
     programs = optimizer._variable_step.batched_programs
     # Variables 0-7 and 8-15 (four Dense(8) layers each) share a program;
     # the head's two variables have one of their own.
-    assert sorted(len(shapes) for _, _, shapes, _ in programs) == [2, 8]
+    assert sorted(len(key[2]) for key in programs) == [2, 8]
     traced = [p.experimental_get_tracing_count() - before.get(id(p), 0) for p in programs.values()]
     assert all(count <= 1 for count in traced), traced
     assert int(optimizer.iterations.numpy()) == 12

@@ -335,8 +335,10 @@ def _fit(preset, steps, jit_compile=True, callbacks=()):
 
 
 def _slot(optimizer, variable_index, name):
-    matches = [v for v in optimizer.variables if v.name.endswith(name)]
-    return np.asarray(matches[variable_index])
+    """The per-tensor state `name` of the optimizer's `variable_index`-th
+    variable: its row of the optimizer variable `tensor_<name>`."""
+    (packed,) = [v for v in optimizer.variables if v.name == f"tensor_{name}"]
+    return np.asarray(packed)[variable_index]
 
 
 def test_fit_under_xla_matches_fit_without(recurrent_preset):
