@@ -561,3 +561,45 @@ def test_config_odd_direction_reaches_the_network_and_the_preset(tmp_path):
         config(odd_direction="yes")
     with pytest.raises(ValueError, match=r"`odd_direction` must be True or False. Received: odd_direction=1"):
         AdaptiveMLPNetwork(num_features=len(LOCAL), odd_direction=1)
+
+
+def _step_control(optimizer):
+    (packed,) = [v for v in optimizer.variables if v.name == "tensor_step_control"]
+    return np.asarray(packed)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_default_steps_a_subset_of_its_variables_in_their_rows_of_the_per_tensor_state(jit_compile):
+    """The optimizer keeps every variable's `step_control` as a row of one
+    `[V, 4]` variable. A step of some variables (others without a gradient)
+    reads and writes their rows only, and moves them as an optimizer built
+    for those variables alone does."""
+
+    def dense_model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+
+    model, alone = dense_model(), dense_model()
+    variables, stepped = model.trainable_variables, [alone.trainable_variables[i] for i in (1, 3)]
+    gradients = [np.linspace(-0.2, 0.3, v.shape.num_elements()).reshape(v.shape).astype("float32") for v in variables]
+    optimizer, reference = keras_lopt.LearnedOptimizer(), keras_lopt.LearnedOptimizer()
+    optimizer.build(variables)
+    reference.build(stepped)
+    assert _step_control(optimizer).shape == (4, 4) and _step_control(reference).shape == (2, 4)
+    initial = _step_control(optimizer)
+
+    def compiled_step(opt, targets):
+        grads = [tf.constant(gradients[i]) for i in (1, 3)]
+        return tf.function(lambda: opt.apply(grads, targets), jit_compile=jit_compile)
+
+    steps = [compiled_step(optimizer, [variables[1], variables[3]]), compiled_step(reference, stepped)]
+    for _ in range(3):
+        for step in steps:
+            step()
+    rows = _step_control(optimizer)
+    np.testing.assert_array_equal(rows[[0, 2]], initial[[0, 2]])
+    assert np.all(rows[[1, 3]] != initial[[1, 3]])
+    np.testing.assert_allclose(rows[[1, 3]], _step_control(reference), rtol=1e-6)
+    for i, other in zip((1, 3), stepped):
+        np.testing.assert_allclose(np.asarray(variables[i]), np.asarray(other), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(variables[0]), np.asarray(alone.trainable_variables[0]))
