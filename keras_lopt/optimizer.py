@@ -620,18 +620,22 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         it is built: at the first training step, or at
         `optimizer.build(model.trainable_variables)`.
         """
-        values, reason = saved_state.read_keras_store(store, json.loads(self._identity_json))
+        values, reason, state_format = saved_state.read_keras_store(store, json.loads(self._identity_json))
         if reason is None and len(values) == self._unbuilt_variable_count:
             # Saved before it was built: `iterations`, the learning rate
-            # (and the loss inputs), created first in both.
+            # (and the loss inputs), created first in both (any format).
             values = values + [np.asarray(v) for v in self.variables[len(values) :]]
+            state_format = STATE_FORMAT
         elif reason is None and not self.built:
-            self._pending_state = values
+            self._pending_state = (values, state_format)
             return
-        self._restore_state(values, reason)
+        self._restore_state(values, reason, state_format)
 
-    def _restore_state(self, values, reason=None):
-        """Assigns `values` to all variables, or warns and assigns none."""
+    def _restore_state(self, values, reason=None, state_format=STATE_FORMAT):
+        """Assigns `values` (written in `state_format`) to all variables, or
+        warns and assigns none."""
+        if reason is None and state_format == 1:
+            values = self._upgraded_format_1(values)
         reason = reason or saved_state.variables_mismatch(self.variables, values)
         if reason:
             warnings.warn(
@@ -648,8 +652,22 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     def _restore_pending_state(self):
         if self._pending_state is not None:
-            values, self._pending_state = self._pending_state, None
-            self._restore_state(values)
+            (values, state_format), self._pending_state = self._pending_state, None
+            self._restore_state(values, state_format=state_format)
+
+    def _upgraded_format_1(self, values):
+        """Values written in state format 1 (per-tensor state one variable
+        per model variable, after its slots) in this optimizer's order;
+        as they are where their number does not fit (the mismatch is then
+        reported as for any other file)."""
+        rows = sum(r is not None for r in self._tensor_rows)
+        kinds = len(self._tensor_slots)
+        if not kinds or len(values) != len(self.variables) + kinds * (rows - 1):
+            return values  # The same layout, or state for other variables.
+        first = next(i for i, v in enumerate(self.variables) if v is self._tensor_slots[0])
+        head = first - len(self._slots) * rows
+        shapes = [tuple(t.shape[1:]) for t in self._tensor_slots]
+        return saved_state.upgrade_format_1(values, head, len(self._slots), shapes, rows)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

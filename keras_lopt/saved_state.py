@@ -18,6 +18,8 @@ import json
 
 import numpy as np
 
+from keras_lopt import rule
+
 IDENTITY_KEY = "state_identity"
 _LAYOUT_KEYS = ("state_format", "slots", "state_dtype")
 
@@ -43,10 +45,62 @@ def preset_fingerprint(loaded):
     return digest.hexdigest()[:16]
 
 
-def identity_mismatch(stored, expected):
+def upgradable_format(stored, expected):
+    """Whether state of identity `stored` is in format 1 where `expected` is
+    in format 2, with the same slots and dtype. Format 2 keeps the
+    per-tensor state of all variables in one variable per kind, after the
+    per-parameter slots; format 1 kept one per variable, after its
+    per-parameter slots. For networks without per-tensor state the two
+    layouts are the same; with it, `upgrade_format_1` converts the values."""
+    return (
+        stored.get("state_format") == 1
+        and expected["state_format"] == 2
+        and all(stored.get(k) == expected[k] for k in _LAYOUT_KEYS if k != "state_format")
+    )
+
+
+def has_tensor_state(identity):
+    """Whether the state of `identity` holds per-tensor state (slots beyond
+    the per-parameter ones)."""
+    return tuple(identity["slots"]) != tuple(rule.state_slot_names())
+
+
+def upgrade_format_1(values, head, per_parameter, tensor_shapes, rows):
+    """State format 1's variable values in format 2's order.
+
+    Args:
+        values: the format-1 values, in variable order: `head` values, then
+            per variable with slots its `per_parameter` slots and one
+            per-tensor state per entry of `tensor_shapes`, then the rest.
+        head, per_parameter, rows: the numbers of values before the slots,
+            of per-parameter slots and of variables with slots.
+        tensor_shapes: the shape of each per-tensor state kind.
+
+    Returns:
+        The values in format 2's order: the head, every variable's
+        per-parameter slots, per kind the per-tensor states stacked
+        (`[rows, *shape]`), the rest.
+    """
+    width = per_parameter + len(tensor_shapes)
+    blocks = [values[head + r * width : head + (r + 1) * width] for r in range(rows)]
+    tensor = [
+        np.stack([block[per_parameter + k] for block in blocks]) if rows else np.zeros((0, *shape), np.float32)
+        for k, shape in enumerate(tensor_shapes)
+    ]
+    per_parameter_values = [value for block in blocks for value in block[:per_parameter]]
+    return [*values[:head], *per_parameter_values, *tensor, *values[head + rows * width :]]
+
+
+def identity_mismatch(stored, expected, converts_format_1=False):
     """Why state saved with identity `stored` does not fit an optimizer whose
-    identity is `expected` (a sentence), or None when it fits."""
-    if any(stored.get(k) != expected[k] for k in _LAYOUT_KEYS):
+    identity is `expected` (a sentence), or None when it fits. State of
+    format 1 fits a format-2 optimizer where the layouts are the same (no
+    per-tensor state) or where the caller converts it
+    (`converts_format_1`; `upgrade_format_1`)."""
+    layout = dict(stored)
+    if upgradable_format(stored, expected) and (converts_format_1 or not has_tensor_state(expected)):
+        layout["state_format"] = expected["state_format"]
+    if any(layout.get(k) != expected[k] for k in _LAYOUT_KEYS):
         return (
             "the state is in an incompatible layout. Expected: "
             f"{[(k, expected[k]) for k in _LAYOUT_KEYS]}. "
@@ -78,24 +132,31 @@ def read_keras_store(store, expected):
         expected: the loading optimizer's identity.
 
     Returns:
-        `(values, reason)`: the arrays in variable order, and None or a
-        sentence saying why the state must be skipped.
+        `(values, reason, state_format)`: the arrays in variable order, None
+        or a sentence saying why the state must be skipped, and the state
+        format that wrote them (None if unknown). Format 1 is accepted
+        where `upgradable_format`: the caller converts the values
+        (`upgrade_format_1`).
     """
     keys = set(store.keys())
     values = [np.asarray(store[str(i)]) for i in range(len(keys - {IDENTITY_KEY}))]
     if IDENTITY_KEY not in keys:
-        return values, (
-            f"the file holds {len(values)} optimizer variables and no "
-            "LearnedOptimizer state identity: it is the state of another "
-            "optimizer (such as Adam), or of a keras_lopt that saved none"
+        return (
+            values,
+            (
+                f"the file holds {len(values)} optimizer variables and no "
+                "LearnedOptimizer state identity: it is the state of another "
+                "optimizer (such as Adam), or of a keras_lopt that saved none"
+            ),
+            None,
         )
     try:
         stored = json.loads(np.asarray(store[IDENTITY_KEY], np.uint8).tobytes())
     except (ValueError, UnicodeDecodeError):
-        return values, "its LearnedOptimizer state identity is unreadable"
+        return values, "its LearnedOptimizer state identity is unreadable", None
     if not isinstance(stored, dict):
-        return values, "its LearnedOptimizer state identity is unreadable"
-    return values, identity_mismatch(stored, expected)
+        return values, "its LearnedOptimizer state identity is unreadable", None
+    return values, identity_mismatch(stored, expected, converts_format_1=True), stored.get("state_format")
 
 
 def variables_mismatch(variables, values):

@@ -4,6 +4,7 @@ Real models, real files: the state restores exactly or is skipped whole,
 with a warning that says why.
 """
 
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -238,3 +239,39 @@ def test_a_shipped_name_wins_over_a_local_directory_with_a_warning(tmp_path, mon
             local = LearnedOptimizer(preset=spelled)
         assert local.network.name == "random_v1"
         assert local.preset == str(tmp_path / "mlp_es_v4")
+
+
+STATE_FORMAT_1 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "state_format_1")
+
+
+def test_keras_file_of_state_format_1_resumes_as_the_code_that_wrote_it():
+    """`tests/data/state_format_1/model.keras` was written by a keras_lopt
+    that kept the per-tensor state one variable per model variable (state
+    format 1; `tests/data/record_state_format_1.py`). Loaded now, its
+    optimizer state is converted, not skipped: one more step gives the
+    weights and state that code computed (`expected.npz`)."""
+    spec = importlib.util.spec_from_file_location(
+        "record_state_format_1", os.path.join(os.path.dirname(STATE_FORMAT_1), "record_state_format_1.py")
+    )
+    record = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record)
+    expected = np.load(os.path.join(STATE_FORMAT_1, "expected.npz"))
+    assert int(expected["state_format"]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # No "Skipping the saved state".
+        model = keras.models.load_model(os.path.join(STATE_FORMAT_1, "model.keras"))
+    optimizer = model.optimizer
+    assert int(optimizer.iterations.numpy()) == 3
+    x, y = record.data()
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for i, weight in enumerate(model.weights):
+        np.testing.assert_allclose(np.asarray(weight), expected[f"weight_{i}"], rtol=1e-6, atol=1e-7)
+    old = {str(name): expected[f"optimizer_{i}"] for i, name in enumerate(expected["names"])}
+    by_name = {v.name: np.asarray(v) for v in optimizer.variables}
+    for kind in ("loss_statistics", "step_control"):
+        rows = [value for name, value in old.items() if name.endswith(f"_{kind}")]
+        assert len(rows) == 4
+        np.testing.assert_allclose(by_name[f"tensor_{kind}"], np.stack(rows), rtol=1e-6, atol=1e-7)
+    for name, value in old.items():
+        if name in by_name:
+            np.testing.assert_allclose(by_name[name], value, rtol=1e-6, atol=1e-7)

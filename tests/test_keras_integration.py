@@ -812,3 +812,28 @@ def test_kernel_constraints_hold_after_each_step():
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert np.max(np.linalg.norm(model.layers[0].kernel.numpy(), axis=0)) <= 0.05 + 1e-6
     assert np.min(model.layers[1].kernel.numpy()) >= 0.0
+
+
+def test_state_format_1_fits_where_its_layout_is_format_2s_or_is_converted():
+    """Format 2 moved only the per-tensor state: format-1 state of a preset
+    without it has format 2's layout and fits; with it, it fits only where
+    the caller converts the values (Keras files), not a checkpoint."""
+    plain = {
+        "state_format": 2,
+        "slots": list(rule.state_slot_names()),
+        "state_dtype": "float32",
+        "preset": "p",
+        "preset_fingerprint": "f",
+    }
+    adaptive = dict(plain, slots=[*rule.state_slot_names(), "loss_statistics", "step_control"])
+    for expected in (plain, adaptive):
+        assert saved_state.upgradable_format(dict(expected, state_format=1), expected)
+    assert saved_state.identity_mismatch(dict(plain, state_format=1), plain) is None
+    assert "incompatible layout" in saved_state.identity_mismatch(dict(adaptive, state_format=1), adaptive)
+    assert saved_state.identity_mismatch(dict(adaptive, state_format=1), adaptive, converts_format_1=True) is None
+    assert "incompatible layout" in saved_state.identity_mismatch(dict(plain, state_format=0), plain)
+    # Two variables with slots: head, [m, v, control] x 2, tail.
+    values = [np.float32(1), "a1", "b1", np.array([1.0, 2.0]), "a2", "b2", np.array([3.0, 4.0]), "tail"]
+    upgraded = saved_state.upgrade_format_1(values, head=1, per_parameter=2, tensor_shapes=[(2,)], rows=2)
+    assert upgraded[:5] == [values[0], "a1", "b1", "a2", "b2"] and upgraded[-1] == "tail"
+    np.testing.assert_array_equal(upgraded[5], [[1.0, 2.0], [3.0, 4.0]])
