@@ -62,14 +62,27 @@ def _colocated_with(variable):
     return _tf().distribute.get_strategy().extended.colocate_vars_with(variable)
 
 
+def _all_rows(array, rows):
+    """Whether the Python int `rows` are all of `array`'s, in order."""
+    return rows == list(range(array.shape[0]))
+
+
 def _rows_of(array, rows):
     """`array[rows]` for a list of Python int `rows`: the array itself, a
     slice where they are consecutive, else a gather."""
-    if rows == list(range(array.shape[0])):
+    if _all_rows(array, rows):
         return array
     if rows == list(range(rows[0], rows[0] + len(rows))):
         return array[rows[0] : rows[0] + len(rows)]
     return ops.take(array, rows, axis=0)
+
+
+def _with_rows(array, rows, new):
+    """`array` with its `rows` (Python ints) set to `new`
+    (`[len(rows), ...]`): `new` itself where they are all of its rows."""
+    if _all_rows(array, rows):
+        return new
+    return ops.scatter_update(array, [[r] for r in rows], new)
 
 
 # Without XLA on TensorFlow, the batched steps of this many consecutive
@@ -384,7 +397,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         tensor_shapes = rule.tensor_state_shapes(self.network)
         per_parameter = len(names) - len(tensor_shapes)
         slots = tuple([] for _ in names[:per_parameter])
-        rows = []
+        rows, count = [], 0
         for variable in var_list:
             if getattr(variable, "overwrite_with_gradient", False):
                 for slot_list in slots:
@@ -394,13 +407,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             reference = getattr(variable, "path", None) or variable.name
             reference = reference.replace("/", "_").replace(":", "_")
             placement = variable.value if isinstance(variable, keras.Variable) else variable
-            rows.append(sum(r is not None for r in rows))
+            rows.append(count)
+            count += 1
             with _colocated_with(placement):
                 for slot_list, name in zip(slots, names):
                     slot_list.append(
                         self.add_variable(shape=variable.shape, dtype=STATE_DTYPE, name=f"{reference}_{name}")
                     )
-        count = sum(r is not None for r in rows)
         tensor_slots = tuple(
             self.add_variable(shape=(count, *shape), dtype=STATE_DTYPE, name=f"tensor_{name}")
             for name, shape in zip(names[per_parameter:], tensor_shapes)
@@ -496,9 +509,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             self._store_step(variable, *result)
         for tensor_slot, old, kind in zip(self._tensor_slots, tensor_state, new_rows):
             new = kind[0] if len(kind) == 1 else ops.concatenate(kind, axis=0)
-            if rows != list(range(old.shape[0])):
-                new = ops.scatter_update(old, [[r] for r in rows], new)
-            self.assign(tensor_slot, new)
+            self.assign(tensor_slot, _with_rows(old, rows, new))
         batch.pending = []
 
     def _store_step(self, variable, new_value, new_slots, skipped, fell_back):
@@ -660,10 +671,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         per model variable, after its slots) in this optimizer's order;
         as they are where their number does not fit (the mismatch is then
         reported as for any other file)."""
-        rows = sum(r is not None for r in self._tensor_rows)
         kinds = len(self._tensor_slots)
-        if not kinds or len(values) != len(self.variables) + kinds * (rows - 1):
-            return values  # The same layout, or state for other variables.
+        if not kinds:
+            return values  # The same layout.
+        rows = self._tensor_slots[0].shape[0]
+        if len(values) != len(self.variables) + kinds * (rows - 1):
+            return values  # State for other variables.
         first = next(i for i, v in enumerate(self.variables) if v is self._tensor_slots[0])
         head = first - len(self._slots) * rows
         shapes = [tuple(t.shape[1:]) for t in self._tensor_slots]

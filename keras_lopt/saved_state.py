@@ -59,7 +59,7 @@ def upgradable_format(stored, expected):
     )
 
 
-def has_tensor_state(identity):
+def _holds_tensor_state(identity):
     """Whether the state of `identity` holds per-tensor state (slots beyond
     the per-parameter ones)."""
     return tuple(identity["slots"]) != tuple(rule.state_slot_names())
@@ -98,7 +98,7 @@ def identity_mismatch(stored, expected, converts_format_1=False):
     per-tensor state) or where the caller converts it
     (`converts_format_1`; `upgrade_format_1`)."""
     layout = dict(stored)
-    if upgradable_format(stored, expected) and (converts_format_1 or not has_tensor_state(expected)):
+    if upgradable_format(stored, expected) and (converts_format_1 or not _holds_tensor_state(expected)):
         layout["state_format"] = expected["state_format"]
     if any(layout.get(k) != expected[k] for k in _LAYOUT_KEYS):
         return (
