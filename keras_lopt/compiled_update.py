@@ -25,6 +25,8 @@ several variables at once, their per-tensor work batched, which the
 optimizer uses on every backend for networks that support it.
 """
 
+import collections
+
 import keras
 from keras import ops
 
@@ -36,6 +38,11 @@ from keras_lopt.layers import ADAPTIVE_KINDS, BoundNetwork
 # XLA program it has compiled for the life of the process, so programs made
 # per optimizer would grow memory with each model trained in one process.
 _SHARED_PROGRAMS = {}
+
+# Tensors of a shape stepped together (in one `many` call) from which their
+# per-tensor parts are one nested program each, traced once, rather than
+# traced inline for each tensor (`VariableStep._per_tensor_programs_for`).
+NESTED_MIN_REPEATS = 3
 
 
 def in_xla_program():
@@ -130,6 +137,7 @@ class VariableStep:
         self._counter_dtype = counter_dtype
         self._programs = {}
         self._batched_programs = {}
+        self._per_tensor_programs = {}
         self._settings = None
         if shared_key is not None:
             guard = None if guard is None else (type(guard).__name__, tuple(sorted(guard.get_config().items())))
@@ -204,6 +212,26 @@ class VariableStep:
                 _SHARED_PROGRAMS[(self._settings, key)] = program
         table[key] = program
         return program
+
+    def _per_tensor_programs_for(self, items):
+        """`rule.step_many_with_moments`' `per_tensor` for `items`: on
+        TensorFlow, for shapes of at least `NESTED_MIN_REPEATS` items, each
+        per-tensor part as a `tf.function` kept as the programs are, which
+        TensorFlow traces once per signature (shared by the groups, repeated
+        blocks and later models that call it): each such tensor is then a
+        call operation instead of its ~100 operations built again, and XLA
+        inlines the calls. Other parts are traced inline (a nested function
+        of one or two calls costs more to build than it saves)."""
+        if keras.backend.backend() != "tensorflow":
+            return None
+        repeats = collections.Counter(tuple(v.shape) for _, v, *_ in items)
+
+        def per_tensor(name, function, shape):
+            if repeats[tuple(shape)] < NESTED_MIN_REPEATS:
+                return function
+            return self._kept_program(self._per_tensor_programs, ("per tensor", name), function, jit_compile=None)
+
+        return per_tensor
 
     def batches(self):
         """Whether `many` applies: the network steps a batch of tensors'
@@ -301,6 +329,7 @@ class VariableStep:
             [p[0] for p in prepared],
             [ops.cast(p[3], "float32") for p in prepared],
             learning_rates=[p[4]["learning_rate"] for p in prepared],
+            per_tensor=self._per_tensor_programs_for(items),
             **arguments,
         )
         finished = [self._finished(*p, update, new_state) for p, (update, new_state) in zip(prepared, steps)]

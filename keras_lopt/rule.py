@@ -10,6 +10,7 @@ call it unchanged, so what is meta-trained is exactly what users run.
 where `(direction, magnitude)` is the network's output for each element.
 """
 
+import functools
 import math
 from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -233,6 +234,7 @@ def step_many_with_moments(
     loss: Scalar = 0.0,
     loss_known: Scalar = 0.0,
     feature_names: Sequence[str] = features.FEATURE_NAMES,
+    per_tensor=None,
 ) -> Tuple[Tuple[Tensor, RuleState], ...]:
     """`step_with_moments` of `V` tensors at once, for a network whose
     per-tensor state is stepped for a batch of tensors in one call
@@ -251,6 +253,12 @@ def step_many_with_moments(
             `learning_rate`.
         iteration, total_steps, loss, loss_known, feature_names: as for
             `step`, shared by the tensors.
+        per_tensor: None, or `per_tensor(name, function, shape)`: how to
+            run a per-tensor part (`name` "inputs": features and alignment
+            sums; "update": the direction times the step) for a tensor of
+            `shape`: `function` itself (inline) or a callable that computes
+            the same, e.g. a program traced once per signature. The part is
+            called with tensors only. None: every part inline.
 
     Returns:
         A tuple of `(update, new_state)` per tensor.
@@ -274,28 +282,18 @@ def step_many_with_moments(
         )
     )
     reads_alignment = any(n in features.ALIGNMENT_FEATURE_NAMES for n in network.context_feature_names)
+    per_tensor = per_tensor or (lambda name, function, shape: function)
+    inputs = functools.partial(_tensor_inputs, network.layer, tuple(feature_names), reads_alignment)
     columns, contexts, network_states, sums = [], [], [], []
     for state, gradient, parameter in zip(states, gradients, parameters):
-        gradient = backend.dense(gradient)
-        inverse = features.inverse_denominator(state.second_moment)
-        element_columns, context_columns = _columns(
-            network,
-            state,
-            gradient,
-            parameter,
-            iteration,
-            total_steps,
-            feature_names,
-            alignment=False,
-            shared=dict(shared, inverse=inverse),
+        element_columns, context_columns, tensor_sums = per_tensor("inputs", inputs, tuple(parameter.shape))(
+            state, backend.dense(gradient), parameter, iteration, total_steps, shared
         )
         columns.append(element_columns)
         contexts.append(context_columns)
         network_states.append(state.tensor_state)
         if reads_alignment:
-            sums.append(
-                features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True, inverse=inverse)
-            )
+            sums.append(tensor_sums)
     if sums:
         # One reduction per tensor, the arithmetic on the sums batched.
         stacked = ops.stack(sums, axis=-1)
@@ -317,16 +315,53 @@ def step_many_with_moments(
     )
     magnitudes, new_network_states = network.control(context, ops.stack([s[0] for s in network_states]))
     multipliers = ops.exp(network.magnitude_scale * magnitudes)
+
+    def update_inline(weights, columns, learning_rate, multiplier):
+        # The weights split into scalars once for all tensors.
+        return learning_rate * network.direction(columns) * multiplier
+
+    update_part = functools.partial(_tensor_update, network.layer, network.zeros)
     results = []
     for i, (state, learning_rate) in enumerate(zip(states, learning_rates)):
-        direction = network.direction(columns[i])
-        update = ops.cast(learning_rate, "float32") * direction * multipliers[i]
+        update_of = per_tensor("update", update_part, tuple(parameters[i].shape))
+        if update_of is update_part:
+            update_of = update_inline
+        update = update_of(network.weights, columns[i], ops.cast(learning_rate, "float32"), multipliers[i])
         tensor_state = (loss_statistics[i],) if reads_loss(network) else ()
         tensor_state += (new_network_states[i],)
         results.append(
             (update, RuleState(momenta=state.momenta, second_moment=state.second_moment, tensor_state=tensor_state))
         )
     return tuple(results)
+
+
+def _tensor_inputs(layer, feature_names, reads_alignment, state, gradient, parameter, iteration, total_steps, shared):
+    """`(columns, context_columns, sums)` of one tensor for
+    `step_many_with_moments` (`sums`: its `features.alignment_sums`, None
+    unless `reads_alignment`). Reads no weights of the network `layer`."""
+    inverse = features.inverse_denominator(state.second_moment)
+    element_columns, context_columns = _columns(
+        layer,
+        state,
+        gradient,
+        parameter,
+        iteration,
+        total_steps,
+        feature_names,
+        alignment=False,
+        shared=dict(shared, inverse=inverse),
+    )
+    sums = None
+    if reads_alignment:
+        sums = features.alignment_sums(gradient, state.momenta, state.second_moment, stacked=True, inverse=inverse)
+    return element_columns, context_columns, sums
+
+
+def _tensor_update(layer, zeros, weights, columns, learning_rate, multiplier):
+    """One tensor's update in `step_many_with_moments`: its direction
+    (`layer.direction` with `weights`) times its learning rate and step
+    size multiplier."""
+    return learning_rate * layer.direction(weights, columns, zeros, layer.split_direction(weights)) * multiplier
 
 
 def _columns(network, state, gradient, parameter, iteration, total_steps, feature_names, alignment=True, shared=None):
