@@ -315,18 +315,17 @@ def step_many_with_moments(
     )
     magnitudes, new_network_states = network.control(context, ops.stack([s[0] for s in network_states]))
     multipliers = ops.exp(network.magnitude_scale * magnitudes)
-
-    def update_inline(weights, columns, learning_rate, multiplier):
-        # The weights split into scalars once for all tensors.
-        return learning_rate * network.direction(columns) * multiplier
-
     update_part = functools.partial(_tensor_update, network.layer, network.zeros)
     results = []
     for i, (state, learning_rate) in enumerate(zip(states, learning_rates)):
+        learning_rate = ops.cast(learning_rate, "float32")
         update_of = per_tensor("update", update_part, tuple(parameters[i].shape))
         if update_of is update_part:
-            update_of = update_inline
-        update = update_of(network.weights, columns[i], ops.cast(learning_rate, "float32"), multipliers[i])
+            # Inline: the bound network splits its weights into scalars once
+            # for all tensors, where `_tensor_update` splits them per call.
+            update = learning_rate * network.direction(columns[i]) * multipliers[i]
+        else:
+            update = update_of(network.weights, columns[i], learning_rate, multipliers[i])
         tensor_state = (loss_statistics[i],) if reads_loss(network) else ()
         tensor_state += (new_network_states[i],)
         results.append(
