@@ -343,6 +343,69 @@ def test_base_option_has_its_keras_effect(option, plain_learned_weights):
         assert int(learned.optimizer.iterations.numpy()) == 4
 
 
+def _default_apply(optimizer, variables, gradient_batches):
+    """Applies each gradient list of `gradient_batches` to `variables`."""
+    for gradients in gradient_batches:
+        optimizer.apply(list(gradients), variables)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_default_preset_accumulates_gradients_into_their_mean(jit):
+    """`gradient_accumulation_steps` with the default preset, whose steps
+    are deferred and batched: two accumulated `apply` calls are one `apply`
+    of the mean gradient (Keras' accumulation), with the same iterations."""
+    rng = np.random.default_rng(3)
+    shapes = [(4, 3), (3,), (3, 2), (2,)]
+    start = [rng.normal(size=s).astype("float32") for s in shapes]
+    pairs = [[[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(2)] for _ in range(3)]
+    accumulated = [keras.Variable(v) for v in start]
+    averaged = [keras.Variable(v) for v in start]
+    accumulating = LearnedOptimizer(gradient_accumulation_steps=2)
+    plain = LearnedOptimizer()
+    accumulating.build(accumulated)
+    plain.build(averaged)
+    run_accumulating = tf.function(functools.partial(_default_apply, accumulating, accumulated), jit_compile=jit)
+    run_plain = tf.function(functools.partial(_default_apply, plain, averaged), jit_compile=jit)
+    run_accumulating([g for pair in pairs for g in pair])
+    run_plain([[(a + b) / 2 for a, b in zip(*pair)] for pair in pairs])
+    assert int(accumulating.iterations) == int(plain.iterations) == 3
+    for got, want, before in zip(accumulated, averaged, start):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-8)
+        assert np.max(np.abs(want.numpy() - before)) > 1e-4
+
+
+def test_default_preset_keeps_keras_moving_average_of_its_steps():
+    """`use_ema` with the default preset (deferred, batched steps): the
+    moving average follows the weights each step leaves, as Keras defines
+    it (the first step's weights, then `m * average + (1 - m) * weights`),
+    and does not change the training itself."""
+    rng = np.random.default_rng(4)
+    shapes = [(4, 3), (3,)]
+    start = [rng.normal(size=s).astype("float32") for s in shapes]
+    with_average = [keras.Variable(v) for v in start]
+    without = [keras.Variable(v) for v in start]
+    momentum = 0.5
+    averaging = LearnedOptimizer(use_ema=True, ema_momentum=momentum)
+    plain = LearnedOptimizer()
+    expected = None
+    for _ in range(4):
+        gradients = [tf.constant(rng.normal(size=s).astype("float32")) for s in shapes]
+        averaging.apply(gradients, with_average)
+        plain.apply(gradients, without)
+        weights = [v.numpy() for v in with_average]
+        if expected is None:
+            expected = weights
+        else:
+            expected = [momentum * e + (1 - momentum) * w for e, w in zip(expected, weights)]
+    for got, want in zip(with_average, without):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    # What `fit` does at its end: the variables take their averages.
+    averaging.finalize_variable_values(with_average)
+    for got, want, weights in zip(with_average, expected, without):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-8)
+        assert np.max(np.abs(got.numpy() - weights.numpy())) > 1e-5
+
+
 def test_weight_decay_honours_exclusions():
     runs = []
     for make in (
