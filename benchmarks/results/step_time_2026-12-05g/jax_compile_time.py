@@ -2,8 +2,8 @@
 """Scratch (2026-12-05, thirteenth session): seconds to trace and to
 XLA-compile one jitted `stateless_apply` on the shapes of `step_time.py`'s
 10-variable residual MLP on JAX, and its fused kernels, for each optimizer
-named (`adam`, `learned`, `adam_equivalent`), e.g.
-`python jax_compile_time.py adam learned`."""
+named (`adam`, `learned` for the default preset, `adam_equivalent`, or any
+preset name), e.g. `python jax_compile_time.py adam learned mlp_local_es_v1`."""
 
 import os
 import sys
@@ -32,7 +32,8 @@ MAKERS = {
 
 def measure(name):
     variables = [keras.Variable(jnp.ones(s) * 0.1) for s in SHAPES]
-    optimizer = MAKERS[name]()
+    make = MAKERS.get(name, lambda: keras_lopt.LearnedOptimizer(preset=name))
+    optimizer = make()
     optimizer.build(variables)
     values = [v.value for v in variables]
     gradients = [jnp.full(v.shape, 1e-3) for v in values]
@@ -48,7 +49,7 @@ def measure(name):
     done = time.perf_counter()
     print(
         f"{name}: trace+lower {traced - start:.2f} s, XLA compile {done - traced:.2f} s, "
-        f"fused kernels {fusions(compiled)}"
+        f"fused kernels {fusions(compiled)}, optimizer arrays {len(optimizer.variables)}"
     )
 
 
