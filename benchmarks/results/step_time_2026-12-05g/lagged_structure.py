@@ -12,8 +12,11 @@ moments and the step with the log step the controller wrote at the previous
 step (so the step waits for no reduction), non-finite gradient elements
 keeping their old values elementwise (no per-variable check), and the
 alignment sums of this step reduced for the controller, which writes the
-next step's log step. Not a rule of this project: an estimate of what such
-a rule's update would cost. Prints fused kernels, XLA compile seconds and
+next step's log step. `structure, slow alignment only`: the per-variable
+structure with four alignment products instead of six (the squared
+gradient, its normalised square, the slow momentum's product and square;
+no fast-momentum alignment). Not rules of this project: estimates of what
+such a rule's update would cost. Prints fused kernels, XLA compile seconds and
 the best mean call time on the 10-variable and the 20-variable residual
 MLPs' shapes, e.g. `taskset -c 1 python lagged_structure.py`."""
 
@@ -51,6 +54,48 @@ def structure_lagged(shapes):
     return step
 
 
+def _slow_products(g, moved):
+    """`_products` without the fast momentum's two columns."""
+    _, m_slow, v = moved
+    inverse = 1.0 / (jnp.sqrt(v) + structure.EPSILON)
+    previous = (m_slow - g * (1.0 - structure.DECAYS[1])) / structure.DECAYS[1] * inverse
+    return [g * g, jnp.square(g * inverse), g * previous, previous * previous, g * g * 0.0], inverse
+
+
+def _slow_control(sums, control, sizes):
+    """`_control` on the slow momentum's alignment alone (`[V, 5]` sums)."""
+    cosine = sums[:, 2] * jax.lax.rsqrt(sums[:, 1] * sums[:, 3] + 1e-30)
+    average = control[:, 2] + (cosine - control[:, 2]) * 0.1
+    square = sums[:, 0] / sizes
+    change = 4.5 * (cosine + average) + 0.5 + 0.1 * jnp.log(square / (control[:, 3] + 1e-30) + 1e-30)
+    log_step = jnp.clip(control[:, 0] + 0.05 * jnp.tanh(change), -2.3, 2.3)
+    finite = jnp.isfinite(sums[:, 4])
+    new = jnp.stack([log_step, control[:, 1], average, square], axis=-1)
+    return log_step, jnp.where(finite[:, None], new, control), finite
+
+
+def structure_slow_only(shapes):
+    sizes = jnp.asarray([float(structure.np.prod(s)) for s in shapes])
+
+    def step(params, slots, control, gradients, learning_rates):
+        moved, sums, inverses = [], [], []
+        for g, s in zip(gradients, slots):
+            m = _moments(g, s)
+            columns, inverse = _slow_products(g.reshape(-1), [x.reshape(-1) for x in m])
+            moved.append(m)
+            inverses.append(inverse.reshape(g.shape))
+            sums.append(jnp.sum(jnp.stack(columns), axis=-1))
+        log_step, control, finite = _slow_control(jnp.stack(sums), control, sizes)
+        scale = learning_rates * jnp.exp(log_step)
+        new_params, new_slots = [], []
+        for i, (p, s, m, inverse) in enumerate(zip(params, slots, moved, inverses)):
+            new_params.append(jnp.where(finite[i], p - scale[i] * m[0] * inverse, p))
+            new_slots.append(tuple(jnp.where(finite[i], a, b) for a, b in zip(m, s)))
+        return new_params, new_slots, control
+
+    return step
+
+
 def measure(make, shapes, calls=200, repeats=5):
     params, gradients, slots, learning_rates = _inputs(shapes)
     control = jnp.zeros((len(shapes), 4), "float32")
@@ -65,7 +110,12 @@ def measure(make, shapes, calls=200, repeats=5):
 TEN = [(64, 128), (128,), (128,), (128,), (128, 128), (128,), (128,), (128,), (128, 10), (10,)]
 TWENTY = [(64, 128), (128,)] + [(128,), (128,), (128, 128), (128,)] * 4 + [(128, 10), (10,)]
 for label, shapes in (("10 variables", TEN), ("20 variables", TWENTY)):
-    for name, make in (("per variable", structure.structure_per_variable), ("lagged", structure_lagged)):
+    variants = (
+        ("per variable", structure.structure_per_variable),
+        ("lagged", structure_lagged),
+        ("slow alignment only", structure_slow_only),
+    )
+    for name, make in variants:
         kernels, compile_seconds, call = measure(make, shapes)
         print(
             f"{label}, structure {name}: {kernels} fused kernels, XLA compile {compile_seconds:.2f} s, "
