@@ -25,8 +25,8 @@ loss's fast and slow averages, a trend without the batch's noise; it acts only w
 is negative enough, or the step high, and, with K > 0, the training loss
 not falling below its slow average), and unit J is silenced. With
 `--fast-units-read-slow`, the two hidden units that carry the default
-(0 and 1, `--fast-units`) read the slow momentum's alignment instead of the
-fast one's: their weights on `alignment_momentum_0p9` and its running
+(0 and 1; other units with `--fast-units`, e.g. all eight) read the slow
+momentum's alignment instead of the fast one's: their weights on `alignment_momentum_0p9` and its running
 average move onto `alignment_momentum_0p99` and its average
 (`meta_runs/slow_timescale`). With `--horizon-neutral`, the controller's
 weights on `progress` and `horizon_known` are zeroed: a known horizon
@@ -44,7 +44,7 @@ Usage: python make_preset.py SOURCE OUT NAME [--log-step-range LOW HIGH]
             | --brake G W B [--brake-loss-weight K] [--brake-fast-loss-weight F]
               [--brake-time-weight T]]
               [--brake-fast-alignment-weight H]
-           [--units I J] [--fast-units-read-slow [--fast-units P Q] [--slow-fraction X]]
+           [--units I J] [--fast-units-read-slow [--fast-units UNIT ...] [--slow-fraction X]]
            [--horizon-neutral | --anneal A P0 W] [--description TEXT]
 """
 
@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--brake-fast-alignment-weight", type=float, default=0.0, metavar="H")
     parser.add_argument("--units", nargs=2, type=int, default=(6, 7), metavar=("I", "J"))
     parser.add_argument("--fast-units-read-slow", action="store_true")
-    parser.add_argument("--fast-units", nargs=2, type=int, default=(0, 1), metavar=("P", "Q"))
+    parser.add_argument("--fast-units", nargs="+", type=int, default=(0, 1), metavar="UNIT")
     parser.add_argument("--slow-fraction", type=float, default=1.0, metavar="X")
     parser.add_argument("--horizon-neutral", action="store_true")
     parser.add_argument("--anneal", nargs=3, type=float, metavar=("A", "P0", "W"))
