@@ -15,8 +15,11 @@ alignment sums of this step reduced for the controller, which writes the
 next step's log step. `structure, slow alignment only`: the per-variable
 structure with four alignment products instead of six (the squared
 gradient, its normalised square, the slow momentum's product and square;
-no fast-momentum alignment). Not rules of this project: estimates of what
-such a rule's update would cost. Prints fused kernels, XLA compile seconds and
+no fast-momentum alignment). `sampled` variants: the alignment products
+over the sample the shipped rule reads (`features.alignment_sample_stride`:
+every element up to 4096, else a prime stride), as `LearnedOptimizer` does
+and `jax_step_structure.py`'s structure does not. Not rules of this
+project: estimates of what such a rule's update would cost. Prints fused kernels, XLA compile seconds and
 the best mean call time on the 10-variable and the 20-variable residual
 MLPs' shapes, e.g. `taskset -c 1 python lagged_structure.py`."""
 
@@ -31,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import jax_step_structure as structure
 from jax_step_structure import _control, _inputs, _moments, _products, fusions, time_calls
+
+from keras_lopt import features
 
 
 def structure_lagged(shapes):
@@ -96,6 +101,46 @@ def structure_slow_only(shapes):
     return step
 
 
+def sampled(products):
+    """`products` over the shipped rule's alignment sample of each tensor."""
+
+    def sampled_products(g, moved):
+        stride = features.alignment_sample_stride(g.shape[0])
+        columns, inverse = products(g[::stride], [x[::stride] for x in moved])
+        if stride == 1:
+            return columns, inverse
+        return columns, 1.0 / (jnp.sqrt(moved[2]) + structure.EPSILON)
+
+    return sampled_products
+
+
+def with_products(products, control):
+    """The per-variable structure with other alignment products and control."""
+
+    def make(shapes):
+        sizes = jnp.asarray([float(features.alignment_sample_count(int(structure.np.prod(s)))) for s in shapes])
+
+        def step(params, slots, state, gradients, learning_rates):
+            moved, sums, inverses = [], [], []
+            for g, s in zip(gradients, slots):
+                m = _moments(g, s)
+                columns, inverse = products(g.reshape(-1), [x.reshape(-1) for x in m])
+                moved.append(m)
+                inverses.append(inverse.reshape(g.shape))
+                sums.append(jnp.sum(jnp.stack(columns), axis=-1))
+            log_step, state, finite = control(jnp.stack(sums), state, sizes)
+            scale = learning_rates * jnp.exp(log_step)
+            new_params, new_slots = [], []
+            for i, (p, s, m, inverse) in enumerate(zip(params, slots, moved, inverses)):
+                new_params.append(jnp.where(finite[i], p - scale[i] * m[0] * inverse, p))
+                new_slots.append(tuple(jnp.where(finite[i], a, b) for a, b in zip(m, s)))
+            return new_params, new_slots, state
+
+        return step
+
+    return make
+
+
 def measure(make, shapes, calls=200, repeats=5):
     params, gradients, slots, learning_rates = _inputs(shapes)
     control = jnp.zeros((len(shapes), 4), "float32")
@@ -114,6 +159,8 @@ for label, shapes in (("10 variables", TEN), ("20 variables", TWENTY)):
         ("per variable", structure.structure_per_variable),
         ("lagged", structure_lagged),
         ("slow alignment only", structure_slow_only),
+        ("per variable, sampled", with_products(sampled(_products), _control)),
+        ("slow alignment only, sampled", with_products(sampled(_slow_products), _slow_control)),
     )
     for name, make in variants:
         kernels, compile_seconds, call = measure(make, shapes)
