@@ -152,18 +152,23 @@ def adam_plain(shapes):
     return step
 
 
-def structure_per_variable(shapes):
-    sizes = jnp.asarray([float(np.prod(s)) for s in shapes])
+def structure_per_variable(shapes, products=None, control_of=None, sizes=None):
+    """The per-variable structure; `products`, `control_of` (as `_products`,
+    `_control`) and the mean square's `sizes` (default: the element counts)
+    replaceable, for estimates of other structures."""
+    products = products or _products
+    control_of = control_of or _control
+    sizes = jnp.asarray([float(np.prod(s)) for s in shapes] if sizes is None else sizes)
 
     def step(params, slots, control, gradients, learning_rates):
         moved, sums, inverses = [], [], []
         for g, s in zip(gradients, slots):
             m = _moments(g, s)
-            columns, inverse = _products(g.reshape(-1), [x.reshape(-1) for x in m])
+            columns, inverse = products(g.reshape(-1), [x.reshape(-1) for x in m])
             moved.append(m)
             inverses.append(inverse.reshape(g.shape))
             sums.append(jnp.sum(jnp.stack(columns), axis=-1))
-        log_step, control, finite = _control(jnp.stack(sums), control, sizes)
+        log_step, control, finite = control_of(jnp.stack(sums), control, sizes)
         scale = learning_rates * jnp.exp(log_step)
         new_params, new_slots = [], []
         for i, (p, s, m, inverse) in enumerate(zip(params, slots, moved, inverses)):

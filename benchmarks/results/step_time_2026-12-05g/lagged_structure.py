@@ -80,25 +80,7 @@ def _slow_control(sums, control, sizes):
 
 
 def structure_slow_only(shapes):
-    sizes = jnp.asarray([float(structure.np.prod(s)) for s in shapes])
-
-    def step(params, slots, control, gradients, learning_rates):
-        moved, sums, inverses = [], [], []
-        for g, s in zip(gradients, slots):
-            m = _moments(g, s)
-            columns, inverse = _slow_products(g.reshape(-1), [x.reshape(-1) for x in m])
-            moved.append(m)
-            inverses.append(inverse.reshape(g.shape))
-            sums.append(jnp.sum(jnp.stack(columns), axis=-1))
-        log_step, control, finite = _slow_control(jnp.stack(sums), control, sizes)
-        scale = learning_rates * jnp.exp(log_step)
-        new_params, new_slots = [], []
-        for i, (p, s, m, inverse) in enumerate(zip(params, slots, moved, inverses)):
-            new_params.append(jnp.where(finite[i], p - scale[i] * m[0] * inverse, p))
-            new_slots.append(tuple(jnp.where(finite[i], a, b) for a, b in zip(m, s)))
-        return new_params, new_slots, control
-
-    return step
+    return structure.structure_per_variable(shapes, _slow_products, _slow_control)
 
 
 def sampled(products):
@@ -114,29 +96,12 @@ def sampled(products):
     return sampled_products
 
 
-def with_products(products, control):
-    """The per-variable structure with other alignment products and control."""
+def sampled_structure(products, control):
+    """The per-variable structure with `products` over the rule's sample."""
 
     def make(shapes):
-        sizes = jnp.asarray([float(features.alignment_sample_count(int(structure.np.prod(s)))) for s in shapes])
-
-        def step(params, slots, state, gradients, learning_rates):
-            moved, sums, inverses = [], [], []
-            for g, s in zip(gradients, slots):
-                m = _moments(g, s)
-                columns, inverse = products(g.reshape(-1), [x.reshape(-1) for x in m])
-                moved.append(m)
-                inverses.append(inverse.reshape(g.shape))
-                sums.append(jnp.sum(jnp.stack(columns), axis=-1))
-            log_step, state, finite = control(jnp.stack(sums), state, sizes)
-            scale = learning_rates * jnp.exp(log_step)
-            new_params, new_slots = [], []
-            for i, (p, s, m, inverse) in enumerate(zip(params, slots, moved, inverses)):
-                new_params.append(jnp.where(finite[i], p - scale[i] * m[0] * inverse, p))
-                new_slots.append(tuple(jnp.where(finite[i], a, b) for a, b in zip(m, s)))
-            return new_params, new_slots, state
-
-        return step
+        sizes = [features.alignment_sample_count(int(structure.np.prod(s))) for s in shapes]
+        return structure.structure_per_variable(shapes, sampled(products), control, sizes)
 
     return make
 
@@ -159,8 +124,8 @@ for label, shapes in (("10 variables", TEN), ("20 variables", TWENTY)):
         ("per variable", structure.structure_per_variable),
         ("lagged", structure_lagged),
         ("slow alignment only", structure_slow_only),
-        ("per variable, sampled", with_products(sampled(_products), _control)),
-        ("slow alignment only, sampled", with_products(sampled(_slow_products), _slow_control)),
+        ("per variable, sampled", sampled_structure(_products, _control)),
+        ("slow alignment only, sampled", sampled_structure(_slow_products, _slow_control)),
     )
     for name, make in variants:
         kernels, compile_seconds, call = measure(make, shapes)
