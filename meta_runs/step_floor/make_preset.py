@@ -26,8 +26,8 @@ is negative enough, or the step high, and, with K > 0, the training loss
 not falling below its slow average), and unit J is silenced. With
 `--fast-units-read-slow`, the two hidden units that carry the default
 (0 and 1; other units with `--fast-units`, e.g. all eight) read the slow
-momentum's alignment instead of the fast one's: their weights on `alignment_momentum_0p9` and its running
-average move onto `alignment_momentum_0p99` and its average
+momentum's alignment instead of the fast one's: their weights on
+`alignment_momentum_0p9` and its running average move onto `alignment_momentum_0p99` and its average
 (`meta_runs/slow_timescale`). With `--horizon-neutral`, the controller's
 weights on `progress` and `horizon_known` are zeroed: a known horizon
 (`total_steps`, `TrainingHorizon()`) then changes nothing, and without one

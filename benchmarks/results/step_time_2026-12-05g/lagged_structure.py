@@ -19,9 +19,9 @@ no fast-momentum alignment). `sampled` variants: the alignment products
 over the sample the shipped rule reads (`features.alignment_sample_stride`:
 every element up to 4096, else a prime stride), as `LearnedOptimizer` does
 and `jax_step_structure.py`'s structure does not. Not rules of this
-project: estimates of what such a rule's update would cost. Prints fused kernels, XLA compile seconds and
-the best mean call time on the 10-variable and the 20-variable residual
-MLPs' shapes, e.g. `taskset -c 1 python lagged_structure.py`."""
+project: estimates of what such a rule's update would cost. Prints fused
+kernels, XLA compile seconds and the best mean call time on the
+10-variable and the 20-variable residual MLPs' shapes, e.g. `taskset -c 1 python lagged_structure.py`."""
 
 import os
 import sys
