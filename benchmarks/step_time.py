@@ -2,8 +2,8 @@
 
     python benchmarks/step_time.py [--backend tensorflow|jax|torch]
                                    [--preset NAME_OR_PATH] [--pin CORE] [--quick]
-                                   [--sections first-call,fit,optimizer-only]
-                                   [--sizes 10,50,200] [--repeats 2]
+                                   [--sections first-call,short-run,fit,optimizer-only]
+                                   [--sizes 10,50,200] [--repeats 2] [--short-steps 500,2000]
                                    [--rounds 6] [--steps 20] [--apply-repeats 60]
                                    [--large] [--breakdown] [--compilation-cache]
 
@@ -29,6 +29,12 @@ run, under the same load; the ratios LearnedOptimizer / Adam are the result.
   process loads the XLA programs that an earlier, unmeasured process of the
   same cases compiled (`keras_lopt.enable_compilation_cache`), as every
   run of a script after the first does with it (both optimizers).
+* Short run: what a user waits for in a short training, first call
+  included: one `model.fit` of `--short-steps` steps (one epoch, batch 32)
+  on a fresh 20-variable residual MLP, from the call to its return, with and
+  without XLA; each (steps, XLA) case in a fresh process after the same
+  start-up as the first calls, both optimizers in it, the order alternating
+  between repeats; median over `--repeats`.
 * Steady step: the median train step of `model.fit` on the 20-variable
   residual MLP (batch 32) and on a 1.07M-parameter MLP (batch 128), with and
   without XLA. The two optimizers alternate in rounds of `--steps` steps; a
@@ -42,7 +48,7 @@ run, under the same load; the ratios LearnedOptimizer / Adam are the result.
   its scalars and the learned network's weights (1M MLP).
 
 The last lines are the ratios, then the state. `--sections` runs some of
-the three parts only (the state comes with `fit`). `--pin CORE` pins the run
+the parts only (the state comes with `fit`). `--pin CORE` pins the run
 (and its child processes) to one core; by default it uses every core it is
 given, as a user's training would. `--quick` runs small models, one repeat
 and few steps, with all first calls in one child process (the test runs
@@ -109,7 +115,10 @@ FIRST_CALL_SIZES = (10, 50, 200)
 QUICK_FIRST_CALL_SIZES = (6, 10, 14)
 FIRST_CALL_BATCH = 32
 CHILD_TAG = "first call: "
-SECTIONS = ("first-call", "fit", "optimizer-only")
+SHORT_RUN_STEPS = (500, 2000)
+QUICK_SHORT_RUN_STEPS = (20,)
+SHORT_RUN_VARIABLES = 20
+SECTIONS = ("first-call", "short-run", "fit", "optimizer-only")
 TENSORFLOW_ONLY_SECTIONS = ("optimizer-only",)
 # JAX: XLA only (Keras' JAX train step runs eagerly without it). PyTorch:
 # eager, as Keras runs it by default (`jit_compile=True` is torch.compile).
@@ -216,15 +225,10 @@ def first_fit_call(model, input_shape, optimizer, jit_compile):
     return time.perf_counter() - start
 
 
-def run_first_calls(cases, order, width, inputs):
-    """In a fresh process: warm up, then time first calls; prints JSON lines.
-
-    Args:
-        cases: list of `(num_variables, jit_compile)`.
-        order: optimizer names in the order to time them.
-    """
-    for jit_compile in sorted({jit for _, jit in cases}):
-        # TensorFlow's, Keras' and XLA's one-time start-up.
+def warm_up(jit_compiles):
+    """TensorFlow's, Keras' and XLA's one-time start-up, charged to neither
+    optimizer: the first call of a small unrelated model with SGD."""
+    for jit_compile in sorted(set(jit_compiles)):
         warm = keras.Sequential(
             [
                 keras.Input((4,)),
@@ -234,6 +238,16 @@ def run_first_calls(cases, order, width, inputs):
             ]
         )
         first_fit_call(warm, (4,), keras.optimizers.SGD(), jit_compile)
+
+
+def run_first_calls(cases, order, width, inputs):
+    """In a fresh process: warm up, then time first calls; prints JSON lines.
+
+    Args:
+        cases: list of `(num_variables, jit_compile)`.
+        order: optimizer names in the order to time them.
+    """
+    warm_up(jit for _, jit in cases)
     for num_variables, jit_compile in cases:
         row = {"variables": num_variables, "jit_compile": jit_compile}
         for name in order:
@@ -252,15 +266,39 @@ def run_first_calls(cases, order, width, inputs):
         print(CHILD_TAG + json.dumps(row), flush=True)
 
 
-def first_call_child(cases, order, quick, cache=None):
-    """Runs `run_first_calls` in a fresh Python process; returns its rows.
+def run_short_runs(cases, order, quick):
+    """In a fresh process: warm up, then time whole short `fit` calls of a
+    fresh model (first call included); prints JSON lines.
+
+    Args:
+        cases: list of `(steps, jit_compile)`.
+        order: optimizer names in the order to time them.
+    """
+    warm_up(jit for _, jit in cases)
+    for steps, jit_compile in cases:
+        row = {"steps": steps, "jit_compile": jit_compile}
+        for name in order:
+            keras.utils.set_random_seed(0)
+            model, shape = residual_mlp(6, 8, 8) if quick else residual_mlp(SHORT_RUN_VARIABLES)
+            model.compile(optimizer=make_optimizer(name), loss=LOSS, jit_compile=jit_compile)
+            x, y = make_data(shape, FIRST_CALL_BATCH * steps)
+            start = time.perf_counter()
+            history = model.fit(x, y, batch_size=FIRST_CALL_BATCH, epochs=1, verbose=0, shuffle=False)
+            float(history.history["loss"][-1])
+            row[name] = time.perf_counter() - start
+        print(CHILD_TAG + json.dumps(row), flush=True)
+
+
+def first_call_child(cases, order, quick, cache=None, flag="--first-call-child"):
+    """Runs `run_first_calls` (or, with `flag="--short-run-child"`,
+    `run_short_runs`) in a fresh Python process; returns its rows.
     `cache`: a directory for `keras_lopt.enable_compilation_cache`, or None."""
     command = [
         sys.executable,
         os.path.abspath(__file__),
         "--backend",
         keras.backend.backend(),
-        "--first-call-child",
+        flag,
         ",".join(f"{n}:{int(jit)}" for n, jit in cases),
         "--order",
         ",".join(order),
@@ -301,6 +339,20 @@ def time_first_calls(sizes, quick, repeats, compilation_cache=False):
                 entry = times.setdefault((row["variables"], row["jit_compile"]), {})
                 for key in ("adam", "learned", "learned_construction", "adam_again", "learned_again"):
                     entry.setdefault(key, []).append(row[key])
+    return times
+
+
+def time_short_runs(step_counts, quick, repeats):
+    """`{(steps, jit_compile): {name: [seconds per repeat]}}`: each case in
+    a fresh process, the optimizers' order alternating between repeats."""
+    times = {}
+    for repeat in range(repeats):
+        order = ("adam", "learned") if repeat % 2 == 0 else ("learned", "adam")
+        for case in [(n, jit) for n in step_counts for jit in JIT_COMPILE_CASES]:
+            for row in first_call_child([case], order, quick, flag="--short-run-child"):
+                entry = times.setdefault((row["steps"], row["jit_compile"]), {})
+                for name in ("adam", "learned"):
+                    entry.setdefault(name, []).append(row[name])
     return times
 
 
@@ -521,6 +573,10 @@ def main():
         "--sizes",
         help=f"first-call model sizes in variables, comma-separated (default: {','.join(map(str, FIRST_CALL_SIZES))})",
     )
+    parser.add_argument(
+        "--short-steps",
+        help=f"short-run lengths in steps, comma-separated (default: {','.join(map(str, SHORT_RUN_STEPS))})",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="alternating fit rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit round")
     parser.add_argument("--apply-repeats", type=int, default=60)
@@ -537,6 +593,7 @@ def main():
         help="PyTorch backend: also the fit step with jit_compile=True (torch.compile)",
     )
     parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
+    parser.add_argument("--short-run-child", help=argparse.SUPPRESS)
     parser.add_argument("--compilation-cache-directory", help=argparse.SUPPRESS)
     parser.add_argument(
         "--compilation-cache",
@@ -578,6 +635,10 @@ def main():
         if args.compilation_cache_directory:
             keras_lopt.enable_compilation_cache(args.compilation_cache_directory)
         run_first_calls(cases, args.order.split(","), width, inputs)
+        return
+    if args.short_run_child:
+        cases = [(int(n), bool(int(jit))) for n, jit in (c.split(":") for c in args.short_run_child.split(","))]
+        run_short_runs(cases, args.order.split(","), args.quick)
         return
     if args.quick:
         args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
@@ -633,6 +694,20 @@ def main():
             f"{xla_label(jit_compile)}",
             float(np.median(entry["learned_again"])),
             float(np.median(entry["adam_again"])),
+            "s",
+        )
+    short_runs = {}
+    if "short-run" in sections:
+        step_counts = QUICK_SHORT_RUN_STEPS if args.quick else SHORT_RUN_STEPS
+        if args.short_steps:
+            step_counts = [int(n) for n in args.short_steps.split(",")]
+        short_runs = time_short_runs(step_counts, args.quick, args.repeats)
+    model_label = "residual MLP, 6 variables" if args.quick else f"residual MLP, {SHORT_RUN_VARIABLES} variables"
+    for (steps, jit_compile), entry in short_runs.items():
+        report(
+            f"short run, fit of {steps} steps from its first call, {model_label}, batch 32, {xla_label(jit_compile)}",
+            float(np.median(entry["learned"])),
+            float(np.median(entry["adam"])),
             "s",
         )
     state = {}

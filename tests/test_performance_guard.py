@@ -369,6 +369,9 @@ def test_quick_benchmark_runs_and_prints_every_row():
         f"first fit call of a later model in the process, {n} variables, {mode}" for n in (6, 10, 14) for mode in modes
     ]
     expected += [
+        f"short run, fit of 20 steps from its first call, residual MLP, 6 variables, batch 32, {mode}" for mode in modes
+    ]
+    expected += [
         f"fit step, {model}, {mode}"
         for model in ("residual MLP, 6 variables, batch 32", "MLP 784-32-10, batch 128")
         for mode in modes
