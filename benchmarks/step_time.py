@@ -215,12 +215,12 @@ def make_data(input_shape, n, seed=0):
     return x, y
 
 
-def first_fit_call(model, input_shape, optimizer, jit_compile):
-    """Seconds of the first `fit` call (one step) of a fresh model."""
+def first_fit_call(model, input_shape, optimizer, jit_compile, steps=1):
+    """Seconds of the first `fit` call (`steps` steps) of a fresh model."""
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=jit_compile)
-    x, y = make_data(input_shape, FIRST_CALL_BATCH)
+    x, y = make_data(input_shape, FIRST_CALL_BATCH * steps)
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=FIRST_CALL_BATCH, epochs=1, verbose=0)
+    history = model.fit(x, y, batch_size=FIRST_CALL_BATCH, epochs=1, verbose=0, shuffle=False)
     float(history.history["loss"][-1])
     return time.perf_counter() - start
 
@@ -280,12 +280,7 @@ def run_short_runs(cases, order, quick):
         for name in order:
             keras.utils.set_random_seed(0)
             model, shape = residual_mlp(6, 8, 8) if quick else residual_mlp(SHORT_RUN_VARIABLES)
-            model.compile(optimizer=make_optimizer(name), loss=LOSS, jit_compile=jit_compile)
-            x, y = make_data(shape, FIRST_CALL_BATCH * steps)
-            start = time.perf_counter()
-            history = model.fit(x, y, batch_size=FIRST_CALL_BATCH, epochs=1, verbose=0, shuffle=False)
-            float(history.history["loss"][-1])
-            row[name] = time.perf_counter() - start
+            row[name] = first_fit_call(model, shape, make_optimizer(name), jit_compile, steps)
         print(CHILD_TAG + json.dumps(row), flush=True)
 
 

@@ -16,34 +16,21 @@ MLP of 20 variables. Prints median step times, e.g.
 
 import os
 import sys
-import time
 
 R = os.environ.get("REPO", "/work/main")
 sys.path.insert(0, R)
+sys.path.insert(0, R + "/benchmarks")
 import keras
 import numpy as np
+from step_time import StepTimer
 
 import keras_lopt
 from keras_lopt import compiled_update
 
 
-class StepTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(logs["loss"])
-        self.times.append(time.perf_counter() - self._start)
-
-
 def build(width):
     keras.utils.set_random_seed(0)
     if width == "residual":
-        sys.path.insert(0, R + "/benchmarks")
         import step_time
 
         return step_time.residual_mlp(20)[0]
