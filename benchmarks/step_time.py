@@ -118,6 +118,7 @@ CHILD_TAG = "first call: "
 SHORT_RUN_STEPS = (500, 2000)
 QUICK_SHORT_RUN_STEPS = (20,)
 SHORT_RUN_VARIABLES = 20
+QUICK_SHORT_RUN_VARIABLES = 6
 SECTIONS = ("first-call", "short-run", "fit", "optimizer-only")
 TENSORFLOW_ONLY_SECTIONS = ("optimizer-only",)
 # JAX: XLA only (Keras' JAX train step runs eagerly without it). PyTorch:
@@ -279,14 +280,15 @@ def run_short_runs(cases, order, quick):
         row = {"steps": steps, "jit_compile": jit_compile}
         for name in order:
             keras.utils.set_random_seed(0)
-            model, shape = residual_mlp(6, 8, 8) if quick else residual_mlp(SHORT_RUN_VARIABLES)
+            model, shape = residual_mlp(QUICK_SHORT_RUN_VARIABLES, 8, 8) if quick else residual_mlp(SHORT_RUN_VARIABLES)
             row[name] = first_fit_call(model, shape, make_optimizer(name), jit_compile, steps)
         print(CHILD_TAG + json.dumps(row), flush=True)
 
 
-def first_call_child(cases, order, quick, cache=None, flag="--first-call-child"):
-    """Runs `run_first_calls` (or, with `flag="--short-run-child"`,
-    `run_short_runs`) in a fresh Python process; returns its rows.
+def child_rows(flag, cases, order, quick, cache=None):
+    """Runs `run_first_calls` (`flag="--first-call-child"`) or
+    `run_short_runs` (`"--short-run-child"`) in a fresh Python process;
+    returns its rows.
     `cache`: a directory for `keras_lopt.enable_compilation_cache`, or None."""
     command = [
         sys.executable,
@@ -326,8 +328,8 @@ def time_first_calls(sizes, quick, repeats, compilation_cache=False):
             cache = None
             if compilation_cache:
                 cache = tempfile.mkdtemp(prefix="step_time_xla_cache_")
-                first_call_child(batch, order, quick, cache)
-            rows = first_call_child(batch, order, quick, cache)
+                child_rows("--first-call-child", batch, order, quick, cache)
+            rows = child_rows("--first-call-child", batch, order, quick, cache)
             if cache:
                 shutil.rmtree(cache, ignore_errors=True)
             for row in rows:
@@ -344,11 +346,16 @@ def time_short_runs(step_counts, quick, repeats):
     for repeat in range(repeats):
         order = ("adam", "learned") if repeat % 2 == 0 else ("learned", "adam")
         for case in [(n, jit) for n in step_counts for jit in JIT_COMPILE_CASES]:
-            for row in first_call_child([case], order, quick, flag="--short-run-child"):
+            for row in child_rows("--short-run-child", [case], order, quick):
                 entry = times.setdefault((row["steps"], row["jit_compile"]), {})
                 for name in ("adam", "learned"):
                     entry.setdefault(name, []).append(row[name])
     return times
+
+
+def parse_cases(text):
+    """`[(int, jit_compile)]` from a child's `"n:0,n:1"` argument."""
+    return [(int(n), bool(int(jit))) for n, jit in (case.split(":") for case in text.split(","))]
 
 
 def time_fit(build, batch_size, jit_compile, rounds, steps):
@@ -625,15 +632,14 @@ def main():
     global PRESET
     PRESET = args.preset
     if args.first_call_child:
-        cases = [(int(n), bool(int(jit))) for n, jit in (c.split(":") for c in args.first_call_child.split(","))]
+        cases = parse_cases(args.first_call_child)
         width, inputs = (8, 8) if args.quick else (128, 64)
         if args.compilation_cache_directory:
             keras_lopt.enable_compilation_cache(args.compilation_cache_directory)
         run_first_calls(cases, args.order.split(","), width, inputs)
         return
     if args.short_run_child:
-        cases = [(int(n), bool(int(jit))) for n, jit in (c.split(":") for c in args.short_run_child.split(","))]
-        run_short_runs(cases, args.order.split(","), args.quick)
+        run_short_runs(parse_cases(args.short_run_child), args.order.split(","), args.quick)
         return
     if args.quick:
         args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
@@ -697,7 +703,7 @@ def main():
         if args.short_steps:
             step_counts = [int(n) for n in args.short_steps.split(",")]
         short_runs = time_short_runs(step_counts, args.quick, args.repeats)
-    model_label = "residual MLP, 6 variables" if args.quick else f"residual MLP, {SHORT_RUN_VARIABLES} variables"
+    model_label = f"residual MLP, {QUICK_SHORT_RUN_VARIABLES if args.quick else SHORT_RUN_VARIABLES} variables"
     for (steps, jit_compile), entry in short_runs.items():
         report(
             f"short run, fit of {steps} steps from its first call, {model_label}, batch 32, {xla_label(jit_compile)}",
