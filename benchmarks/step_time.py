@@ -267,9 +267,10 @@ def run_first_calls(cases, order, width, inputs):
         print(CHILD_TAG + json.dumps(row), flush=True)
 
 
-def run_short_runs(cases, order, quick):
+def run_short_runs(cases, order, num_variables, width, inputs):
     """In a fresh process: warm up, then time whole short `fit` calls of a
-    fresh model (first call included); prints JSON lines.
+    fresh `residual_mlp(num_variables, width, inputs)` (first call
+    included); prints JSON lines.
 
     Args:
         cases: list of `(steps, jit_compile)`.
@@ -280,7 +281,7 @@ def run_short_runs(cases, order, quick):
         row = {"steps": steps, "jit_compile": jit_compile}
         for name in order:
             keras.utils.set_random_seed(0)
-            model, shape = residual_mlp(QUICK_SHORT_RUN_VARIABLES, 8, 8) if quick else residual_mlp(SHORT_RUN_VARIABLES)
+            model, shape = residual_mlp(num_variables, width, inputs)
             row[name] = first_fit_call(model, shape, make_optimizer(name), jit_compile, steps)
         print(CHILD_TAG + json.dumps(row), flush=True)
 
@@ -631,15 +632,17 @@ def main():
             torch.set_num_threads(1)
     global PRESET
     PRESET = args.preset
+    # The child processes' model sizes.
+    width, inputs = (8, 8) if args.quick else (128, 64)
     if args.first_call_child:
         cases = parse_cases(args.first_call_child)
-        width, inputs = (8, 8) if args.quick else (128, 64)
         if args.compilation_cache_directory:
             keras_lopt.enable_compilation_cache(args.compilation_cache_directory)
         run_first_calls(cases, args.order.split(","), width, inputs)
         return
     if args.short_run_child:
-        run_short_runs(parse_cases(args.short_run_child), args.order.split(","), args.quick)
+        num_variables = QUICK_SHORT_RUN_VARIABLES if args.quick else SHORT_RUN_VARIABLES
+        run_short_runs(parse_cases(args.short_run_child), args.order.split(","), num_variables, width, inputs)
         return
     if args.quick:
         args.repeats, args.rounds, args.steps, args.apply_repeats = 1, 1, 3, 5
