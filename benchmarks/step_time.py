@@ -359,10 +359,11 @@ def parse_cases(text):
     return [(int(n), bool(int(jit))) for n, jit in (case.split(":") for case in text.split(","))]
 
 
-def time_fit(build, batch_size, jit_compile, rounds, steps):
-    """Median fit step (s) per optimizer; the models."""
+def time_fit(build, batch_size, jit_compile, rounds, steps, optimizers_by_name=None):
+    """Median fit step (s) per optimizer; the models. `optimizers_by_name`:
+    the optimizers to alternate, by name (default: `optimizers()`)."""
     models, timers = {}, {}
-    for name, opt in optimizers().items():
+    for name, opt in (optimizers_by_name or optimizers()).items():
         keras.utils.set_random_seed(0)
         model, input_shape = build()
         model.compile(optimizer=opt, loss=LOSS, jit_compile=jit_compile)

@@ -24,10 +24,10 @@ its alignment columns and slot dropped).
 
 Fit step of `step_time.py`'s residual MLP, these two, Keras' Adam,
 `LearnedOptimizer()` and `LearnedOptimizer(preset="mlp_local_es_v1")` (a
-learned per-element rule with no per-tensor state: no reduction)
-alternating in rounds (`step_time.time_fit`'s
-method). Not a rule of this project. `python lagged_controller_fit.py
-[rounds] [jit_compile 1|0]` (`KERAS_BACKEND=tensorflow` for TensorFlow;
+learned per-element rule with no per-tensor state: no reduction but the
+finiteness check) alternating in rounds (`step_time.time_fit`). Not a
+rule of this project. `python lagged_controller_fit.py [rounds]
+[jit_compile 1|0]` (`KERAS_BACKEND=tensorflow` for TensorFlow;
 default JAX, XLA only).
 The same file times them on TensorFlow, with and without XLA (without
 XLA these updates are plain graph operations, where the shipped default
@@ -138,33 +138,15 @@ def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 12
     jit_compile = bool(int(sys.argv[2])) if len(sys.argv) > 2 else True
     print(f"{keras.backend.backend()}, jit_compile={jit_compile}, {rounds} rounds")
-    builders = {
-        "adam": lambda: keras.optimizers.Adam(),
-        "learned": lambda: step_time.make_optimizer("learned"),
-        "mlp_local_es_v1": lambda: keras_lopt.LearnedOptimizer(preset="mlp_local_es_v1"),
-        **{
-            kind: (lambda k=kind: Structure(k))
-            for kind in ("adam2", "adam3", "adam3_check", "waits", "lagged", "two_slots")
-        },
+    named = {
+        "adam": keras.optimizers.Adam(),
+        "learned": step_time.make_optimizer("learned"),
+        "mlp_local_es_v1": keras_lopt.LearnedOptimizer(preset="mlp_local_es_v1"),
+        **{kind: Structure(kind) for kind in KINDS},
     }
-    models, timers = {}, {}
-    for name, make in builders.items():
-        keras.utils.set_random_seed(0)
-        model, input_shape = step_time.residual_mlp(20)
-        model.compile(optimizer=make(), loss=step_time.LOSS, jit_compile=jit_compile)
-        models[name] = model
-        timers[name] = step_time.StepTimer()
-    x, y = step_time.make_data(input_shape, 32 * 20)
-    fit_args = dict(batch_size=32, epochs=1, verbose=0, shuffle=False)
-    for model in models.values():
-        model.fit(x, y, **fit_args)
-    for _ in range(rounds):
-        for name, model in models.items():
-            model.fit(x, y, callbacks=[timers[name]], **fit_args)
-    adam = float(np.median(timers["adam"].times))
-    for name, t in timers.items():
-        median = float(np.median(t.times))
-        print(f"{name}: {1e3 * median:.3f} ms, ratio to Adam {median / adam:.2f}")
+    medians, _ = step_time.time_fit(lambda: step_time.residual_mlp(20), 32, jit_compile, rounds, 20, named)
+    for name, median in medians.items():
+        print(f"{name}: {1e3 * median:.3f} ms, ratio to Adam {median / medians['adam']:.2f}")
 
 
 if __name__ == "__main__":
